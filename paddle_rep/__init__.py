@@ -1,0 +1,53 @@
+"""paddle-rep: ACNet's ACBlock, RepVGG's RepVGGBlock and ODConv's ODConv2D for PaddlePaddle.
+
+Attributes are imported lazily, so ``paddle_rep.interop`` (numpy only) can be used without
+importing Paddle, and importing the package never imports torch.
+"""
+
+import importlib
+import logging
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+_EXPORTS = {
+    "ACBlock": "acblock",
+    "RepVGGBlock": "repvgg",
+    "SEBlock": "repvgg",
+    "ODConv2D": "odconv",
+    "BatchNorm2D": "bn",
+    "set_bn_running_var_mode": "bn",
+    "set_running_var_mode": "bn",
+    "reparameterize_model": "reparam",
+    "ReparamError": "errors",
+    "MappingError": "errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from .acblock import ACBlock as ACBlock
+    from .bn import BatchNorm2D as BatchNorm2D
+    from .bn import set_bn_running_var_mode as set_bn_running_var_mode
+    from .bn import set_running_var_mode as set_running_var_mode
+    from .errors import MappingError as MappingError
+    from .errors import ReparamError as ReparamError
+    from .odconv import ODConv2D as ODConv2D
+    from .reparam import reparameterize_model as reparameterize_model
+    from .repvgg import RepVGGBlock as RepVGGBlock
+    from .repvgg import SEBlock as SEBlock
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'paddle_rep' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

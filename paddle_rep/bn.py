@@ -1,0 +1,77 @@
+"""BatchNorm whose running variance follows PyTorch.
+
+Paddle's BN kernel updates ``_variance`` with the biased batch variance (divided by n), PyTorch
+with the unbiased one (divided by n - 1), n = N*H*W per channel. Outputs and gradients agree
+either way; the running statistics drift apart by about 1/(n-1) per step, which changes every
+eval output after training. The blocks therefore build :class:`BatchNorm2D`, which keeps the
+native kernel and adds the missing ``(1 - momentum) * var_b / (n - 1)`` after each training
+step. ``set_bn_running_var_mode("paddle")`` switches newly built blocks back to native BN,
+and :func:`set_running_var_mode` switches the BNs of an existing model.
+"""
+
+import numpy as np
+import paddle
+from paddle import nn
+
+RUNNING_VAR_MODES = ("torch", "paddle")
+_default_mode = "torch"
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in RUNNING_VAR_MODES:
+        raise ValueError(f"running-variance mode must be one of {RUNNING_VAR_MODES}, got {mode!r}")
+    return mode
+
+
+def set_bn_running_var_mode(mode: str) -> str:
+    """Set how BNs built from now on update ``_variance``; returns the previous mode."""
+    global _default_mode
+    previous, _default_mode = _default_mode, _check_mode(mode)
+    return previous
+
+
+def get_bn_running_var_mode() -> str:
+    """The running-variance mode new blocks use ("torch" unless changed)."""
+    return _default_mode
+
+
+class BatchNorm2D(nn.BatchNorm2D):
+    """``paddle.nn.BatchNorm2D`` with a selectable running-variance update.
+
+    ``running_var_mode="torch"`` (default: the module setting) reproduces PyTorch's unbiased
+    update; ``"paddle"`` is the native behaviour. The state dict is that of ``nn.BatchNorm2D``.
+    """
+
+    def __init__(self, num_features: int, momentum: float = 0.9, epsilon: float = 1e-5, *,
+                 running_var_mode: str | None = None, **kwargs) -> None:
+        super().__init__(num_features, momentum=momentum, epsilon=epsilon, **kwargs)
+        self.running_var_mode = _check_mode(running_var_mode or _default_mode)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        updates_stats = self.training and not self._use_global_stats
+        if not updates_stats or self.running_var_mode == "paddle":
+            return super().forward(x)
+        values_per_channel = int(np.prod(x.shape)) // x.shape[1]
+        if values_per_channel < 2:
+            # Paddle would silently fall back to the running statistics; PyTorch refuses.
+            raise ValueError(
+                f"Expected more than 1 value per channel when training, got input size {list(x.shape)}"
+            )
+        out = super().forward(x)
+        with paddle.no_grad():
+            batch_var = x.detach().var(axis=[0, 2, 3], unbiased=False)
+            # The kernel uses momentum as float32; match it so float64 models agree with torch.
+            new_weight = 1.0 - float(np.float32(self._momentum))
+            self._variance.set_value(self._variance + new_weight * batch_var / (values_per_channel - 1))
+        return out
+
+
+def set_running_var_mode(model: nn.Layer, mode: str) -> int:
+    """Set the running-variance mode of every :class:`BatchNorm2D` in ``model``; returns how many."""
+    _check_mode(mode)
+    count = 0
+    for layer in model.sublayers(include_self=True):
+        if isinstance(layer, BatchNorm2D):
+            layer.running_var_mode = mode
+            count += 1
+    return count

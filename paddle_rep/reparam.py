@@ -1,0 +1,35 @@
+"""Whole-model re-parameterization: fuse every re-parameterizable block in any layer tree."""
+
+import copy
+import logging
+
+from paddle import nn
+
+logger = logging.getLogger(__name__)
+
+# Method names that fuse a layer in place, as used by timm, RepVGG/ACNet and PaddleClas.
+FUSE_METHODS = ("reparameterize", "switch_to_deploy", "re_parameterize")
+
+
+def reparameterize_model(model: nn.Layer, inplace: bool = False) -> nn.Layer:
+    """Fuse every layer that offers one of :data:`FUSE_METHODS`; returns the fused model.
+
+    Works on any tree (a user's model with our blocks inside, ``paddle.DataParallel``).
+    The model is switched to eval mode, since fusion folds the running statistics.
+    With ``inplace=False`` a deep copy is fused and ``model`` is left untouched.
+    """
+    if not inplace:
+        model = copy.deepcopy(model)
+    model.eval()
+    fused = 0
+    for name, layer in list(model.named_sublayers(include_self=True)):
+        if getattr(layer, "is_repped", False):
+            continue
+        for method in FUSE_METHODS:
+            if callable(getattr(layer, method, None)):
+                getattr(layer, method)()
+                fused += 1
+                logger.debug("fused %s (%s)", name or type(layer).__name__, type(layer).__name__)
+                break
+    logger.info("re-parameterized %d layers", fused)
+    return model

@@ -1,0 +1,17 @@
+"""PyTorch reference implementations of ACBlock, RepVGGBlock and ODConv2d.
+
+Faithful to the official code (same constructor arguments, attribute and state-dict names),
+so official checkpoints load with ``strict=True``. Never imports paddle.
+"""
+
+import logging
+
+from .acblock import ACBlock as ACBlock
+from .odconv import ODConv2d as ODConv2d
+from .reparam import reparameterize_model as reparameterize_model
+from .repvgg import RepVGGBlock as RepVGGBlock
+from .repvgg import SEBlock as SEBlock
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+__all__ = ["ACBlock", "ODConv2d", "RepVGGBlock", "SEBlock", "reparameterize_model"]

@@ -1,0 +1,115 @@
+"""ACNet's Asymmetric Convolution Block, PyTorch reference (twin of ``paddle_rep/acblock.py``).
+
+Ding et al., ICCV 2019, arXiv:1908.03930; upstream https://github.com/DingXiaoH/ACNet
+``acnet/acb.py`` (MIT). Same arguments, attribute names and state-dict keys, so upstream
+state dicts load with ``strict=True``. Fixed where upstream breaks: dilation > 1 (branch
+padding scales with dilation) and fusion with ``use_affine=False``.
+"""
+
+import logging
+
+import torch
+from torch import nn
+
+from paddle_rep._validate import check_conv_args, check_input_channels, check_padding_mode
+
+from . import fusion
+
+logger = logging.getLogger(__name__)
+
+
+def asymmetric_padding(kernel_size: int, padding: int, dilation: int) -> tuple[int, tuple, tuple]:
+    """``(crop, hor_padding, ver_padding)`` so the kx1 / 1xk branches line up with the kxk one."""
+    center = dilation * (kernel_size // 2)
+    if padding >= center:
+        return 0, (padding - center, padding), (padding, padding - center)
+    return center - padding, (0, padding), (padding, 0)
+
+
+class ACBlock(nn.Module):
+    """kxk conv + BN, plus kx1 and 1xk conv + BN branches, fusable into one kxk conv."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: int = 0, dilation: int = 1, groups: int = 1, padding_mode: str = "zeros",
+                 deploy: bool = False, use_affine: bool = True, reduce_gamma: bool = False,
+                 gamma_init: float | None = None) -> None:
+        super().__init__()
+        check_conv_args(in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
+        if kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd for ACBlock, got {kernel_size}")
+        check_padding_mode(padding_mode)
+        if reduce_gamma and gamma_init is not None:
+            raise ValueError("reduce_gamma and gamma_init are exclusive; pass one of them")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.groups, self.padding_mode = kernel_size, groups, padding_mode
+        self.deploy = deploy
+        self.is_repped = deploy
+        self.crop, hor_padding, ver_padding = asymmetric_padding(kernel_size, padding, dilation)
+        if deploy:
+            self.fused_conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                                        dilation=dilation, groups=groups, bias=True, padding_mode=padding_mode)
+            return
+        conv_kwargs = dict(stride=stride, dilation=dilation, groups=groups, bias=False, padding_mode=padding_mode)
+        self.square_conv = nn.Conv2d(in_channels, out_channels, (kernel_size, kernel_size), padding=padding,
+                                     **conv_kwargs)
+        self.square_bn = nn.BatchNorm2d(out_channels, affine=use_affine)
+        self.ver_conv = nn.Conv2d(in_channels, out_channels, (kernel_size, 1), padding=ver_padding, **conv_kwargs)
+        self.hor_conv = nn.Conv2d(in_channels, out_channels, (1, kernel_size), padding=hor_padding, **conv_kwargs)
+        self.ver_bn = nn.BatchNorm2d(out_channels, affine=use_affine)
+        self.hor_bn = nn.BatchNorm2d(out_channels, affine=use_affine)
+        if reduce_gamma:
+            self.init_gamma(1.0 / 3)
+        if gamma_init is not None:
+            self.init_gamma(gamma_init)
+
+    def init_gamma(self, gamma_value: float) -> None:
+        """Set the scale of all three BNs (upstream ``reduce_gamma`` / ``gamma_init``)."""
+        for bn in (self.square_bn, self.ver_bn, self.hor_bn):
+            if bn.weight is None:
+                raise ValueError("init_gamma needs use_affine=True: the BNs have no weight")
+            nn.init.constant_(bn.weight, gamma_value)
+        logger.debug("ACBlock: BN gammas set to %s", gamma_value)
+
+    def single_init(self) -> None:
+        """Start as the square conv alone: square gamma 1, asymmetric gammas 0."""
+        nn.init.constant_(self.square_bn.weight, 1.0)
+        nn.init.constant_(self.ver_bn.weight, 0.0)
+        nn.init.constant_(self.hor_bn.weight, 0.0)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        check_input_channels("ACBlock", self.in_channels, list(input.shape))
+        if self.deploy:
+            return self.fused_conv(input)
+        square_outputs = self.square_bn(self.square_conv(input))
+        if self.crop > 0:
+            ver_input = input[:, :, :, self.crop:-self.crop]
+            hor_input = input[:, :, self.crop:-self.crop, :]
+        else:
+            ver_input = hor_input = input
+        vertical_outputs = self.ver_bn(self.ver_conv(ver_input))
+        horizontal_outputs = self.hor_bn(self.hor_conv(hor_input))
+        return square_outputs + vertical_outputs + horizontal_outputs
+
+    def get_equivalent_kernel_bias(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The kxk kernel and bias of the fused conv (differentiable)."""
+        size = (self.kernel_size, self.kernel_size)
+        return fusion.sum_branches([
+            fusion.fuse_bn_branch(self.square_conv.weight, self.square_bn, self.groups, size),
+            fusion.fuse_bn_branch(self.hor_conv.weight, self.hor_bn, self.groups, size),
+            fusion.fuse_bn_branch(self.ver_conv.weight, self.ver_bn, self.groups, size),
+        ])
+
+    @torch.no_grad()
+    def switch_to_deploy(self) -> None:
+        """Fuse the three branches into ``fused_conv`` in place; a no-op once fused."""
+        if self.deploy:
+            return
+        kernel, bias = self.get_equivalent_kernel_bias()
+        self.fused_conv = fusion.make_fused_conv(self.square_conv, kernel, bias)
+        for name in ("square_conv", "square_bn", "ver_conv", "hor_conv", "ver_bn", "hor_bn"):
+            delattr(self, name)
+        self.deploy = True
+        self.is_repped = True
+
+    reparameterize = switch_to_deploy
+    re_parameterize = switch_to_deploy

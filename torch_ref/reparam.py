@@ -1,0 +1,32 @@
+"""Whole-model re-parameterization for PyTorch (twin of ``paddle_rep/reparam.py``)."""
+
+import copy
+import logging
+
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+FUSE_METHODS = ("reparameterize", "switch_to_deploy", "re_parameterize")
+
+
+def reparameterize_model(model: nn.Module, inplace: bool = False) -> nn.Module:
+    """Fuse every module that offers one of :data:`FUSE_METHODS`; returns the fused model in eval mode.
+
+    With ``inplace=False`` a deep copy is fused and ``model`` is left untouched.
+    """
+    if not inplace:
+        model = copy.deepcopy(model)
+    model.eval()
+    fused = 0
+    for name, module in list(model.named_modules()):
+        if getattr(module, "is_repped", False):
+            continue
+        for method in FUSE_METHODS:
+            if callable(getattr(module, method, None)):
+                getattr(module, method)()
+                fused += 1
+                logger.debug("fused %s (%s)", name or type(module).__name__, type(module).__name__)
+                break
+    logger.info("re-parameterized %d modules", fused)
+    return model

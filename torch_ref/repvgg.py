@@ -1,0 +1,109 @@
+"""RepVGG's block, PyTorch reference (twin of ``paddle_rep/repvgg.py``).
+
+Ding et al., CVPR 2021, arXiv:2101.03697; upstream https://github.com/DingXiaoH/RepVGG
+``repvgg.py`` + ``se_block.py`` (MIT). Same arguments, attribute names and state-dict keys,
+so upstream state dicts load with ``strict=True``. SE pools globally on non-square inputs;
+``padding_mode`` reaches the train-time 3x3 conv and survives fusion.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from paddle_rep._validate import check_conv_args, check_input_channels, check_padding_mode
+
+from . import fusion
+
+
+def conv_bn(in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int,
+            groups: int = 1, padding_mode: str = "zeros") -> nn.Sequential:
+    """Upstream ``conv_bn``: ``Sequential(conv=bias-free Conv2d, bn=BatchNorm2d)``."""
+    result = nn.Sequential()
+    result.add_module("conv", nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                                        groups=groups, bias=False, padding_mode=padding_mode))
+    result.add_module("bn", nn.BatchNorm2d(out_channels))
+    return result
+
+
+class SEBlock(nn.Module):
+    """Squeeze-and-excitation with 1x1 convs ``down`` and ``up``; pools over the whole map."""
+
+    def __init__(self, input_channels: int, internal_neurons: int) -> None:
+        super().__init__()
+        self.input_channels = input_channels
+        self.down = nn.Conv2d(input_channels, internal_neurons, 1, bias=True)
+        self.up = nn.Conv2d(internal_neurons, input_channels, 1, bias=True)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        x = F.adaptive_avg_pool2d(inputs, 1)
+        x = torch.sigmoid(self.up(F.relu(self.down(x))))
+        return inputs * x.view(-1, self.input_channels, 1, 1)
+
+
+class RepVGGBlock(nn.Module):
+    """3x3 conv-BN + 1x1 conv-BN (+ identity BN) -> optional SE -> ReLU; fuses to one 3x3 conv."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: int = 0, dilation: int = 1, groups: int = 1, padding_mode: str = "zeros",
+                 deploy: bool = False, use_se: bool = False) -> None:
+        super().__init__()
+        check_conv_args(in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
+        if kernel_size != 3:
+            raise ValueError(f"RepVGGBlock needs kernel_size=3, got {kernel_size}")
+        if padding != 1:
+            raise ValueError(f"RepVGGBlock needs padding=1, got {padding}")
+        if dilation != 1:
+            # Upstream applies dilation to the fused conv only, so train and deploy would differ.
+            raise ValueError(f"RepVGGBlock supports dilation=1 only, got {dilation}")
+        check_padding_mode(padding_mode)
+        if use_se and out_channels < 16:
+            raise ValueError(f"use_se needs out_channels >= 16 (SE width is out_channels // 16), got {out_channels}")
+        self.deploy = deploy
+        self.is_repped = deploy
+        self.groups = groups
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.nonlinearity = nn.ReLU()
+        self.se = SEBlock(out_channels, internal_neurons=out_channels // 16) if use_se else nn.Identity()
+        if deploy:
+            self.rbr_reparam = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                                         dilation=dilation, groups=groups, bias=True, padding_mode=padding_mode)
+            return
+        has_identity = out_channels == in_channels and stride == 1
+        self.rbr_identity = nn.BatchNorm2d(in_channels) if has_identity else None
+        self.rbr_dense = conv_bn(in_channels, out_channels, kernel_size, stride, padding, groups, padding_mode)
+        self.rbr_1x1 = conv_bn(in_channels, out_channels, 1, stride, padding - kernel_size // 2, groups)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        check_input_channels("RepVGGBlock", self.in_channels, list(inputs.shape))
+        if self.deploy:
+            return self.nonlinearity(self.se(self.rbr_reparam(inputs)))
+        out = self.rbr_dense(inputs) + self.rbr_1x1(inputs)
+        if self.rbr_identity is not None:
+            out = out + self.rbr_identity(inputs)
+        return self.nonlinearity(self.se(out))
+
+    def get_equivalent_kernel_bias(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The 3x3 kernel and bias of the fused conv (differentiable, as upstream)."""
+        size = self.rbr_dense.conv.weight.shape[2:]
+        branches = [
+            fusion.fuse_bn_branch(self.rbr_dense.conv.weight, self.rbr_dense.bn, self.groups, size),
+            fusion.fuse_bn_branch(self.rbr_1x1.conv.weight, self.rbr_1x1.bn, self.groups, size),
+        ]
+        if self.rbr_identity is not None:
+            branches.append(fusion.fuse_bn_branch(None, self.rbr_identity, self.groups, size))
+        return fusion.sum_branches(branches)
+
+    @torch.no_grad()
+    def switch_to_deploy(self) -> None:
+        """Fuse the branches into ``rbr_reparam`` in place and delete them; keeps SE; idempotent."""
+        if self.deploy:
+            return
+        kernel, bias = self.get_equivalent_kernel_bias()
+        self.rbr_reparam = fusion.make_fused_conv(self.rbr_dense.conv, kernel, bias)
+        for name in ("rbr_dense", "rbr_1x1", "rbr_identity"):
+            delattr(self, name)
+        self.deploy = True
+        self.is_repped = True
+
+    reparameterize = switch_to_deploy
+    re_parameterize = switch_to_deploy
