@@ -48,7 +48,8 @@ class SEBlock(nn.Layer):
         self.up = nn.Conv2D(internal_neurons, input_channels, 1, bias_attr=True)
 
     def forward(self, inputs: paddle.Tensor) -> paddle.Tensor:
-        x = F.adaptive_avg_pool2d(inputs, 1)
+        # A mean, not adaptive_avg_pool2d: Paddle's pool backward loses ~2e-8 relative in float64.
+        x = inputs.mean(axis=[2, 3], keepdim=True)
         x = F.sigmoid(self.up(F.relu(self.down(x))))
         return inputs * x.reshape([-1, self.input_channels, 1, 1])
 

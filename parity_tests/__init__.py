@@ -1,0 +1,1 @@
+"""Parity suite: paddle_rep against the torch_ref reference."""

@@ -1,0 +1,123 @@
+"""The configuration matrix of the block parity suite, as data with readable ids."""
+
+from dataclasses import dataclass, field
+
+import paddle_rep
+import torch_ref
+
+
+@dataclass(frozen=True)
+class BlockCase:
+    id: str
+    family: str  # "acb" | "repvgg" | "odconv"
+    in_channels: int
+    out_channels: int
+    kernel_size: int
+    kwargs: dict = field(default_factory=dict)
+    batch: int = 4
+    hw: tuple[int, int] = (9, 11)  # non-square on purpose: catches H/W mix-ups
+    temperature: float = 1.0
+
+    @property
+    def fusable(self) -> bool:
+        return self.family in ("acb", "repvgg")
+
+    @property
+    def trains(self) -> bool:
+        # A training batch of one sample gives ODConv's attention BN one value per channel,
+        # which torch refuses (tested separately); such cases are eval-only.
+        return not (self.family == "odconv" and self.batch == 1)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        return (self.batch, self.in_channels, *self.hw)
+
+    def _args(self) -> tuple:
+        return self.in_channels, self.out_channels, self.kernel_size
+
+    def torch_block(self):
+        cls = {"acb": torch_ref.ACBlock, "repvgg": torch_ref.RepVGGBlock, "odconv": torch_ref.ODConv2d}[self.family]
+        block = cls(*self._args(), **self.kwargs)
+        if self.family == "odconv":
+            block.update_temperature(self.temperature)
+        return block
+
+    def paddle_block(self):
+        cls = {"acb": paddle_rep.ACBlock, "repvgg": paddle_rep.RepVGGBlock, "odconv": paddle_rep.ODConv2D}[self.family]
+        block = cls(*self._args(), **self.kwargs)
+        if self.family == "odconv":
+            block.update_temperature(self.temperature)
+        return block
+
+
+def _acb(id_: str, cin: int = 4, cout: int = 8, k: int = 3, **kw) -> BlockCase:
+    return BlockCase(f"acb-{id_}", "acb", cin, cout, k, kw)
+
+
+def _rep(id_: str, cin: int, cout: int, hw: tuple[int, int] = (9, 11), **kw) -> BlockCase:
+    return BlockCase(f"repvgg-{id_}", "repvgg", cin, cout, 3, {"padding": 1, **kw}, hw=hw)
+
+
+def _od(id_: str, cin: int = 8, cout: int = 16, k: int = 3, batch: int = 4, temperature: float = 1.0,
+        **kw) -> BlockCase:
+    return BlockCase(f"odconv-{id_}", "odconv", cin, cout, k, kw, batch=batch, temperature=temperature)
+
+
+ACB_CASES = [
+    _acb("k3p1", padding=1),
+    _acb("k3p0-crop", padding=0),
+    _acb("k3p2", padding=2),
+    _acb("k5p2", k=5, padding=2),
+    _acb("k5p1-crop", k=5, padding=1),
+    _acb("k5p0-crop", k=5, padding=0),
+    _acb("k3p1-s2", padding=1, stride=2),
+    _acb("k5p1-crop-s2", k=5, padding=1, stride=2),
+    _acb("k3p1-g2", padding=1, groups=2),
+    _acb("k3p1-depthwise", cin=8, cout=8, padding=1, groups=8),
+    _acb("k3p1-depthwise-s2", cin=8, cout=8, padding=1, groups=8, stride=2),
+    _acb("k3p2-d2", padding=2, dilation=2),
+    _acb("k3p1-d2-crop", padding=1, dilation=2),
+    _acb("k5p4-d2", k=5, padding=4, dilation=2),
+    _acb("k3p1-reflect", padding=1, padding_mode="reflect"),
+    _acb("k3p1-replicate", padding=1, padding_mode="replicate"),
+    _acb("k3p1-circular", padding=1, padding_mode="circular"),
+    _acb("k5p2-reflect", k=5, padding=2, padding_mode="reflect"),
+    _acb("k5p1-crop-circular", k=5, padding=1, padding_mode="circular"),
+    _acb("k3p2-d2-replicate", padding=2, dilation=2, padding_mode="replicate"),
+    _acb("k3p1-noaffine", padding=1, use_affine=False),
+    _acb("k5p1-crop-noaffine", k=5, padding=1, use_affine=False),
+]
+
+REPVGG_CASES = [
+    _rep("identity", 8, 8),
+    _rep("in-ne-out", 8, 16),
+    _rep("s2", 8, 16, stride=2),
+    _rep("identity-s2", 8, 8, stride=2),
+    _rep("g2", 8, 8, groups=2),
+    _rep("g4", 16, 16, groups=4),
+    _rep("g4-s2", 16, 32, groups=4, stride=2),
+    _rep("se", 64, 64, use_se=True),
+    _rep("se-square", 32, 64, hw=(10, 10), use_se=True),
+    _rep("se-g4-s2", 32, 64, groups=4, stride=2, use_se=True),
+    _rep("reflect", 8, 8, padding_mode="reflect"),
+]
+
+ODCONV_CASES = [
+    _od("k3-kn4", padding=1, kernel_num=4),
+    _od("k3-kn1", padding=1, kernel_num=1),
+    _od("k1-kn1-pw", k=1, kernel_num=1),
+    _od("k1-kn4", k=1, kernel_num=4),
+    _od("k3-kn4-depthwise", cin=16, cout=16, padding=1, groups=16, kernel_num=4),
+    _od("k3-kn1-depthwise-s2", cin=16, cout=16, padding=1, groups=16, stride=2, kernel_num=1),
+    _od("k3-kn4-g4", cin=16, cout=16, padding=1, groups=4, kernel_num=4),
+    _od("k3-kn4-s2", padding=1, stride=2, kernel_num=4),
+    _od("k3-kn2-d2", padding=2, dilation=2, kernel_num=2),
+    _od("k5-kn4-p2", k=5, padding=2, kernel_num=4),
+    _od("k3-kn4-r0.25", cin=128, cout=32, padding=1, kernel_num=4, reduction=0.25),
+    _od("k3-kn4-T30", padding=1, kernel_num=4, temperature=30.0),
+    _od("k1-kn1-pw-T30", k=1, kernel_num=1, temperature=30.0),
+    _od("k3-kn4-b1", padding=1, kernel_num=4, batch=1),
+    _od("k1-kn1-pw-b1", k=1, kernel_num=1, batch=1),
+]
+
+ALL_CASES = ACB_CASES + REPVGG_CASES + ODCONV_CASES

@@ -1,0 +1,18 @@
+"""Imports both frameworks once, with fixed threads and TF32 off, so parity numbers are reproducible."""
+
+import os
+import warnings
+
+# TF32 would change float32 matmul/conv results on Ampere+ GPUs in both frameworks.
+os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")
+warnings.filterwarnings("ignore", message="No ccache found")
+
+import paddle  # noqa: E402
+import torch  # noqa: E402
+
+# Importing paddle sets OMP_NUM_THREADS=1; give torch a fixed count too.
+torch.set_num_threads(int(os.environ.get("PARITY_THREADS", "2")))
+torch.backends.cuda.matmul.allow_tf32 = False
+torch.backends.cudnn.allow_tf32 = False
+if os.environ.get("PARITY_DEVICE"):  # e.g. "gpu:0"; torch stays on the CPU as the reference
+    paddle.set_device(os.environ["PARITY_DEVICE"])
