@@ -49,15 +49,17 @@ class BatchNorm2D(nn.BatchNorm2D):
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         updates_stats = self.training and not self._use_global_stats
+        # Explicit super(): Paddle 2.6's to_static rewrites forward() and breaks the bare form.
+        native_forward = super(BatchNorm2D, self).forward  # noqa: UP008
         if not updates_stats or self.running_var_mode == "paddle":
-            return super().forward(x)
+            return native_forward(x)
         values_per_channel = int(np.prod(x.shape)) // x.shape[1]
         if values_per_channel < 2:
             # Paddle would silently fall back to the running statistics; PyTorch refuses.
             raise ValueError(
                 f"Expected more than 1 value per channel when training, got input size {list(x.shape)}"
             )
-        out = super().forward(x)
+        out = native_forward(x)
         with paddle.no_grad():
             batch_var = x.detach().var(axis=[0, 2, 3], unbiased=False)
             # The kernel uses momentum as float32; match it so float64 models agree with torch.

@@ -25,7 +25,8 @@ def fuse_conv_bn(kernel: paddle.Tensor, bn: nn.Layer) -> tuple[paddle.Tensor, pa
 
     BN without affine parameters counts as weight 1, bias 0 (the official ACNet crashes there).
     """
-    std = paddle.sqrt(bn._variance + bn._epsilon)
+    # eps as a tensor of the BN's dtype: Paddle 2.6 rounds a Python scalar to float32.
+    std = paddle.sqrt(bn._variance + paddle.full([1], bn._epsilon, dtype=bn._variance.dtype))
     gamma = bn.weight if bn.weight is not None else paddle.ones_like(std)
     beta = bn.bias if bn.bias is not None else paddle.zeros_like(std)
     scale = gamma / std
@@ -81,6 +82,14 @@ def sum_branches(branches: Sequence[tuple[paddle.Tensor, paddle.Tensor]]) -> tup
     return kernel, bias
 
 
+def _device_of(tensor: paddle.Tensor) -> str | None:
+    """``"cpu"`` / ``"gpu:N"`` (Paddle 2.6's ``Layer.to`` takes a string, not a Place); None: default."""
+    place = tensor.place
+    if place.is_gpu_place():
+        return f"gpu:{place.gpu_device_id()}"
+    return "cpu" if place.is_cpu_place() else None
+
+
 def make_fused_conv(reference: nn.Conv2D, kernel: paddle.Tensor, bias: paddle.Tensor) -> nn.Conv2D:
     """A biased ``Conv2D`` with the geometry of ``reference`` holding ``kernel`` and ``bias``.
 
@@ -97,7 +106,7 @@ def make_fused_conv(reference: nn.Conv2D, kernel: paddle.Tensor, bias: paddle.Te
         padding_mode=reference._padding_mode,
         bias_attr=True,
     )
-    conv.to(device=kernel.place, dtype=kernel.dtype)
+    conv.to(device=_device_of(kernel), dtype=kernel.dtype)
     conv.weight.set_value(kernel.detach())
     conv.bias.set_value(bias.detach())
     return conv

@@ -93,6 +93,22 @@ class RepVGGBlock(nn.Module):
             branches.append(fusion.fuse_bn_branch(None, self.rbr_identity, self.groups, size))
         return fusion.sum_branches(branches)
 
+    def get_custom_L2(self) -> torch.Tensor:  # noqa: N802 - upstream's name
+        """Upstream's L2 on the equivalent kernel (``loss += weight_decay * 0.5 * get_custom_L2()``).
+
+        Decays the 3x3 ring directly and the centre tap as the BN-scaled sum of the 3x3 centre
+        and the 1x1 kernel; the identity branch is ignored, as upstream.
+        """
+        def bn_scale(bn: nn.Module) -> torch.Tensor:
+            return (bn.weight / (bn.running_var + bn.eps).sqrt()).reshape(-1, 1, 1, 1).detach()
+        k3, k1 = self.rbr_dense.conv.weight, self.rbr_1x1.conv.weight
+        t3, t1 = bn_scale(self.rbr_dense.bn), bn_scale(self.rbr_1x1.bn)
+        c = k3.shape[2] // 2
+        centre = k3[:, :, c:c + 1, c:c + 1]
+        l2_ring = (k3 ** 2).sum() - (centre ** 2).sum()
+        equivalent = centre * t3 + k1 * t1
+        return (equivalent ** 2 / (t3 ** 2 + t1 ** 2)).sum() + l2_ring
+
     @torch.no_grad()
     def switch_to_deploy(self) -> None:
         """Fuse the branches into ``rbr_reparam`` in place and delete them; keeps SE; idempotent."""
