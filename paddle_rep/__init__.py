@@ -23,6 +23,19 @@ _EXPORTS = {
     "reparameterize_model": "reparam",
     "ReparamError": "errors",
     "MappingError": "errors",
+    "ConversionError": "errors",
+    "convert_model": "surgery",
+    "revert_model": "surgery",
+    "ExportError": "errors",
+    "export": "exporter",
+    "UnknownModelError": "errors",
+    "create_model": "models",
+    "list_models": "models",
+    "convert_checkpoint": "convert",
+    "CheckpointError": "errors",
+    "UnsafeCheckpointError": "errors",
+    "ArchMismatchError": "errors",
+    "VerificationError": "errors",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -32,12 +45,25 @@ if TYPE_CHECKING:
     from .bn import BatchNorm2D as BatchNorm2D
     from .bn import set_bn_running_var_mode as set_bn_running_var_mode
     from .bn import set_running_var_mode as set_running_var_mode
+    from .convert import convert_checkpoint as convert_checkpoint
+    from .errors import ArchMismatchError as ArchMismatchError
+    from .errors import CheckpointError as CheckpointError
+    from .errors import ConversionError as ConversionError
+    from .errors import ExportError as ExportError
     from .errors import MappingError as MappingError
     from .errors import ReparamError as ReparamError
+    from .errors import UnknownModelError as UnknownModelError
+    from .errors import UnsafeCheckpointError as UnsafeCheckpointError
+    from .errors import VerificationError as VerificationError
+    from .exporter import export as export
+    from .models import create_model as create_model
+    from .models import list_models as list_models
     from .odconv import ODConv2D as ODConv2D
     from .reparam import reparameterize_model as reparameterize_model
     from .repvgg import RepVGGBlock as RepVGGBlock
     from .repvgg import SEBlock as SEBlock
+    from .surgery import convert_model as convert_model
+    from .surgery import revert_model as revert_model
 
 
 def __getattr__(name: str):

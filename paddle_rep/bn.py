@@ -61,7 +61,9 @@ class BatchNorm2D(nn.BatchNorm2D):
             )
         out = native_forward(x)
         with paddle.no_grad():
-            batch_var = x.detach().var(axis=[0, 2, 3], unbiased=False)
+            x = x.detach()
+            # Written out: paddle.var logs a type-promotion warning on every call.
+            batch_var = (x - x.mean(axis=[0, 2, 3], keepdim=True)).square().mean(axis=[0, 2, 3])
             # The kernel uses momentum as float32; match it so float64 models agree with torch.
             new_weight = 1.0 - float(np.float32(self._momentum))
             self._variance.set_value(self._variance + new_weight * batch_var / (values_per_channel - 1))

@@ -8,6 +8,12 @@ is folded into the channels and one grouped conv with ``groups * B`` runs all sa
 per-sample kernels are aggregated with a matmul over ``kernel_num`` instead of upstream's
 broadcast-and-sum, which never builds the ``[B, kernel_num, out, in, k, k]`` temporary.
 Skipped attention heads return ``None`` (upstream returns the float 1.0).
+
+A conv with ``groups * B`` cannot be exported with a dynamic batch (the group count would be
+a tensor), so static graphs (``paddle.jit.to_static``) use a batch-independent formulation:
+the input is unfolded into patch columns and each sample's kernel is applied by a batched
+matmul. It is exact up to summation order; :attr:`ODConv2D.formulation` (or
+:func:`set_formulation` on a whole model) selects it in dygraph too.
 """
 
 import paddle
@@ -16,6 +22,15 @@ from paddle.nn import functional as F
 
 from ._validate import check_conv_args, check_input_channels, check_int
 from .bn import BatchNorm2D
+
+# "auto": batch fold in dygraph, unfold + batched matmul in a static graph (export).
+FORMULATIONS = ("auto", "fold", "unfold")
+
+
+def _check_formulation(formulation: str) -> str:
+    if formulation not in FORMULATIONS:
+        raise ValueError(f"formulation must be one of {FORMULATIONS}, got {formulation!r}")
+    return formulation
 
 
 def _kaiming_fan_out(out_channels: int, kernel_area: int) -> nn.initializer.Initializer:
@@ -39,7 +54,6 @@ class Attention(nn.Layer):
             bias_attr = paddle.ParamAttr(initializer=nn.initializer.Constant(0.0)) if bias else False
             return nn.Conv2D(cin, cout, 1, weight_attr=init, bias_attr=bias_attr)
 
-        self.avgpool = nn.AdaptiveAvgPool2D(1)
         self.fc = conv1x1(in_planes, attention_channel, bias=False)
         self.bn = BatchNorm2D(attention_channel)
         self.relu = nn.ReLU()
@@ -55,7 +69,8 @@ class Attention(nn.Layer):
 
     def forward(self, x: paddle.Tensor) -> tuple:
         """``(channel [B,in,1,1], filter [B,out,1,1], spatial [B,1,1,k,k], kernel [B,kn])``; skipped heads are None."""
-        x = self.relu(self.bn(self.fc(self.avgpool(x))))
+        # Upstream's avgpool as a mean: Paddle's adaptive_avg_pool2d backward loses ~2e-8 in float64.
+        x = self.relu(self.bn(self.fc(x.mean(axis=[2, 3], keepdim=True))))
         t = self.temperature
         channel = F.sigmoid(self.channel_fc(x) / t).reshape([-1, self.in_planes, 1, 1])
         filter_ = None if self.filter_fc is None else F.sigmoid(self.filter_fc(x) / t).reshape(
@@ -88,16 +103,32 @@ class ODConv2D(nn.Layer):
             [kernel_num, out_planes, in_planes // groups, kernel_size, kernel_size],
             default_initializer=_kaiming_fan_out(out_planes, kernel_size ** 2),
         )
+        self._formulation = "auto"
+
+    @property
+    def formulation(self) -> str:
+        """How the per-sample kernels are applied: ``"auto"`` (default), ``"fold"`` or ``"unfold"``.
+
+        ``"fold"`` is upstream's grouped conv over the folded batch; ``"unfold"`` is the
+        batch-independent export form; ``"auto"`` uses the fold in dygraph and the unfold form
+        in a static graph. The 1x1, ``kernel_num=1`` case is a plain conv in every mode.
+        """
+        return self._formulation
+
+    @formulation.setter
+    def formulation(self, value: str) -> None:
+        self._formulation = _check_formulation(value)
 
     def update_temperature(self, temperature: float) -> None:
         self.attention.update_temperature(temperature)
 
     def aggregate_weight(self, spatial: paddle.Tensor | None, kernel: paddle.Tensor | None,
-                         batch: int) -> paddle.Tensor:
+                         batch: int | None = None) -> paddle.Tensor:
         """Per-sample kernels ``[batch, out, in/groups, k, k]`` from the spatial and kernel attentions.
 
         Contracts ``kernel_num`` with a matmul, which equals upstream's
-        ``(spatial * kernel * weight).sum(1)`` up to summation order.
+        ``(spatial * kernel * weight).sum(1)`` up to summation order. With ``batch=None`` a
+        kernel shared by all samples keeps its leading 1 (for broadcasting).
         """
         kn, out, cin, k = self.kernel_num, self.out_planes, self.in_planes // self.groups, self.kernel_size
         if kernel is None:
@@ -106,7 +137,7 @@ class ODConv2D(nn.Layer):
             weight = paddle.matmul(kernel, self.weight.reshape([kn, -1])).reshape([-1, out, cin, k, k])
         if spatial is not None:
             weight = weight * spatial
-        if weight.shape[0] != batch:
+        if batch is not None and weight.shape[0] != batch:
             weight = weight.expand([batch, out, cin, k, k])
         return weight
 
@@ -121,6 +152,26 @@ class ODConv2D(nn.Layer):
         out = out.reshape([batch, self.out_planes, out.shape[-2], out.shape[-1]])
         return out if filter_ is None else out * filter_
 
+    def _forward_impl_unfold(self, x: paddle.Tensor) -> paddle.Tensor:
+        # Only the batch is unknown in every reshape (0 copies the input's dim), so the graph
+        # exports with a dynamic batch; the output height may be a tensor (dynamic H/W).
+        channel, filter_, spatial, kernel = self.attention(x)
+        groups, k = self.groups, self.kernel_size
+        patch = self.in_planes // groups * k * k
+        cols = F.unfold(x * channel, [k, k], strides=self.stride, paddings=self.padding, dilations=self.dilation)
+        cols = cols.reshape([0, groups, patch, -1])  # [B, groups, in/groups * k * k, H' * W']
+        weight = self.aggregate_weight(spatial, kernel).reshape([-1, groups, self.out_planes // groups, patch])
+        out = paddle.matmul(weight, cols)  # [B, groups, out/groups, H' * W']
+        out = out.reshape([0, self.out_planes, self._output_height(x), -1])
+        return out if filter_ is None else out * filter_
+
+    def _output_height(self, x: paddle.Tensor) -> int | paddle.Tensor:
+        height = x.shape[2]
+        if height < 0:  # unknown in a static graph: read it at run time
+            height = paddle.shape(x)[2]
+        span = self.dilation * (self.kernel_size - 1) + 1
+        return (height + 2 * self.padding - span) // self.stride + 1
+
     def _forward_impl_pw1x(self, x: paddle.Tensor) -> paddle.Tensor:
         channel, filter_, _, _ = self.attention(x)
         out = F.conv2d(x * channel, self.weight.squeeze(0), None, stride=self.stride, padding=self.padding,
@@ -131,4 +182,18 @@ class ODConv2D(nn.Layer):
         check_input_channels("ODConv2D", self.in_planes, x.shape)
         if self.kernel_size == 1 and self.kernel_num == 1:
             return self._forward_impl_pw1x(x)
+        unfold = self._formulation == "unfold" or (self._formulation == "auto" and not paddle.in_dynamic_mode())
+        if unfold:
+            return self._forward_impl_unfold(x)
         return self._forward_impl_common(x)
+
+
+def set_formulation(model: nn.Layer, formulation: str) -> int:
+    """Set :attr:`ODConv2D.formulation` on every ODConv2D in ``model``; returns how many."""
+    _check_formulation(formulation)
+    count = 0
+    for layer in model.sublayers(include_self=True):
+        if isinstance(layer, ODConv2D):
+            layer.formulation = formulation
+            count += 1
+    return count

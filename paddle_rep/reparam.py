@@ -31,5 +31,5 @@ def reparameterize_model(model: nn.Layer, inplace: bool = False) -> nn.Layer:
                 fused += 1
                 logger.debug("fused %s (%s)", name or type(layer).__name__, type(layer).__name__)
                 break
-    logger.info("re-parameterized %d layers", fused)
+    logger.debug("re-parameterized %d layers", fused)
     return model

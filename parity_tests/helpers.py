@@ -56,6 +56,31 @@ def measure(what: str, actual, expected, kind: str, dtype: str) -> Comparison:
     return Comparison(what, max_abs, max_ref, max_abs / max_ref, tol.rel, tol.reason)
 
 
+ROUNDING_FACTOR = 3  # |p32 - t32| <= |p32 - p64| + |p64 - t64| + |t64 - t32|: 2 x rounding, plus margin
+
+
+def measure_against_rounding(what: str, actual, expected, kind: str, dtype: str,
+                             actual_exact=None, expected_exact=None) -> Comparison:
+    """``measure``, or, when that fails in float32, within float32's own rounding error of each framework.
+
+    Where float32 is ill-conditioned (training-mode BN over channels that barely vary across
+    the batch, gradients that nearly cancel, Adam dividing a gradient near its epsilon by
+    itself), a fixed relative bound is the wrong yardstick. ``actual_exact`` and
+    ``expected_exact`` are the same computation run in float64 by each framework (which the
+    float64 tests prove equal); the float32 gap may then be :data:`ROUNDING_FACTOR` times the
+    larger of the two frameworks' float32 errors.
+    """
+    result = measure(what, actual, expected, kind, dtype)
+    if result.ok or actual_exact is None or expected_exact is None:
+        return result
+    errors = [float(np.abs(as_numpy(a).astype(np.float64) - as_numpy(e)).max(initial=0.0))
+              for a, e in ((expected, expected_exact), (actual, actual_exact))]
+    rounding = max(errors)
+    result.allowed = max(result.allowed, ROUNDING_FACTOR * rounding / result.max_ref)
+    result.reason += f"; or {ROUNDING_FACTOR}x float32's own rounding error ({rounding:.2e})"
+    return result
+
+
 def assert_close(what: str, actual, expected, kind: str, dtype: str) -> Comparison:
     result = measure(what, actual, expected, kind, dtype)
     assert result.ok, str(result)

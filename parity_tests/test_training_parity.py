@@ -20,7 +20,6 @@ from paddle_rep.schedules import get_temperature, set_temperature
 from parity_tests import helpers
 
 STEPS = 5
-FLOAT32_NOISE_FACTOR = 3  # see _compare: 2 by the triangle inequality, plus margin
 BATCH, CLASSES, HW = 8, 5, 12
 
 
@@ -106,24 +105,10 @@ def _paddle_step(model, optimizer, x: np.ndarray, y: np.ndarray) -> paddle.Tenso
 
 
 def _compare(what: str, actual, expected, exact: tuple | None, dtype: str) -> helpers.Comparison:
-    """Within the table's bound, or, in float32, within float32's own rounding error of each framework.
-
-    Float32 training amplifies rounding where gradients nearly cancel (a BN right after a
-    conv makes the conv's scale almost irrelevant) and where Adam divides a gradient near its
-    epsilon by itself. There the yardstick is each framework's distance from its own float64
-    run (``exact`` = (torch float64, Paddle float64), which the float64 cases prove equal):
-    by the triangle inequality the float32 gap is at most the sum of the two.
-    """
+    """Loss and state comparisons; in float32 ``exact`` = (torch float64, Paddle float64) twins."""
     kind = "train_loss" if what.endswith("loss") else "train_state"
-    result = helpers.measure(what, actual, expected, kind, dtype)
-    if result.ok or exact is None:
-        return result
-    torch_noise = float(np.abs(helpers.as_numpy(expected).astype(np.float64) - helpers.as_numpy(exact[0])).max())
-    paddle_noise = float(np.abs(helpers.as_numpy(actual).astype(np.float64) - helpers.as_numpy(exact[1])).max())
-    noise = max(torch_noise, paddle_noise)
-    result.allowed = max(result.allowed, FLOAT32_NOISE_FACTOR * noise / result.max_ref)
-    result.reason += f"; or {FLOAT32_NOISE_FACTOR}x float32's own error {noise:.2e}"
-    return result
+    expected_exact, actual_exact = exact if exact is not None else (None, None)
+    return helpers.measure_against_rounding(what, actual, expected, kind, dtype, actual_exact, expected_exact)
 
 
 @dataclass

@@ -62,7 +62,7 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
         1e-5,
         "parameters and BN statistics after each step: gradient rounding times the learning rate "
         "accumulates; measured <= 9.2e-6 rel. Tensors whose gradients nearly cancel are held to "
-        "float32's own error instead (test_training_parity._compare)",
+        "float32's own error instead (helpers.measure_against_rounding)",
     ),
     ("train_loss", "float64"): Tolerance(1e-9, _F64 + "; measured <= 6.4e-13 rel"),
     ("train_state", "float64"): Tolerance(
@@ -81,8 +81,13 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
         5e-6, "paddle vs torch on a whole resnet18 (20 convs, 20 BNs), eval: per-layer summation order "
         "compounds; measured <= 6.5e-7 rel",
     ),
-    ("model_train", "float32"): Tolerance(0.0, "MEASURING"),
-    ("model_train", "float64"): Tolerance(0.0, "MEASURING"),
+    ("model_train", "float64"): Tolerance(
+        1e-6,
+        "whole models in training mode, every gradient, 4x3x32x32: the same batch-statistics conditioning "
+        "(ODConv's attention BN sees only n = B = 4 values); measured <= 1.3e-7 rel (od_resnet18 kn4 "
+        "attention grads), <= 5.5e-8 (od_mobilenetv2_050: torch alone moves 2.6e-8 under a 1e-15 input "
+        "perturbation), <= 1.7e-9 (repvgg_d2se), <= 1e-11 for the rest",
+    ),
     ("output", "float64"): Tolerance(1e-9, _F64),
     ("input_grad", "float64"): Tolerance(1e-9, _F64),
     ("param_grad", "float64"): Tolerance(1e-9, _F64),

@@ -7,11 +7,18 @@ so official checkpoints load with ``strict=True``. Never imports paddle.
 import logging
 
 from .acblock import ACBlock as ACBlock
+from .models import create_model as create_model
+from .models import list_models as list_models
 from .odconv import ODConv2d as ODConv2d
 from .reparam import reparameterize_model as reparameterize_model
 from .repvgg import RepVGGBlock as RepVGGBlock
 from .repvgg import SEBlock as SEBlock
+from .surgery import convert_model as convert_model
+from .surgery import revert_model as revert_model
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
-__all__ = ["ACBlock", "ODConv2d", "RepVGGBlock", "SEBlock", "reparameterize_model"]
+__all__ = [
+    "ACBlock", "ODConv2d", "RepVGGBlock", "SEBlock", "convert_model", "create_model", "list_models",
+    "reparameterize_model", "revert_model",
+]

@@ -28,5 +28,5 @@ def reparameterize_model(model: nn.Module, inplace: bool = False) -> nn.Module:
                 fused += 1
                 logger.debug("fused %s (%s)", name or type(module).__name__, type(module).__name__)
                 break
-    logger.info("re-parameterized %d modules", fused)
+    logger.debug("re-parameterized %d modules", fused)
     return model

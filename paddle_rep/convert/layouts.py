@@ -1,0 +1,137 @@
+"""Other projects' key layouts for the same networks, mapped onto the official names, as data.
+
+A :class:`Layout` is recognised by sentinel keys and rewrites keys with ordered :class:`KeyRule`
+rows (a regex, a replacement template, an optional tensor transform). Every key of a non-official
+layout must be touched by some rule, so an unknown top-level part (a neck, an auxiliary head) is
+reported rather than passed through; an unknown name inside a known stage is renamed by the stage
+rule only and left to the strict ``--arch`` check.
+Sources of the names: ``shared/reference/repvgg.md`` section 7 (timm ``models/byobnet.py``,
+mmpretrain ``models/backbones/repvgg.py``), read from the projects' code.
+"""
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import MappingError
+
+TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "transpose": lambda a: np.ascontiguousarray(a.T),
+}
+
+
+@dataclass(frozen=True)
+class KeyRule:
+    """Rewrite every match of ``source`` (a regex) with ``target``.
+
+    ``target`` is a ``str.format`` template over the regex groups (``{1}`` is the first group);
+    ``offset`` is added to every group that is an integer (timm counts stages from 0, the
+    official code from 1). ``transform`` names an entry of :data:`TRANSFORMS` or is None.
+    """
+
+    source: str
+    target: str
+    offset: int = 0
+    transform: str | None = None
+
+
+@dataclass(frozen=True)
+class Layout:
+    name: str
+    sentinel: str  # a regex; the layout applies when some key matches it
+    rules: tuple[KeyRule, ...]
+
+
+def _rename(old: str, new: str) -> KeyRule:
+    """A rule for one dotted name component sequence, anywhere in the key."""
+    return KeyRule(rf"(^|\.){re.escape(old)}\.", "{1}" + new + ".")
+
+
+TIMM_REPVGG = Layout(
+    "timm-repvgg",
+    r"^(stem|stages\.\d+\.\d+)\.(conv_kxk|conv_1x1|reparam_conv)\.",
+    (
+        KeyRule(r"^stem\.", "stage0."),
+        KeyRule(r"^stages\.(\d+)\.", "stage{1}.", offset=1),
+        _rename("conv_kxk", "rbr_dense"),  # its .conv/.bn children keep their names
+        _rename("conv_1x1", "rbr_1x1"),
+        _rename("identity", "rbr_identity"),
+        _rename("reparam_conv", "rbr_reparam"),
+        _rename("attn.fc1", "se.down"),
+        _rename("attn.fc2", "se.up"),
+        KeyRule(r"^head\.fc\.", "linear."),
+    ),
+)
+
+MMPRETRAIN_REPVGG = Layout(
+    "mmpretrain-repvgg",
+    r"^backbone\.(stem|stage_\d+\.\d+)\.(branch_3x3|branch_1x1|branch_norm|branch_reparam)\.",
+    (
+        KeyRule(r"^backbone\.stem\.", "stage0."),
+        KeyRule(r"^backbone\.stage_(\d+)\.", "stage{1}."),
+        _rename("branch_3x3.conv", "rbr_dense.conv"),
+        _rename("branch_3x3.norm", "rbr_dense.bn"),
+        _rename("branch_1x1.conv", "rbr_1x1.conv"),
+        _rename("branch_1x1.norm", "rbr_1x1.bn"),
+        _rename("branch_norm", "rbr_identity"),
+        _rename("branch_reparam", "rbr_reparam"),
+        _rename("se_layer.conv1.conv", "se.down"),
+        _rename("se_layer.conv2.conv", "se.up"),
+        KeyRule(r"^head\.fc\.", "linear."),
+    ),
+)
+
+OFFICIAL = Layout("official", r"", ())
+LAYOUTS: tuple[Layout, ...] = (TIMM_REPVGG, MMPRETRAIN_REPVGG)
+
+
+def detect_layout(keys: list[str]) -> Layout:
+    """The layout whose sentinel matches the most keys; :data:`OFFICIAL` when none matches."""
+    counts = [(sum(1 for k in keys if re.search(layout.sentinel, k)), layout) for layout in LAYOUTS]
+    best = max(counts, key=lambda c: c[0], default=(0, OFFICIAL))
+    return best[1] if best[0] else OFFICIAL
+
+
+def _apply_rule(rule: KeyRule, key: str) -> str:
+    def replace(match: re.Match) -> str:
+        groups = [match.group(0)] + [
+            str(int(g) + rule.offset) if g is not None and g.isdigit() else (g or "") for g in match.groups()
+        ]
+        return rule.target.format(*groups)
+
+    return re.sub(rule.source, replace, key)
+
+
+def apply_layout(state: Mapping[str, np.ndarray], layout: Layout) -> tuple[dict[str, np.ndarray], int]:
+    """Rename ``state`` from ``layout`` to the official names; returns it and the number of keys renamed.
+
+    Raises :class:`MappingError` naming every key no rule covers, and any two keys that would
+    collide under the new names.
+    """
+    if not layout.rules:
+        return dict(state), 0
+    out: dict[str, np.ndarray] = {}
+    uncovered, renamed = [], 0
+    for key, value in state.items():
+        new = key
+        touched = False
+        for rule in layout.rules:
+            result = _apply_rule(rule, new)
+            if result != new:
+                touched = True
+                new = result
+                if rule.transform:
+                    value = TRANSFORMS[rule.transform](value)
+        if not touched:
+            uncovered.append(key)
+            continue
+        if new in out:
+            raise MappingError(f"{layout.name}: keys map onto the same name {new!r}")
+        renamed += 1
+        out[new] = value
+    if uncovered:
+        raise MappingError(f"{layout.name} layout: no mapping rule covers {len(uncovered)} key(s): "
+                           f"{', '.join(uncovered[:20])}{' ...' if len(uncovered) > 20 else ''}")
+    return out, renamed

@@ -1,0 +1,116 @@
+"""Converter self-check: run the torch reference and the Paddle model on one seeded input and compare.
+
+A comparison passes when ``max|paddle - torch| <= rel * max|torch|`` (the parity suite's rule).
+"""
+
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import ArchMismatchError
+from . import arch as arch_mod
+from .write import contiguous
+
+logger = logging.getLogger(__name__)
+
+# Whole-model output tolerances. The parity suite (parity_tests/tolerances.py) allows 1e-5 relative
+# for one float32 block; a network stacks tens of blocks, so float32 order noise grows, and 1e-4
+# follows the "stacks and ODConv 1e-4" guidance of shared/reference/style.md. Measured (CPU, seeded
+# weights, randomised BN, 64x64 input, 32x32 for CIFAR models): <= 2.1e-6 rel over all 26 zoo models,
+# fused and unfused (parity_tests/test_convert.py slow sweep). float64: <= 2.1e-12 (BN eps reaches
+# Paddle's kernel as float32), so 1e-9 keeps a wide margin while still catching any real error.
+VERIFY_REL: dict[str, float] = {"float32": 1e-4, "float64": 1e-9}
+VERIFY_SEED = 0
+VERIFY_BATCH = 2
+DEFAULT_INPUT_SIZE = 224
+CIFAR_INPUT_SIZE = 32
+_CIFAR_ARCHS = ("acnet_cifar_quick", "acnet_resnet56", "acnet_vgg16")  # trained on 32x32 CIFAR images
+
+
+@dataclass
+class OutputComparison:
+    what: str
+    max_abs: float
+    max_ref: float
+    rel: float
+    allowed: float
+
+    @property
+    def ok(self) -> bool:
+        return bool(np.isfinite(self.max_abs)) and self.max_abs <= self.allowed * self.max_ref
+
+    def __str__(self) -> str:
+        verdict = "ok" if self.ok else "FAILED"
+        return (f"{self.what}: max|diff| {self.max_abs:.3e}, rel {self.rel:.3e} of max|ref| {self.max_ref:.3e} "
+                f"(allowed {self.allowed:.0e}) -> {verdict}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+def default_input_size(arch: str) -> int:
+    """Spatial size of the verify input: 32 for the CIFAR models, else 224."""
+    return CIFAR_INPUT_SIZE if arch in _CIFAR_ARCHS else DEFAULT_INPUT_SIZE
+
+
+def compare(what: str, actual: np.ndarray, expected: np.ndarray, dtype: str) -> OutputComparison:
+    if actual.shape != expected.shape:
+        raise ArchMismatchError(f"{what}: output shape {actual.shape} != reference {expected.shape}")
+    diff = np.abs(actual.astype(np.float64) - expected.astype(np.float64))
+    max_abs = float(diff.max(initial=0.0)) if np.isfinite(diff).all() else float("inf")
+    max_ref = float(np.abs(expected).max(initial=0.0))
+    return OutputComparison(what, max_abs, max_ref, max_abs / max_ref if max_ref else float("inf"), VERIFY_REL[dtype])
+
+
+def torch_outputs(arch: str, model_args: Mapping[str, Any], state: Mapping[str, np.ndarray], x: np.ndarray,
+                  path: str, fused: bool = False) -> np.ndarray:
+    """Eval output of ``torch_ref.create_model(arch)`` holding ``state`` (torch names), fused first if asked.
+
+    Strict but for ``num_batches_tracked``, which does not affect eval.
+    """
+    import torch
+
+    model = arch_mod.build_torch_model(arch, model_args).to(getattr(torch, str(x.dtype)))
+    if fused:
+        from torch_ref import reparameterize_model
+
+        model = reparameterize_model(model, inplace=True)
+    tensors = {k: torch.from_numpy(contiguous(v)) for k, v in state.items()}
+    result = model.load_state_dict(tensors, strict=False)
+    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+    if missing or result.unexpected_keys:
+        raise ArchMismatchError(f"{path}: torch reference {arch!r} rejects the weights: missing {missing}, "
+                                f"unexpected {list(result.unexpected_keys)}", path=path,
+                                missing=tuple(missing), unexpected=tuple(result.unexpected_keys))
+    model.eval()
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
+def paddle_outputs(arch: str, model_args: Mapping[str, Any], state: Mapping[str, np.ndarray], x: np.ndarray,
+                   fused: bool, path: str) -> np.ndarray:
+    """Eval output of ``paddle_rep.create_model(arch)`` holding ``state`` (Paddle names), fused first if asked."""
+    import paddle
+
+    from ..reparam import reparameterize_model
+
+    model = arch_mod.build_paddle_model(arch, model_args)
+    model.to(dtype=str(x.dtype))
+    if fused:
+        model = reparameterize_model(model, inplace=True)
+    arch_mod.check_state(state, arch_mod.paddle_shapes(model), arch, path)
+    missing, unexpected = model.set_state_dict({k: contiguous(v) for k, v in state.items()})
+    if missing or unexpected:
+        raise ArchMismatchError(f"{path}: Paddle {arch!r} rejects the weights: missing {missing}, "
+                                f"unexpected {unexpected}", path=path)
+    model.eval()
+    with paddle.no_grad():
+        return model(paddle.to_tensor(x)).numpy()
+
+
+def seeded_input(dtype: str, size: int, seed: int = VERIFY_SEED, channels: int = 3) -> np.ndarray:
+    """Non-zero normal input of shape (VERIFY_BATCH, channels, size, size)."""
+    return np.random.default_rng(seed).normal(0.0, 1.0, (VERIFY_BATCH, channels, size, size)).astype(dtype)

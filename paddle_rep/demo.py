@@ -1,0 +1,208 @@
+"""``paddle-rep demo``: the whole story on real data, in a few minutes on a CPU.
+
+Trains a small network of our blocks with ``torch_ref`` on the digits scikit-learn ships,
+saves the torch checkpoint, converts it with ``paddle-rep convert --verify``, continues
+training in Paddle and in torch from the same state on the same batches (and checks they
+agree), fuses, exports with a dynamic batch, runs the export with ``paddle.inference``, and
+prints a table. Needs torch and scikit-learn (extras ``torch`` and ``demo``).
+"""
+
+import argparse
+import json
+import logging
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="rep_tiny", help="registry model taking in_channels (default rep_tiny)")
+    parser.add_argument("--epochs", type=int, default=4, help="torch training epochs (default 4)")
+    parser.add_argument("--paddle-steps", type=int, default=10, help="steps trained on in both frameworks")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("paddle_rep_demo"), help="working folder")
+
+
+def _median_ms(fn: Callable[[], object], repeats: int = 7) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return 1e3 * statistics.median(times)
+
+
+def _trainable(model) -> int:
+    if hasattr(model, "sublayers"):
+        return sum(int(np.prod(p.shape)) for p in model.parameters() if not p.stop_gradient)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _max_rel(actual: dict, expected: dict) -> float:
+    worst = 0.0
+    for key, value in expected.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        ref = np.asarray(value, dtype=np.float64)
+        scale = max(float(np.abs(ref).max(initial=0.0)), 1e-12)
+        worst = max(worst, float(np.abs(np.asarray(actual[key], dtype=np.float64) - ref).max()) / scale)
+    return worst
+
+
+def run(args: argparse.Namespace) -> int:
+    import paddle
+    import torch
+    from tqdm.auto import tqdm
+
+    import torch_ref
+
+    from . import cli, interop
+    from .data import batches, digits_for_model
+    from .exporter import Predictor, export
+    from .models import create_model
+    from .models._registry import registry
+    from .reparam import reparameterize_model
+    from .schedules import EVAL_TEMPERATURE, get_temperature, set_temperature
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    data, model_args = digits_for_model(registry.builder(args.model), seed=args.seed)
+    iters = len(data.y_train) // args.batch_size
+    say = print
+
+    # 1. Train in torch (the reference), with upstream's recipe: SGD, momentum 0.9, L2, temperature 30 -> 1.
+    torch.manual_seed(args.seed)
+    torch_model = torch_ref.create_model(args.model, **model_args)
+    optimizer = torch.optim.SGD(torch_model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
+    for epoch in range(args.epochs):
+        torch_model.train()
+        progress = tqdm(batches(data.x_train, data.y_train, args.batch_size, epoch, args.seed), total=iters,
+                        desc=f"torch epoch {epoch + 1}/{args.epochs}", disable=None, leave=False)
+        for i, (x, y) in enumerate(progress):
+            set_temperature(torch_model, get_temperature(i, epoch, iters, temp_epoch=max(1, args.epochs // 2)))
+            loss = torch.nn.functional.cross_entropy(torch_model(torch.from_numpy(x)), torch.from_numpy(y))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            progress.set_postfix(loss=f"{loss.item():.3f}")
+    torch_ckpt = out / "torch_model.pth"
+    torch.save({"state_dict": torch_model.state_dict(), "epoch": args.epochs}, torch_ckpt)
+    say(f"trained {args.model} in torch for {args.epochs} epochs; saved {torch_ckpt}")
+
+    # 2. Convert with the command line, verified against torch.
+    paddle_ckpt = out / "paddle_model.pdparams"
+    convert_args = ["convert", str(torch_ckpt), str(paddle_ckpt), "--arch", args.model, "--verify",
+                    "--input-size", str(data.x_train.shape[-1])]
+    if "in_channels" in model_args:
+        convert_args += ["--model-arg", f"in_channels={model_args['in_channels']}"]
+    code = cli.main(convert_args)
+    if code != 0:
+        say(f"conversion failed (exit {code})")
+        return code
+    paddle_model = create_model(args.model, **model_args)
+    from .convert.load import read_checkpoint
+
+    missing, unexpected = paddle_model.set_state_dict(read_checkpoint(paddle_ckpt).state)
+    if missing or unexpected:
+        raise RuntimeError(f"converted checkpoint does not fit: missing {missing}, unexpected {unexpected}")
+
+    # 3. Continue training in both frameworks from the same state, on the same batches.
+    torch_opt = torch.optim.SGD(torch_model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    paddle_opt = paddle.optimizer.Momentum(learning_rate=0.01, momentum=0.9, parameters=paddle_model.parameters(),
+                                           weight_decay=1e-4)
+    torch_model.train()
+    paddle_model.train()
+    set_temperature(torch_model, EVAL_TEMPERATURE)
+    set_temperature(paddle_model, EVAL_TEMPERATURE)
+    loss_gap = 0.0
+    steps = batches(data.x_train, data.y_train, args.batch_size, epoch=args.epochs, seed=args.seed)
+    for _, (x, y) in zip(range(args.paddle_steps), steps, strict=False):
+        torch_loss = torch.nn.functional.cross_entropy(torch_model(torch.from_numpy(x)), torch.from_numpy(y))
+        torch_opt.zero_grad()
+        torch_loss.backward()
+        torch_opt.step()
+        paddle_loss = paddle.nn.functional.cross_entropy(paddle_model(paddle.to_tensor(x)), paddle.to_tensor(y))
+        paddle_opt.clear_grad()
+        paddle_loss.backward()
+        paddle_opt.step()
+        loss_gap = max(loss_gap, abs(float(paddle_loss) - torch_loss.item()) / max(abs(torch_loss.item()), 1e-12))
+    state_gap = _max_rel(interop.to_torch(paddle_model.state_dict(), dtype=None),
+                         {k: v.numpy() for k, v in torch_model.state_dict().items()})
+    say(f"continued {args.paddle_steps} steps in both: max loss gap {loss_gap:.1e} rel, "
+        f"max parameter/statistic gap {state_gap:.1e} rel")
+
+    # 4. Evaluate, fuse, evaluate again.
+    x_test, y_test = data.x_test, data.y_test
+    torch_model.eval()
+    paddle_model.eval()
+
+    def torch_logits(model) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.from_numpy(x_test)).numpy()
+
+    def paddle_logits(model) -> np.ndarray:
+        with paddle.no_grad():
+            return model(paddle.to_tensor(x_test)).numpy()
+
+    logits = {"torch": torch_logits(torch_model), "paddle": paddle_logits(paddle_model)}
+    torch_fused = torch_ref.reparameterize_model(torch_model)
+    paddle_fused = reparameterize_model(paddle_model)
+    logits["torch fused"] = torch_logits(torch_fused)
+    logits["paddle fused"] = paddle_logits(paddle_fused)
+
+    # 5. Export with a dynamic batch and run the saved model with paddle.inference.
+    exported = export(paddle_fused, out / "inference" / "model", tuple(x_test.shape[1:]), reparameterize=False)
+    predictor = Predictor(exported)
+    logits["paddle inference"] = np.concatenate([predictor(x_test[i:i + 50]) for i in range(0, len(y_test), 50)])
+
+    # 6. The table.
+    predictions = {name: value.argmax(1) for name, value in logits.items()}
+    accuracy = {name: float((p == y_test).mean()) for name, p in predictions.items()}
+    reference = logits["torch"]
+    scale = float(np.abs(reference).max())
+    batch = x_test[:args.batch_size]
+    with torch.no_grad(), paddle.no_grad():
+        timings = {
+            "torch train-form": _median_ms(lambda: torch_model(torch.from_numpy(batch))),
+            "torch fused": _median_ms(lambda: torch_fused(torch.from_numpy(batch))),
+            "paddle train-form": _median_ms(lambda: paddle_model(paddle.to_tensor(batch))),
+            "paddle fused": _median_ms(lambda: paddle_fused(paddle.to_tensor(batch))),
+            "paddle inference": _median_ms(lambda: predictor(batch)),
+        }
+    rows = []
+    for name in logits:
+        agree = int((predictions[name] == predictions["torch"]).sum())
+        diff = float(np.abs(logits[name] - reference).max()) / scale
+        rows.append((name, f"{accuracy[name]:.4f}", f"{agree}/{len(y_test)}", f"{diff:.1e}"))
+    say("")
+    say(f"| {args.model} on digits ({len(y_test)} test images) | accuracy | same prediction as torch "
+        "| max logit diff vs torch (rel) |")
+    say("|---|---|---|---|")
+    for row in rows:
+        say("| " + " | ".join(row) + " |")
+    say("")
+    say("| model form | trainable parameters | time per batch of "
+        f"{len(batch)} (ms, median) | vs train-form |")
+    say("|---|---|---|---|")
+    counts = {"torch": (_trainable(torch_model), _trainable(torch_fused)),
+              "paddle": (_trainable(paddle_model), _trainable(paddle_fused))}
+    for name, ms in timings.items():
+        framework = name.split()[0]
+        fused = "train-form" not in name
+        base = timings[f"{framework} train-form"]
+        say(f"| {name} | {counts[framework][fused]:,} | {ms:.2f} | {base / ms:.2f}x |")
+    say("")
+    say(f"training in both frameworks for {args.paddle_steps} steps: loss gap {loss_gap:.1e}, "
+        f"state gap {state_gap:.1e} (relative)")
+    summary = {"accuracy": accuracy, "timings_ms": timings, "loss_gap": loss_gap, "state_gap": state_gap,
+               "parameters": counts, "max_rel_logit_diff": {r[0]: float(r[3]) for r in rows}}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    agreed = all(int((predictions[n] == predictions["torch"]).sum()) == len(y_test) for n in predictions)
+    return 0 if agreed else 1

@@ -1,0 +1,48 @@
+"""Model zoo for Paddle: RepVGG, ODConv ResNet / MobileNetV2 and ACNet networks by name.
+
+``create_model("repvgg_a0", deploy=True)``; ``list_models("od_*")``. Attributes load lazily,
+so the pure-Python parts (``_registry``, ``_specs``) import without Paddle.
+"""
+
+import importlib
+from typing import TYPE_CHECKING
+
+_EXPORTS = {
+    "create_model": "_registry",
+    "list_models": "_registry",
+    "register_model": "_registry",
+    "RepVGG": "repvgg",
+    "ODResNet": "odconv_resnet",
+    "ODMobileNetV2": "odconv_mobilenetv2",
+    "ACNetResNet": "acnet",
+    "ACNetCifarResNet": "acnet",
+    "ACNetCifarQuick": "acnet",
+    "ACNetVGG": "acnet",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from ._registry import create_model as create_model
+    from ._registry import list_models as list_models
+    from ._registry import register_model as register_model
+    from .acnet import ACNetCifarQuick as ACNetCifarQuick
+    from .acnet import ACNetCifarResNet as ACNetCifarResNet
+    from .acnet import ACNetResNet as ACNetResNet
+    from .acnet import ACNetVGG as ACNetVGG
+    from .odconv_mobilenetv2 import ODMobileNetV2 as ODMobileNetV2
+    from .odconv_resnet import ODResNet as ODResNet
+    from .repvgg import RepVGG as RepVGG
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'paddle_rep.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,0 +1,149 @@
+"""RepVGG networks for Paddle.
+
+Ding et al., CVPR 2021, arXiv:2101.03697; upstream https://github.com/DingXiaoH/RepVGG
+``repvgg.py`` (``RepVGG``, ``create_RepVGG_*``; MIT). Same structure and attribute names as
+upstream and ``torch_ref.models.repvgg``, so torch state dicts map key for key through
+:mod:`paddle_rep.interop` (``stage0.rbr_dense.conv.weight``, ``stage1.0...``, ``linear.weight``).
+"""
+
+import paddle
+from paddle import nn
+
+from ..repvgg import RepVGGBlock
+from ._registry import register_model
+from ._specs import REPVGG_SPECS, groups_map
+
+
+class RepVGG(nn.Layer):
+    """stage0 (one stride-2 block) + four stages of RepVGG blocks + global pool + linear head."""
+
+    def __init__(self, num_blocks: list[int], num_classes: int = 1000, width_multiplier: list[float] | None = None,
+                 override_groups_map: dict[int, int] | None = None, deploy: bool = False,
+                 use_se: bool = False) -> None:
+        super().__init__()
+        if width_multiplier is None or len(width_multiplier) != 4:
+            raise ValueError(f"width_multiplier needs 4 values, got {width_multiplier!r}")
+        if len(num_blocks) != 4:
+            raise ValueError(f"num_blocks needs 4 values, got {num_blocks!r}")
+        self.deploy = deploy
+        self.override_groups_map = dict(override_groups_map or {})
+        if 0 in self.override_groups_map:
+            raise ValueError("override_groups_map cannot group layer 0 (stage0 sees the 3 input channels)")
+        self.use_se = use_se
+        self.in_planes = min(64, int(64 * width_multiplier[0]))
+        self.stage0 = RepVGGBlock(3, self.in_planes, kernel_size=3, stride=2, padding=1, deploy=deploy, use_se=use_se)
+        self.cur_layer_idx = 1
+        widths = (64, 128, 256, 512)
+        self.stage1, self.stage2, self.stage3, self.stage4 = (
+            self._make_stage(int(w * m), n) for w, m, n in zip(widths, width_multiplier, num_blocks, strict=True)
+        )
+        self.gap = nn.AdaptiveAvgPool2D(output_size=1)
+        self.linear = nn.Linear(int(512 * width_multiplier[3]), num_classes)
+
+    def _make_stage(self, planes: int, num_blocks: int) -> nn.LayerList:
+        blocks = []
+        for i in range(num_blocks):
+            groups = self.override_groups_map.get(self.cur_layer_idx, 1)
+            blocks.append(RepVGGBlock(self.in_planes, planes, kernel_size=3, stride=2 if i == 0 else 1, padding=1,
+                                      groups=groups, deploy=self.deploy, use_se=self.use_se))
+            self.in_planes = planes
+            self.cur_layer_idx += 1
+        return nn.LayerList(blocks)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        out = self.stage0(x)
+        for stage in (self.stage1, self.stage2, self.stage3, self.stage4):
+            for block in stage:
+                out = block(out)
+        out = paddle.flatten(self.gap(out), start_axis=1)
+        return self.linear(out)
+
+
+def _build(name: str, num_classes: int, deploy: bool) -> RepVGG:
+    spec = REPVGG_SPECS[name]
+    return RepVGG(list(spec.num_blocks), num_classes=num_classes, width_multiplier=list(spec.width_multiplier),
+                  override_groups_map=groups_map(spec.groups), deploy=deploy, use_se=spec.use_se)
+
+
+@register_model
+def repvgg_a0(num_classes: int = 1000, deploy: bool = False) -> RepVGG:
+    """RepVGG-A0: 9.11M params training-time, 8.31M deployed."""
+    return _build("repvgg_a0", num_classes, deploy)
+
+
+@register_model
+def repvgg_a1(num_classes: int = 1000, deploy: bool = False) -> RepVGG:
+    """RepVGG-A1."""
+    return _build("repvgg_a1", num_classes, deploy)
+
+
+@register_model
+def repvgg_a2(num_classes: int = 1000, deploy: bool = False) -> RepVGG:
+    """RepVGG-A2."""
+    return _build("repvgg_a2", num_classes, deploy)
+
+
+@register_model
+def repvgg_b0(num_classes: int = 1000, deploy: bool = False) -> RepVGG:
+    """RepVGG-B0."""
+    return _build("repvgg_b0", num_classes, deploy)
+
+
+@register_model
+def repvgg_b1(num_classes: int = 1000, deploy: bool = False) -> RepVGG:
+    """RepVGG-B1."""
+    return _build("repvgg_b1", num_classes, deploy)
+
+
+@register_model
+def repvgg_b1g2(num_classes: int = 1000, deploy: bool = False) -> RepVGG:
+    """RepVGG-B1g2: groups 2 on the odd blocks of stages 1-3."""
+    return _build("repvgg_b1g2", num_classes, deploy)
+
+
+@register_model
+def repvgg_b1g4(num_classes: int = 1000, deploy: bool = False) -> RepVGG:
+    """RepVGG-B1g4: groups 4 on the odd blocks of stages 1-3."""
+    return _build("repvgg_b1g4", num_classes, deploy)
+
+
+@register_model
+def repvgg_b2(num_classes: int = 1000, deploy: bool = False) -> RepVGG:
+    """RepVGG-B2."""
+    return _build("repvgg_b2", num_classes, deploy)
+
+
+@register_model
+def repvgg_b2g2(num_classes: int = 1000, deploy: bool = False) -> RepVGG:
+    """RepVGG-B2g2."""
+    return _build("repvgg_b2g2", num_classes, deploy)
+
+
+@register_model
+def repvgg_b2g4(num_classes: int = 1000, deploy: bool = False) -> RepVGG:
+    """RepVGG-B2g4."""
+    return _build("repvgg_b2g4", num_classes, deploy)
+
+
+@register_model
+def repvgg_b3(num_classes: int = 1000, deploy: bool = False) -> RepVGG:
+    """RepVGG-B3."""
+    return _build("repvgg_b3", num_classes, deploy)
+
+
+@register_model
+def repvgg_b3g2(num_classes: int = 1000, deploy: bool = False) -> RepVGG:
+    """RepVGG-B3g2."""
+    return _build("repvgg_b3g2", num_classes, deploy)
+
+
+@register_model
+def repvgg_b3g4(num_classes: int = 1000, deploy: bool = False) -> RepVGG:
+    """RepVGG-B3g4."""
+    return _build("repvgg_b3g4", num_classes, deploy)
+
+
+@register_model
+def repvgg_d2se(num_classes: int = 1000, deploy: bool = False) -> RepVGG:
+    """RepVGG-D2se: deeper stages and SE (out/16, before the ReLU) in every block, stage0 included."""
+    return _build("repvgg_d2se", num_classes, deploy)

@@ -1,0 +1,306 @@
+"""convert_model / revert_model: blocks into any model, train, and back to the original architecture.
+
+Models: paddle.vision resnet18 and mobilenet_v2 (num_classes=10) and a small user-style model
+whose convs are called from custom forward code, some with a bias. Every model gets random BN
+statistics and random conv biases (defaults would hide a wrong fold or a dropped bias).
+"""
+
+import numpy as np
+import paddle
+import pytest
+import torch
+from paddle import nn
+from paddle.nn import functional as F
+
+import torch_ref
+from paddle_rep import ConversionError, convert_model, interop, revert_model
+from paddle_rep.fusion import is_batch_norm
+from parity_tests.helpers import assert_close, measure, randomize_bn, seeded_input
+from torch_ref.vision import resnet18 as torch_resnet18
+
+SHAPE = (2, 3, 32, 32)
+SEED = 7
+KINDS = ("acb", "repvgg", "odconv")
+FUSABLE = ("acb", "repvgg")
+
+
+class UserNet(nn.Layer):
+    """Convs used from hand-written forward code: biased, grouped, 5x5, non-square, conv -> BN."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.stem = nn.Conv2D(3, 16, 3, padding=1)  # bias, no BN
+        self.conv_a = nn.Conv2D(16, 16, 3, stride=2, padding=1, bias_attr=False)
+        self.norm_a = nn.BatchNorm2D(16)
+        self.grouped = nn.Conv2D(16, 32, 3, padding=1, groups=4)  # bias
+        self.wide = nn.Conv2D(32, 32, 5, padding=2, groups=32, bias_attr=False)  # depthwise 5x5
+        self.norm_w = nn.BatchNorm2D(32)
+        self.row = nn.Conv2D(32, 32, (1, 3), padding=(0, 1))  # not square: never converted
+        self.head = nn.Linear(32, num_classes)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        x = F.relu(self.stem(x))
+        x = F.relu(self.norm_a(self.conv_a(x)))
+        x = self.grouped(x)
+        x = x + F.relu(self.norm_w(self.wide(x)))
+        x = self.row(x)
+        return self.head(paddle.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+MODELS = {
+    "resnet18": lambda: paddle.vision.models.resnet18(num_classes=10),
+    "mobilenet_v2": lambda: paddle.vision.models.mobilenet_v2(num_classes=10),
+    "user": UserNet,
+}
+
+
+def randomize(model: nn.Layer, seed: int) -> nn.Layer:
+    """Random BN statistics and affine parameters, and random conv biases, from a seeded generator."""
+    rng = np.random.default_rng(seed)
+    with paddle.no_grad():
+        for layer in model.sublayers():
+            if is_batch_norm(layer):
+                n = layer._mean.shape[0]
+                layer._mean.set_value(rng.normal(0.0, 0.5, n).astype("float32"))
+                layer._variance.set_value(rng.uniform(0.5, 2.0, n).astype("float32"))
+                layer.weight.set_value(rng.uniform(0.5, 1.5, n).astype("float32"))
+                layer.bias.set_value(rng.normal(0.0, 0.5, n).astype("float32"))
+            elif isinstance(layer, nn.Conv2D) and layer.bias is not None:
+                layer.bias.set_value(rng.normal(0.0, 0.5, layer.bias.shape).astype("float32"))
+    return model
+
+
+def build(name: str, seed: int = SEED) -> nn.Layer:
+    paddle.seed(seed)
+    return randomize(MODELS[name](), seed)
+
+
+def eval_output(model: nn.Layer, x: np.ndarray) -> np.ndarray:
+    model.eval()
+    with paddle.no_grad():
+        return model(paddle.to_tensor(x)).numpy()
+
+
+def train_steps(model: nn.Layer, steps: int = 3) -> None:
+    model.train()
+    opt = paddle.optimizer.Momentum(learning_rate=0.01, momentum=0.9, parameters=model.parameters())
+    rng = np.random.default_rng(SEED + 1)
+    for _ in range(steps):
+        x = paddle.to_tensor(rng.normal(0.0, 1.0, SHAPE).astype("float32"))
+        labels = paddle.to_tensor(rng.integers(0, 10, (SHAPE[0],)))
+        F.cross_entropy(model(x), labels).backward()
+        opt.step()
+        opt.clear_grad()
+
+
+def structure(model: nn.Layer) -> list[tuple[str, str]]:
+    return [(name, type(layer).__name__) for name, layer in model.named_sublayers()]
+
+
+def shapes(model: nn.Layer) -> dict[str, list[int]]:
+    return {k: list(v.shape) for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("to", KINDS)
+@pytest.mark.parametrize("model_name", list(MODELS))
+def test_converted_equals_original(model_name, to):
+    original = build(model_name)
+    x = seeded_input(SHAPE, "float32", SEED)
+    converted, report = convert_model(original, to)
+    assert report.converted, report
+    assert structure(original) != structure(converted)
+    assert_close(f"{model_name}->{to} vs original", eval_output(converted, x), eval_output(original, x),
+                 "converted_vs_original", "float32")
+
+
+def test_converted_negative_control():
+    """The start comparison must fail for a different weight set."""
+    x = seeded_input(SHAPE, "float32", SEED)
+    converted, _ = convert_model(build("resnet18"), "acb")
+    other = build("resnet18", seed=SEED + 1)
+    result = measure("acb vs other weights", eval_output(converted, x), eval_output(other, x),
+                     "converted_vs_original", "float32")
+    assert not result.ok, result
+
+
+@pytest.mark.parametrize("to", FUSABLE)
+@pytest.mark.parametrize("model_name", list(MODELS))
+def test_train_then_revert(model_name, to):
+    original = build(model_name)
+    x = seeded_input(SHAPE, "float32", SEED)
+    start = eval_output(original, x)
+    converted, report = convert_model(original, to)
+    train_steps(converted)
+    trained = eval_output(converted, x)
+    assert not measure("training moved it", trained, start, "converted_vs_original", "float32").ok
+
+    deployed, revert_report = revert_model(converted, example_input=paddle.to_tensor(x))
+    assert sorted(revert_report.restored) == sorted(report.converted)
+    assert_close(f"{model_name}/{to} reverted vs trained", eval_output(deployed, x), trained, "reverted_vs_trained",
+                 "float32")
+    assert structure(deployed) == structure(original)
+    assert shapes(deployed) == shapes(original), "biases of bias-free convs should be folded into their BNs"
+    assert sum(int(np.prod(s)) for s in shapes(deployed).values()) == sum(
+        int(np.prod(s)) for s in shapes(original).values())
+
+    fresh = MODELS[model_name]()
+    missing, unexpected = fresh.set_state_dict(deployed.state_dict())
+    assert not missing and not unexpected, (missing, unexpected)
+    np.testing.assert_array_equal(eval_output(fresh, x), eval_output(deployed, x))
+
+
+@pytest.mark.parametrize("to", FUSABLE)
+def test_revert_without_example_input_keeps_biases(to):
+    original = build("resnet18")
+    x = seeded_input(SHAPE, "float32", SEED)
+    converted, report = convert_model(original, to)
+    train_steps(converted, steps=1)
+    deployed, revert_report = revert_model(converted)
+    assert set(revert_report.bias_kept) == set(report.converted)
+    for name in report.converted:
+        assert f"{name}.bias" in deployed.state_dict()
+    assert structure(deployed) == structure(original)
+    assert_close("reverted (biases kept) vs trained", eval_output(deployed, x), eval_output(converted, x),
+                 "reverted_vs_trained", "float32")
+
+
+def test_revert_keeps_bias_a_shared_bn_input_cannot_take():
+    """UserNet's ``wide`` output feeds its BN only, ``grouped`` (biased) feeds an add and a conv."""
+    converted, report = convert_model(build("user"), "acb")
+    assert {"stem", "conv_a", "grouped", "wide"} <= set(report.converted)
+    assert "row" in report.skipped and "not square" in report.skipped["row"]
+    _, revert_report = revert_model(converted, example_input=paddle.to_tensor(seeded_input(SHAPE, "float32", 0)))
+    assert revert_report.bias_folded == {"conv_a": "norm_a", "wide": "norm_w"}
+
+
+@pytest.mark.parametrize("model_name", [pytest.param("resnet18", marks=pytest.mark.slow), "user"])
+def test_odconv_trains_and_is_not_reverted(model_name):
+    converted, report = convert_model(build(model_name), "odconv", kernel_num=2)
+    before = [p.numpy().copy() for p in converted.parameters() if not p.stop_gradient]
+    train_steps(converted, steps=2)
+    after = [p.numpy() for p in converted.parameters() if not p.stop_gradient]
+    assert any(not np.array_equal(a, b) for a, b in zip(after, before, strict=True))
+    _, revert_report = revert_model(converted)
+    assert not revert_report.restored
+    assert sorted(revert_report.skipped) == sorted(report.converted)
+
+
+def test_include_exclude_patterns():
+    model = build("resnet18")
+    _, report = convert_model(model, "repvgg", include="layer1.*", exclude=["*.conv2"])
+    assert report.converted == ["layer1.0.conv1", "layer1.1.conv1"]
+    assert report.skipped["layer1.0.conv2"] == "excluded by '*.conv2'"
+    assert report.skipped["layer2.0.conv1"] == "not matched by include"
+    assert "conv1" in report.skipped  # the 7x7 stem: not eligible for RepVGG, matched by no include
+    assert isinstance(model.layer1[0].conv1, nn.Conv2D), "inplace=False must leave the input untouched"
+
+
+def test_existing_blocks_are_not_converted_again():
+    converted, first = convert_model(build("resnet18"), "acb")
+    again, second = convert_model(converted, "odconv", include="layer1.*")
+    assert not second.converted
+    assert second.skipped["layer1.0.conv1.square_conv"] == "part of an existing ACBlock"
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    (dict(to="dbb"), ValueError, "to must be one of"),
+    (dict(to="acb", include="nothing.here"), ConversionError, "'nothing.here' matches no Conv2D"),
+    (dict(to="acb", exclude=["layer9*"]), ConversionError, "'layer9\\*' matches no Conv2D"),
+    (dict(to="repvgg", include=["conv1", "layer1.*"]), ConversionError, "conv1: RepVGGBlock needs a 3x3"),
+    (dict(to="acb", include="layer2.0.downsample.0"), ConversionError, "layer2.0.downsample.0: 1x1 kernel"),
+    (dict(to="acb", deploy=True), ValueError, "'deploy' is not supported"),
+    (dict(to="repvgg", use_se=True), ValueError, "'use_se' is not supported"),
+    (dict(to="odconv", kernel_size=3), ValueError, "'kernel_size' is copied"),
+    (dict(to="odconv", kernel_nums=2), ValueError, "takes no argument 'kernel_nums'"),
+    (dict(to="acb", include=""), ValueError, "include must be"),
+], ids=["unknown-to", "include-matches-nothing", "exclude-matches-nothing", "explicit-stem-repvgg",
+        "explicit-1x1-acb", "deploy", "use_se", "geometry-kwarg", "unknown-kwarg", "empty-pattern"])
+def test_bad_input(kwargs, error, match):
+    model = build("resnet18")
+    before = structure(model)
+    with pytest.raises(error, match=match):
+        convert_model(model, inplace=True, **kwargs)
+    assert structure(model) == before, "a refused conversion must not touch the model"
+
+
+def test_explicit_non_square_conv_in_user_model():
+    with pytest.raises(ConversionError, match="row: kernel \\[1, 3\\] is not square"):
+        convert_model(build("user"), "odconv", include=["row"])
+
+
+# --- torch twin: the same conversion in both frameworks, weights moved through interop ---------
+
+def torch_resnet18_pair() -> tuple[torch.nn.Module, nn.Layer]:
+    torch.manual_seed(SEED)
+    torch_model = torch_resnet18(num_classes=10)
+    randomize_bn(torch_model, np.random.default_rng(SEED))
+    paddle_model = paddle.vision.models.resnet18(num_classes=10)
+    missing, unexpected = paddle_model.set_state_dict(interop.from_torch(torch_model.state_dict()))
+    assert not missing and not unexpected, (missing, unexpected)
+    return torch_model, paddle_model
+
+
+def torch_eval(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+    model.eval()
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
+@pytest.mark.parametrize("to", [*FUSABLE, pytest.param("odconv", marks=pytest.mark.slow)])
+def test_torch_twin_resnet18_parity(to):
+    torch_model, paddle_model = torch_resnet18_pair()
+    x = seeded_input(SHAPE, "float32", SEED)
+    assert_close("original resnet18 paddle vs torch", eval_output(paddle_model, x), torch_eval(torch_model, x),
+                 "network_output", "float32")
+    torch_converted, torch_report = torch_ref.convert_model(torch_model, to)
+    paddle_converted, paddle_report = convert_model(paddle_model, to)
+    assert torch_report == paddle_report
+    assert_close(f"torch {to} start vs torch original", torch_eval(torch_converted, x), torch_eval(torch_model, x),
+                 "converted_vs_original", "float32")
+    # Same weights in both converted models (their fresh branches were initialised independently).
+    with torch.no_grad():
+        for module in torch_converted.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and module.weight is not None:
+                module.weight.add_(0.1)  # wake the silent branches so the comparison sees them
+    missing, unexpected = paddle_converted.set_state_dict(interop.from_torch(torch_converted.state_dict()))
+    assert not missing and not unexpected, (missing, unexpected)
+    torch_out = torch_eval(torch_converted, x)
+    assert_close(f"{to} converted paddle vs torch", eval_output(paddle_converted, x), torch_out, "network_output",
+                 "float32")
+    if to == "odconv":
+        return
+    torch_deployed, torch_revert = torch_ref.revert_model(torch_converted, example_input=torch.from_numpy(x))
+    paddle_deployed, paddle_revert = revert_model(paddle_converted, example_input=paddle.to_tensor(x))
+    assert torch_revert == paddle_revert
+    assert set(torch_deployed.state_dict()) == set(torch_model.state_dict())
+    assert_close(f"{to} reverted torch vs converted torch", torch_eval(torch_deployed, x), torch_out,
+                 "reverted_vs_trained", "float32")
+    assert_close(f"{to} reverted paddle vs torch", eval_output(paddle_deployed, x), torch_eval(torch_deployed, x),
+                 "network_output", "float32")
+
+
+class SharedBNInput(nn.Layer):
+    """The conv output feeds its BN and, through a functional add, the output: no fold is valid."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2D(3, 3, 3, padding=1, bias_attr=False)
+        self.bn = nn.BatchNorm2D(3)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        y = self.conv(x)
+        return self.bn(y) + y
+
+
+def test_revert_refuses_a_fold_that_changes_the_output():
+    paddle.seed(SEED)
+    converted, _ = convert_model(randomize(SharedBNInput(), SEED), "acb")
+    with paddle.no_grad():
+        converted.conv.square_bn.bias.set_value(paddle.full([3], 0.5))  # a fused bias to fold
+    x = paddle.to_tensor(seeded_input(SHAPE, "float32", SEED))
+    with pytest.raises(ConversionError, match="folding conv biases into BNs changed the output"):
+        revert_model(converted, example_input=x)
+    deployed, report = revert_model(converted)
+    assert list(report.bias_kept) == ["conv"]
+    assert_close("biases kept", eval_output(deployed, x.numpy()), eval_output(converted, x.numpy()),
+                 "reverted_vs_trained", "float32")

@@ -1,0 +1,113 @@
+"""The end-to-end demo, single-process training, and two-process DataParallel training on CPU (gloo)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import paddle
+import pytest
+
+from paddle_rep import cli, interop
+from paddle_rep.convert.load import read_checkpoint
+from paddle_rep.data import batches, load_digits
+from paddle_rep.models import create_model
+from paddle_rep.schedules import get_temperature, set_temperature
+from paddle_rep.train import TrainConfig, shard
+from parity_tests import helpers
+
+REPO = Path(__file__).resolve().parents[1]
+pytest.importorskip("sklearn", reason="the digits data set ships with scikit-learn (test extra)")
+
+
+def test_digits_split_is_stratified_and_seeded() -> None:
+    first, second = load_digits(seed=0), load_digits(seed=0)
+    np.testing.assert_array_equal(first.y_test, second.y_test)
+    assert first.x_train.shape[1:] == (1, 8, 8) and first.x_train.dtype == np.float32
+    assert len(first.y_test) == 359 and set(np.bincount(first.y_test)) <= {35, 36, 37}
+    assert abs(float(first.x_train.mean())) < 1e-5 and abs(float(first.x_train.std()) - 1) < 1e-4
+    order = [y for _, y in batches(first.x_train, first.y_train, 64, epoch=1)]
+    assert [y for _, y in batches(first.x_train, first.y_train, 64, epoch=1)][0].tolist() == order[0].tolist()
+
+
+def test_demo_runs_end_to_end(tmp_path: Path, capsys) -> None:
+    assert cli.main(["demo", "--epochs", "1", "--paddle-steps", "3", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "| paddle inference |" in printed and "verify paddle vs torch (eval)" in printed
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    accuracy = summary["accuracy"]
+    assert accuracy["torch"] > 0.5, "one epoch on digits should learn something"
+    assert len(set(accuracy.values())) == 1, f"fusing, converting or exporting changed predictions: {accuracy}"
+    train_params, deploy_params = summary["parameters"]["paddle"]
+    assert summary["parameters"]["torch"] == [train_params, deploy_params] and deploy_params < train_params
+    assert summary["loss_gap"] < 1e-5 and summary["state_gap"] < 1e-4
+    for file in ("torch_model.pth", "paddle_model.pdparams", "paddle_model.pdparams.json", "inference/model.pdiparams"):
+        assert (tmp_path / file).is_file(), file
+
+
+def test_train_command_single_process(tmp_path: Path) -> None:
+    assert cli.main(["train", "--arch", "rep_tiny", "--steps", "4", "--batch-size", "32", "--out", str(tmp_path)]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["steps"] == 4 and metrics["accuracy"] == metrics["deploy_accuracy"]
+    deployed = read_checkpoint(tmp_path / "model_deploy.pdparams").state
+    assert "stem.fused_conv.weight" in deployed and not any("rbr_dense" in k for k in deployed)
+
+
+def _simulate(init: dict, config: TrainConfig, world_size: int) -> paddle.nn.Layer:
+    """One process doing what ``world_size`` DataParallel ranks do: each shard normalised on its own."""
+    data = load_digits(seed=config.seed)
+    model = create_model(config.arch, num_classes=10, in_channels=1)
+    missing, unexpected = model.set_state_dict(init)
+    assert not missing and not unexpected
+    optimizer = paddle.optimizer.Momentum(learning_rate=config.lr, momentum=config.momentum,
+                                          parameters=model.parameters(), weight_decay=config.weight_decay)
+    iters = len(data.y_train) // config.batch_size
+    model.train()
+    for i, (x, y) in enumerate(batches(data.x_train, data.y_train, config.batch_size, 0, config.seed)):
+        if i == config.steps:
+            break
+        set_temperature(model, get_temperature(i, 0, iters, temp_epoch=config.temp_epochs))
+        losses = [paddle.nn.functional.cross_entropy(model(paddle.to_tensor(shard(x, r, world_size))),
+                                                     paddle.to_tensor(shard(y, r, world_size)))
+                  for r in range(world_size)]
+        (paddle.add_n(losses) / world_size).backward()  # DataParallel averages the ranks' gradients
+        optimizer.step()
+        optimizer.clear_grad()
+    return model
+
+
+def test_two_process_data_parallel_matches_one_process(tmp_path: Path) -> None:
+    """(a) Both ranks end with identical parameters; (b) they equal one process doing the same shards.
+
+    BN statistics are per rank without SyncBatchNorm: each rank normalises with, and keeps
+    running statistics of, its own shard. So the single-process reference forwards each shard
+    separately (not the concatenated batch, whose BN statistics would differ), and running
+    statistics are compared only between rank 0 and shard 0's view, not across ranks.
+    """
+    config = TrainConfig(steps=3, batch_size=32)
+    command = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
+               "--log_dir", str(tmp_path / "log"), str(REPO / "tools" / "train.py"), "--arch", config.arch,
+               "--steps", str(config.steps), "--batch-size", str(config.batch_size), "--out", str(tmp_path),
+               "--save-every-rank"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    logs = "\n".join(p.read_text()[-2000:] for p in sorted((tmp_path / "log").glob("workerlog.*")))
+    assert done.returncode == 0, f"launch failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}\n{logs}"
+    ranks = [read_checkpoint(tmp_path / f"rank{r}.pdparams").state for r in (0, 1)]
+    init = read_checkpoint(tmp_path / "init.pdparams").state
+    trainable = [k for k in ranks[0] if not k.endswith(("_mean", "_variance"))]
+    for key in trainable:
+        np.testing.assert_array_equal(ranks[0][key], ranks[1][key], err_msg=f"ranks differ at {key}")
+    assert any(not np.array_equal(ranks[0][k], ranks[1][k]) for k in ranks[0] if k.endswith("_mean")), (
+        "per-rank BN statistics should differ (each rank sees its own shard)")
+    assert any(not np.array_equal(ranks[0][k], init[k]) for k in trainable), "training did not move the weights"
+
+    reference = _simulate(init, config, world_size=2)
+    expected = interop.to_torch(reference.state_dict(), dtype=None, num_batches_tracked=None)
+    actual = interop.to_torch(ranks[0], dtype=None, num_batches_tracked=None)
+    helpers.assert_all_close([helpers.measure(k, actual[k], expected[k], "train_state", "float32")
+                              for k in expected if not k.endswith(("running_mean", "running_var"))])
+    naive = interop.to_torch(_simulate(init, config, world_size=1).state_dict(), dtype=None,
+                             num_batches_tracked=None)
+    assert not all(helpers.measure(k, actual[k], naive[k], "train_state", "float32").ok for k in expected), (
+        "the concatenated-batch run should differ (BN statistics over 32 vs 16 samples)")

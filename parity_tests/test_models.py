@@ -1,0 +1,501 @@
+"""Model zoo: registry behaviour, structure and parameter counts, and model-level parity.
+
+Structure checks build every model on torch's meta device and under ``paddle.LazyGuard`` (no
+memory, no init cost), so all 27 models x train/deploy run by default. Parity cases build
+real weights through ``helpers.make_pair``; full-size RepVGG-B1g2 / D2se are slow, and
+narrow "mini" RepVGGs with the same group map and SE layout cover those paths by default.
+"""
+
+import copy
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import paddle
+import pytest
+import torch
+
+import paddle_rep
+import torch_ref
+from paddle_rep import interop
+from paddle_rep.errors import UnknownModelError
+from paddle_rep.models._specs import groups_map
+from parity_tests import helpers
+from parity_tests.helpers import assert_all_close, measure
+from parity_tests.tolerances import tolerance
+
+EXPECTED_MODELS = sorted([
+    *(f"repvgg_{v}" for v in ("a0", "a1", "a2", "b0", "b1", "b1g2", "b1g4", "b2", "b2g2", "b2g4", "b3", "b3g2",
+                              "b3g4", "d2se")),
+    "od_resnet18", "od_resnet34", "od_resnet50", "od_resnet101",
+    "od_mobilenetv2_050", "od_mobilenetv2_075", "od_mobilenetv2_100",
+    "acnet_resnet18", "acnet_resnet34", "acnet_resnet56", "acnet_cifar_quick", "acnet_vgg16",
+    "rep_tiny",  # the demo network, all three blocks in one small model
+])
+FRAMEWORKS = {"torch": torch_ref, "paddle": paddle_rep}
+
+
+# ---------------------------------------------------------------- registry
+
+def test_both_registries_list_the_same_models() -> None:
+    assert torch_ref.list_models() == EXPECTED_MODELS
+    assert paddle_rep.list_models() == EXPECTED_MODELS
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_list_models_filters_by_pattern(framework: str) -> None:
+    lib = FRAMEWORKS[framework]
+    assert lib.list_models("repvgg_b1*") == ["repvgg_b1", "repvgg_b1g2", "repvgg_b1g4"]
+    assert lib.list_models("od_mobilenetv2_*") == ["od_mobilenetv2_050", "od_mobilenetv2_075", "od_mobilenetv2_100"]
+    assert lib.list_models("nothing*") == []
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize(("name", "suggestion"), [("repvgg_ao", "repvgg_a0"), ("od_resnet19", "od_resnet18"),
+                                                  ("acnet_vgg", "acnet_vgg16")])
+def test_unknown_name_lists_close_matches(framework: str, name: str, suggestion: str) -> None:
+    with pytest.raises(UnknownModelError) as info:
+        FRAMEWORKS[framework].create_model(name)
+    assert isinstance(info.value, ValueError)
+    assert repr(name) in str(info.value) and suggestion in str(info.value)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_unexpected_argument_is_a_value_error_naming_it(framework: str) -> None:
+    with pytest.raises(ValueError, match="kernel_num"):
+        FRAMEWORKS[framework].create_model("repvgg_a0", kernel_num=4)
+
+
+def test_pure_python_parts_import_without_a_framework() -> None:
+    """The registry and specs import neither framework, and torch_ref's zoo never imports paddle."""
+    script = (
+        "import sys\n"
+        "import paddle_rep.models._registry, paddle_rep.models._specs\n"
+        "assert 'paddle' not in sys.modules and 'torch' not in sys.modules, 'registry imported a framework'\n"
+        "import torch_ref\n"
+        "torch_ref.create_model('acnet_cifar_quick')\n"
+        "assert len(torch_ref.list_models()) == 27\n"
+        "assert 'paddle' not in sys.modules, 'torch_ref.models imported paddle'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+# ---------------------------------------------------------------- structure and parameter counts
+
+def _torch_meta(name: str, **kwargs) -> torch.nn.Module:
+    with torch.device("meta"):
+        return torch_ref.create_model(name, **kwargs)
+
+
+def _paddle_lazy(name: str, **kwargs) -> paddle.nn.Layer:
+    with paddle.LazyGuard():
+        return paddle_rep.create_model(name, **kwargs)
+
+
+def _torch_trainable(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _paddle_trainable(model: paddle.nn.Layer) -> int:
+    # BN _mean/_variance are parameters with stop_gradient=True in Paddle.
+    return sum(int(np.prod(p.shape)) for p in model.parameters() if not p.stop_gradient)
+
+
+def _torch_shapes_as_paddle(model: torch.nn.Module) -> dict[str, list[int]]:
+    shapes = {}
+    for key, value in model.state_dict().items():
+        target = interop.torch_key_to_paddle(key)
+        if target is not None:
+            shape = list(value.shape)
+            shapes[target] = shape[::-1] if key.endswith(".weight") and len(shape) == 2 else shape
+    return shapes
+
+
+@pytest.mark.parametrize("deploy", [False, True], ids=["train", "deploy"])
+@pytest.mark.parametrize("name", EXPECTED_MODELS)
+def test_structure_matches_between_frameworks(name: str, deploy: bool) -> None:
+    """Same trainable count and the same key -> shape map after the interop mapping."""
+    kwargs = {"num_classes": 7, "deploy": deploy}
+    torch_model, paddle_model = _torch_meta(name, **kwargs), _paddle_lazy(name, **kwargs)
+    assert _paddle_trainable(paddle_model) == _torch_trainable(torch_model)
+    expected = _torch_shapes_as_paddle(torch_model)
+    actual = {k: list(v.shape) for k, v in paddle_model.state_dict().items()}
+    assert set(actual) == set(expected), f"keys differ: {sorted(set(actual) ^ set(expected))[:10]}"
+    wrong = {k: (actual[k], expected[k]) for k in expected if actual[k] != expected[k]}
+    assert not wrong, f"shapes differ (paddle, torch): {wrong}"
+
+
+# repvgg.md section 3: trainable params (train, deploy) and state-dict keys (train incl.
+# num_batches_tracked, deploy), verified against the official code.
+REPVGG_TABLE = {
+    "repvgg_a0": (9_108_968, 8_309_384), "repvgg_a1": (14_092_264, 12_789_864),
+    "repvgg_a2": (28_210_600, 25_499_944), "repvgg_b0": (15_817_960, 14_339_048),
+    "repvgg_b1": (57_415_016, 51_829_480), "repvgg_b1g2": (45_782_376, 41_360_104),
+    "repvgg_b1g4": (39_966_056, 36_125_416), "repvgg_b2": (89_022_376, 80_315_112),
+    "repvgg_b2g2": (70_846_376, 63_956_712), "repvgg_b2g4": (61_758_376, 55_777_512),
+    "repvgg_b3": (123_085_288, 110_960_872), "repvgg_b3g2": (96_911_848, 87_404_776),
+    "repvgg_b3g4": (83_825_128, 75_626_728), "repvgg_d2se": (133_334_836, 120_387_572),
+}
+REPVGG_KEYS = {"a": (351, 46), "b": (453, 58), "d": (985, 290)}
+
+
+@pytest.mark.parametrize("name", sorted(REPVGG_TABLE))
+def test_repvgg_official_parameter_and_key_counts(name: str) -> None:
+    for deploy, expected in zip((False, True), REPVGG_TABLE[name], strict=True):
+        torch_model, paddle_model = _torch_meta(name, deploy=deploy), _paddle_lazy(name, deploy=deploy)
+        assert _torch_trainable(torch_model) == expected, f"torch deploy={deploy}"
+        assert _paddle_trainable(paddle_model) == expected, f"paddle deploy={deploy}"
+        assert len(torch_model.state_dict()) == REPVGG_KEYS[name[len("repvgg_")]][int(deploy)]
+
+
+# odconv.md section 5: README params in millions (2 decimals) and key counts (kernel_num 1 / 4).
+ODCONV_TABLE = [
+    ("od_resnet18", 1, 11.94, 314), ("od_resnet18", 4, 44.90, 346),
+    ("od_resnet50", 1, 28.64, 832), ("od_resnet50", 4, 90.67, 928),
+    ("od_resnet101", 1, 50.82, None), ("od_resnet101", 2, 90.44, None),
+    ("od_mobilenetv2_100", 1, 4.94, 824), ("od_mobilenetv2_100", 4, 11.51, 926),
+    ("od_mobilenetv2_075", 1, 3.51, None), ("od_mobilenetv2_075", 4, 7.50, None),
+    ("od_mobilenetv2_050", 1, 2.43, None), ("od_mobilenetv2_050", 4, 4.44, None),
+]
+
+
+@pytest.mark.parametrize(("name", "kernel_num", "millions", "keys"), ODCONV_TABLE,
+                         ids=[f"{n}-kn{k}" for n, k, _, _ in ODCONV_TABLE])
+def test_odconv_official_parameter_counts(name: str, kernel_num: int, millions: float, keys: int | None) -> None:
+    torch_model, paddle_model = _torch_meta(name, kernel_num=kernel_num), _paddle_lazy(name, kernel_num=kernel_num)
+    count = _torch_trainable(torch_model)
+    assert _paddle_trainable(paddle_model) == count
+    assert round(count / 1e6, 2) == millions, f"{count} params"
+    if keys is not None:
+        assert len(torch_model.state_dict()) == keys
+
+
+def _conv(cin: int, cout: int, k: int, bias: bool = False) -> int:
+    return cin * cout * k * k + (cout if bias else 0)
+
+
+def _acnet_counts(name: str, num_classes: int) -> tuple[int, int]:
+    """(train, deploy) trainable counts by hand: an ACB trains k*k + k*1 + 1*k kernels and three BNs
+    (6*out) and deploys as the plain k*k conv plus a bias; every other layer is counted as in a
+    plain network. Independent of the model code on purpose."""
+    acbs: list[tuple[int, int, int]] = []  # (in, out, k)
+    plain = 0
+    if name in ("acnet_resnet18", "acnet_resnet34"):
+        blocks = (2, 2, 2, 2) if name == "acnet_resnet18" else (3, 4, 6, 3)
+        plain += _conv(3, 64, 7) + 2 * 64
+        cin = 64
+        for stage, (planes, n) in enumerate(zip((64, 128, 256, 512), blocks, strict=True)):
+            for i in range(n):
+                acbs += [(cin, planes, 3), (planes, planes, 3)]
+                if i == 0 and stage > 0:
+                    plain += _conv(cin, planes, 1) + 2 * planes  # 1x1 projection + BN
+                cin = planes
+        plain += 512 * num_classes + num_classes
+    elif name == "acnet_resnet56":
+        acbs.append((3, 16, 3))
+        cin = 16
+        for stage, width in enumerate((16, 32, 64)):
+            if stage > 0:
+                plain += _conv(cin, width, 1) + 2 * width
+            for i in range(9):
+                acbs += [(cin if i == 0 else width, width, 3), (width, width, 3)]
+            cin = width
+        plain += 64 * num_classes + num_classes
+    elif name == "acnet_cifar_quick":
+        acbs += [(3, 32, 5), (32, 32, 5), (32, 64, 5)]
+        plain += (576 * 64 + 64) + (64 * num_classes + num_classes)
+    elif name == "acnet_vgg16":
+        widths = (3, 64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512)
+        acbs += [(a, b, 3) for a, b in zip(widths[:-1], widths[1:], strict=True)]
+        plain += (512 * 512 + 512) + (512 * num_classes + num_classes)
+    train = plain + sum(cin * cout * (k * k + 2 * k) + 6 * cout for cin, cout, k in acbs)
+    deploy = plain + sum(_conv(cin, cout, k, bias=True) for cin, cout, k in acbs)
+    return train, deploy
+
+
+@pytest.mark.parametrize("name", [n for n in EXPECTED_MODELS if n.startswith("acnet_")])
+def test_acnet_parameter_counts(name: str) -> None:
+    """No official table: deploy = the plain network plus one bias per fused conv; train adds the
+    asymmetric kernels and BNs; Paddle equals torch."""
+    for deploy, expected in zip((False, True), _acnet_counts(name, 1000), strict=True):
+        torch_model = _torch_meta(name, num_classes=1000, deploy=deploy)
+        paddle_model = _paddle_lazy(name, num_classes=1000, deploy=deploy)
+        assert _torch_trainable(torch_model) == expected, f"deploy={deploy}"
+        assert _paddle_trainable(paddle_model) == expected, f"deploy={deploy}"
+
+
+def test_acnet_resnet18_deploys_to_torchvision_size() -> None:
+    """Sanity anchor: torchvision's ResNet-18 has 11,689,512 params; fusing its 16 block 3x3 convs'
+    BNs (2 per channel) into biases (1 per channel) removes 64*4 + 128*4 + 256*4 + 512*4 = 3840."""
+    assert _torch_trainable(_torch_meta("acnet_resnet18", deploy=True)) == 11_689_512 - 3840
+
+
+# ---------------------------------------------------------------- model-level parity
+
+NUM_CLASSES = 10
+EVAL_SIZE = 32  # 2x3x32x32 eval inputs: the last stage of every model is 1x1
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    build: Callable[..., object]  # build(framework, deploy=False) -> model
+    slow: bool = False
+    odconv: bool = False
+    # Training-mode BN normalises over the batch; on random weights and noise inputs some
+    # channels vary little across the batch, which amplifies rounding. float64 train steps run
+    # at 32x32, float32 ones at 64x64 (2x2 last maps) against float64 twins. ODConv's attention
+    # BN normalises over n = B = 4 values; od_mobilenetv2_100 kn4 is ill-conditioned even in
+    # float64 (torch alone moves 6.8e-5 under a 1e-15 input perturbation), so its float64
+    # train step is not generated; its float32 one runs.
+    cifar: bool = False
+    train_float64: bool = True
+
+    @property
+    def train_size(self) -> int:
+        return 32 if self.cifar else 64
+
+
+def _registry_case(case_id: str, name: str, slow: bool = False, cifar: bool = False, train_float64: bool = True,
+                   **kwargs) -> Case:
+    odconv = name.startswith("od_")
+    if odconv:
+        kwargs["dropout"] = 0.0  # dropout masks are framework-specific RNG
+
+    def build(framework: str, deploy: bool = False):
+        return FRAMEWORKS[framework].create_model(name, num_classes=NUM_CLASSES, deploy=deploy, **kwargs)
+
+    return Case(case_id, build, slow=slow, odconv=odconv, cifar=cifar, train_float64=train_float64)
+
+
+def _mini_repvgg_case(case_id: str, num_blocks: tuple[int, ...], groups: int, use_se: bool) -> Case:
+    """A narrow RepVGG with an official depth, group map and SE layout: the B1g2 / D2se code paths, cheaply."""
+
+    def build(framework: str, deploy: bool = False):
+        cls = torch_ref.models.RepVGG if framework == "torch" else paddle_rep.models.RepVGG
+        return cls(list(num_blocks), num_classes=NUM_CLASSES, width_multiplier=[0.25, 0.25, 0.25, 0.5],
+                   override_groups_map=groups_map(groups), deploy=deploy, use_se=use_se)
+
+    return Case(case_id, build)
+
+
+CASES = [
+    _registry_case("repvgg_a0", "repvgg_a0"),
+    _mini_repvgg_case("mini_b1g2", (4, 6, 16, 1), groups=2, use_se=False),
+    _mini_repvgg_case("mini_d2se", (8, 14, 24, 1), groups=1, use_se=True),
+    _registry_case("repvgg_b1g2", "repvgg_b1g2", slow=True),
+    _registry_case("repvgg_d2se", "repvgg_d2se", slow=True),
+    _registry_case("od_resnet18_kn1", "od_resnet18", kernel_num=1),
+    _registry_case("od_resnet18_kn4", "od_resnet18", kernel_num=4),
+    _registry_case("od_resnet50_kn1", "od_resnet50", slow=True, kernel_num=1),
+    _registry_case("od_mobilenetv2_050", "od_mobilenetv2_050"),
+    _registry_case("od_mobilenetv2_100_kn4", "od_mobilenetv2_100", slow=True, kernel_num=4, train_float64=False),
+    _registry_case("acnet_resnet18", "acnet_resnet18"),
+    _registry_case("acnet_resnet56", "acnet_resnet56", slow=True, cifar=True),
+    _registry_case("acnet_cifar_quick", "acnet_cifar_quick", cifar=True),
+    _registry_case("acnet_vgg16", "acnet_vgg16", slow=True, cifar=True),
+]
+CASE_PARAMS = [pytest.param(c, id=c.id, marks=[pytest.mark.slow] if c.slow else []) for c in CASES]
+OD_CASE_PARAMS = [p for p in CASE_PARAMS if p.values[0].odconv]
+
+_PAIRS: dict[tuple[str, str], tuple[torch.nn.Module, paddle.nn.Layer]] = {}
+
+
+@pytest.fixture(scope="module", params=CASE_PARAMS)
+def case(request: pytest.FixtureRequest):
+    """Module-scoped, so pytest runs every test of one case together and builds its pair once."""
+    yield request.param
+    _PAIRS.clear()  # the big cases hold hundreds of MB
+
+
+@pytest.fixture(scope="module", params=OD_CASE_PARAMS)
+def od_case(request: pytest.FixtureRequest):
+    yield request.param
+    _PAIRS.clear()
+
+
+def _pair(case: Case, dtype: str) -> tuple[torch.nn.Module, paddle.nn.Layer]:
+    """One seeded pair per (case, dtype); tests that train or fuse work on copies."""
+    key = (case.id, dtype)
+    if key not in _PAIRS:
+        _PAIRS[key] = helpers.make_pair(lambda: case.build("torch"), lambda: case.build("paddle"), dtype, seed=0)
+    return _PAIRS[key]
+
+
+def _torch_eval(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+    model.eval()
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
+def _paddle_eval(model: paddle.nn.Layer, x: np.ndarray) -> np.ndarray:
+    model.eval()
+    with paddle.no_grad():
+        return model(paddle.to_tensor(x)).numpy()
+
+
+def _input(case: Case, dtype: str, batch: int = 2, seed: int = 0) -> np.ndarray:
+    return helpers.seeded_input((batch, 3, EVAL_SIZE, EVAL_SIZE), dtype, seed)
+
+
+def test_eval_outputs_match(case: Case) -> None:
+    torch_model, paddle_model = _pair(case, "float32")
+    x = _input(case, "float32")
+    actual, expected = helpers.eval_outputs(torch_model, paddle_model, x)
+    result = measure(f"{case.id} eval logits", actual, expected, "output", "float32")
+    # Negative control: a torch model with other weights must fail the same comparison.
+    torch.manual_seed(1)
+    other = case.build("torch").eval()
+    helpers.randomize_bn(other, np.random.default_rng(1))
+    with torch.no_grad():
+        control = measure("control", actual, other(torch.from_numpy(x)).numpy(), "output", "float32")
+    assert not control.ok, f"different weights passed the comparison: {control}"
+    assert_all_close([result])
+
+
+def test_fused_outputs_match(case: Case) -> None:
+    """Fused == own eval in each framework, and fused Paddle == fused torch."""
+    torch_model, paddle_model = _pair(case, "float32")
+    x = _input(case, "float32")
+    paddle_eval, torch_eval = helpers.eval_outputs(torch_model, paddle_model, x)
+    torch_fused = torch_ref.reparameterize_model(torch_model)
+    paddle_fused = paddle_rep.reparameterize_model(paddle_model)
+    paddle_out, torch_out = helpers.eval_outputs(torch_fused, paddle_fused, x)
+    assert_all_close([
+        measure("torch fused vs eval", torch_out, torch_eval, "fused_vs_eval", "float32"),
+        measure("paddle fused vs eval", paddle_out, paddle_eval, "fused_vs_eval", "float32"),
+        measure("paddle fused vs torch fused", paddle_out, torch_out, "output", "float32"),
+    ])
+
+
+def test_fused_state_dict_loads_strictly_into_deploy_model(case: Case) -> None:
+    """The fused state dict loads strictly into create_model(name, deploy=True) in both frameworks
+    (and the torch one maps onto the Paddle deploy model); the deploy model computes the same."""
+    torch_model, paddle_model = _pair(case, "float32")
+    x = _input(case, "float32")
+    torch_fused = torch_ref.reparameterize_model(torch_model)
+    paddle_fused = paddle_rep.reparameterize_model(paddle_model)
+    torch_deploy = case.build("torch", deploy=True)
+    torch_deploy.load_state_dict(torch_fused.state_dict(), strict=True)
+    paddle_deploy = case.build("paddle", deploy=True)
+    missing, unexpected = paddle_deploy.set_state_dict(paddle_fused.state_dict())
+    assert not missing and not unexpected, f"missing {missing}, unexpected {unexpected}"
+    from_torch = case.build("paddle", deploy=True)
+    missing, unexpected = from_torch.set_state_dict(interop.from_torch(torch_fused.state_dict()))
+    assert not missing and not unexpected, f"from torch: missing {missing}, unexpected {unexpected}"
+    np.testing.assert_array_equal(_torch_eval(torch_deploy, x), _torch_eval(torch_fused, x),
+                                  err_msg="torch deploy model != fused model")
+    np.testing.assert_array_equal(_paddle_eval(paddle_deploy, x), _paddle_eval(paddle_fused, x),
+                                  err_msg="paddle deploy model != fused model")
+
+
+def _measure_grad(what: str, actual, expected, kind: str, dtype: str) -> helpers.Comparison:
+    """``measure``, except that a gradient that is exactly zero in torch (a dead ReLU unit, e.g.
+    a 1-neuron SE squeeze) must be exactly zero in Paddle too."""
+    expected_np = helpers.as_numpy(expected)
+    if np.any(expected_np):
+        return measure(what, actual, expected, kind, dtype)
+    tol = tolerance(kind, dtype)
+    max_abs = float(np.abs(helpers.as_numpy(actual)).max(initial=0.0))
+    return helpers.Comparison(f"{what} (all-zero reference)", max_abs, 0.0, 0.0, tol.rel, tol.reason)
+
+
+def _head_names(model: torch.nn.Module) -> list[str]:
+    head = [name for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)][-1]
+    return [f"{head}.weight", f"{head}.bias"]
+
+
+def _train_pair(case: Case, dtype: str) -> tuple[torch.nn.Module, paddle.nn.Layer]:
+    torch_model, paddle_model = _pair(case, dtype)
+    return copy.deepcopy(torch_model), copy.deepcopy(paddle_model)
+
+
+def _train_inputs(case: Case, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    size = case.train_size if dtype == "float32" else 32
+    x = helpers.seeded_input((4, 3, size, size), dtype, seed=1)
+    upstream = np.random.default_rng(5).normal(0.0, 1.0, (4, NUM_CLASSES)).astype(dtype)
+    return x, upstream
+
+
+def test_train_step_matches_float64(case: Case) -> None:
+    """Training-mode output, input gradient and every parameter gradient, in float64."""
+    if not case.train_float64:
+        pytest.skip("ill-conditioned in training mode even in float64 (see Case)")
+    torch_model, paddle_model = _train_pair(case, "float64")
+    x, upstream = _train_inputs(case, "float64")
+    torch_step = helpers.torch_train_step(torch_model, x, upstream)
+    paddle_step = helpers.paddle_train_step(paddle_model, x, upstream)
+    assert set(paddle_step.param_grads) == set(torch_step.param_grads)
+    results = [measure("train output", paddle_step.output, torch_step.output, "model_train", "float64"),
+               measure("input grad", paddle_step.input_grad, torch_step.input_grad, "model_train", "float64")]
+    results += [_measure_grad(f"grad {k}", paddle_step.param_grads[k], torch_step.param_grads[k], "model_train",
+                              "float64") for k in sorted(torch_step.param_grads)]
+    assert_all_close(results)
+
+
+def test_train_step_matches_float32(case: Case) -> None:
+    """Training-mode output, input gradient and every parameter gradient in float32.
+
+    Whole models in training mode are ill-conditioned in float32 (BN over channels that barely
+    vary across the batch; ODConv's attention BN over only B values), so each comparison falls
+    back to float32's own rounding error, measured against float64 twins of both models.
+    """
+    torch_model, paddle_model = _train_pair(case, "float32")
+    torch_exact = copy.deepcopy(torch_model).double()
+    paddle_exact = copy.deepcopy(paddle_model)
+    paddle_exact.to(dtype="float64")
+    x, upstream = _train_inputs(case, "float32")
+    steps = [helpers.torch_train_step(torch_model, x, upstream),
+             helpers.paddle_train_step(paddle_model, x, upstream),
+             helpers.torch_train_step(torch_exact, x.astype(np.float64), upstream.astype(np.float64)),
+             helpers.paddle_train_step(paddle_exact, x.astype(np.float64), upstream.astype(np.float64))]
+
+    def compare(what: str, kind: str, pick) -> helpers.Comparison:
+        torch32, paddle32, torch64, paddle64 = (pick(step) for step in steps)
+        if not np.any(helpers.as_numpy(torch32)):  # a dead unit (1-neuron SE squeeze): zero in both
+            return _measure_grad(what, paddle32, torch32, kind, "float32")
+        return helpers.measure_against_rounding(what, paddle32, torch32, kind, "float32", paddle64, torch64)
+
+    results = [compare("train output", "output", lambda s: s.output),
+               compare("input grad", "input_grad", lambda s: s.input_grad)]
+    results += [compare(f"grad {k}", "param_grad", lambda s, k=k: s.param_grads[k])
+                for k in sorted(steps[0].param_grads)]
+    assert_all_close(results)
+
+
+def test_odconv_temperature_matches(od_case: Case) -> None:
+    """net_update_temperature reaches every ODConv in both frameworks (T = 30, the schedule's start)."""
+    torch_pair, paddle_pair = _pair(od_case, "float32")
+    x = _input(od_case, "float32")
+    at_one = _torch_eval(torch_pair, x)
+    torch_model, paddle_model = copy.deepcopy(torch_pair), copy.deepcopy(paddle_pair)
+    torch_model.net_update_temperature(30.0)
+    paddle_model.net_update_temperature(30.0)
+    temps = {layer.temperature for layer in paddle_model.sublayers() if hasattr(layer, "temperature")}
+    assert temps == {30.0}
+    actual, expected = helpers.eval_outputs(torch_model, paddle_model, x)
+    assert not measure("T=30 vs T=1", expected, at_one, "output", "float32").ok, "temperature had no effect"
+    assert_all_close([measure("eval logits at T=30", actual, expected, "output", "float32")])
+
+
+# The default parity cases already build and run repvgg_a0, od_resnet18, od_mobilenetv2_050,
+# acnet_resnet18 and acnet_cifar_quick eagerly; these two add the remaining cheap families.
+_FORWARD_DEFAULT = ("acnet_resnet56", "od_mobilenetv2_100")
+
+
+@pytest.mark.parametrize("name", [n if n in _FORWARD_DEFAULT else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in EXPECTED_MODELS])
+def test_every_model_runs_a_forward_pass(name: str) -> None:
+    """Real (eager) construction and a forward pass in both frameworks, train and deploy."""
+    x = helpers.seeded_input((1, 3, 32, 32), "float32", 0)
+    for deploy in (False, True):
+        torch_model = torch_ref.create_model(name, num_classes=NUM_CLASSES, deploy=deploy).eval()
+        paddle_model = paddle_rep.create_model(name, num_classes=NUM_CLASSES, deploy=deploy)
+        paddle_model.eval()
+        with torch.no_grad():
+            assert tuple(torch_model(torch.from_numpy(x)).shape) == (1, NUM_CLASSES)
+        with paddle.no_grad():
+            assert tuple(paddle_model(paddle.to_tensor(x)).shape) == (1, NUM_CLASSES)

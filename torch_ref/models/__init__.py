@@ -1,0 +1,21 @@
+"""Model zoo, PyTorch reference: RepVGG, ODConv ResNet / MobileNetV2 and ACNet networks by name.
+
+``create_model("repvgg_a0", deploy=True)``; ``list_models("od_*")``.
+"""
+
+from . import acnet, odconv_mobilenetv2, odconv_resnet, repvgg, tiny  # noqa: F401  (registers the builders)
+from ._registry import create_model as create_model
+from ._registry import list_models as list_models
+from ._registry import register_model as register_model
+from .acnet import ACNetCifarQuick as ACNetCifarQuick
+from .acnet import ACNetCifarResNet as ACNetCifarResNet
+from .acnet import ACNetResNet as ACNetResNet
+from .acnet import ACNetVGG as ACNetVGG
+from .odconv_mobilenetv2 import ODMobileNetV2 as ODMobileNetV2
+from .odconv_resnet import ODResNet as ODResNet
+from .repvgg import RepVGG as RepVGG
+
+__all__ = [
+    "ACNetCifarQuick", "ACNetCifarResNet", "ACNetResNet", "ACNetVGG", "ODMobileNetV2", "ODResNet", "RepVGG",
+    "create_model", "list_models", "register_model",
+]
