@@ -14,6 +14,7 @@ else sets 0. So torch -> Paddle -> torch returns every tensor bit for bit, the c
 import logging
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,10 +205,22 @@ def convert_checkpoint(src: str | Path, dst: str | Path, arch: str | None = None
     if src.exists() and dst.exists() and src.resolve() == dst.resolve():
         raise ValueError(f"{dst}: the destination is the source file")
 
+    # The source is hashed on a worker thread while it is read, converted and written.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as pool:
+        source_sha256 = pool.submit(sha256_file, src)
+        report = _convert(src, dst, arch, deploy, verify, to, dtype, model_args, input_size, progress,
+                          container, source_sha256)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _convert(src: Path, dst: Path, arch: str | None, deploy: bool, verify: bool, to: str, dtype: str,
+             model_args: Mapping[str, Any] | None, input_size: int | None, progress: bool | None,
+             container: str, source_sha256: Future) -> ConversionReport:
     loaded = read_checkpoint(src)
     path = loaded.path
     report = ConversionReport(str(src), str(dst), to, dtype, loaded.container, loaded.framework, "", loaded.unwrapped,
-                              0, arch=arch, deploy=deploy, source_sha256=sha256_file(src))
+                              0, arch=arch, deploy=deploy)
     official = _to_official(loaded, report)
     _check_dtypes(official, path)
     counters = {k: int(v) for k, v in official.items() if _leaf(k) == NBT}
@@ -233,9 +246,12 @@ def convert_checkpoint(src: str | Path, dst: str | Path, arch: str | None = None
 
     out = _target_state(fused if fused is not None else official, to, DTYPES[dtype], report, progress)
     report.tensors = len(out)
-    summary = {k: v for k, v in report.to_dict().items() if k not in ("output_sha256", "seconds")}
-    sidecar = {"format": SIDECAR_FORMAT, **summary, "output": {"path": dst.name, "container": container},
-               "num_batches_tracked": counters, "versions": versions()}
+
+    def sidecar() -> dict[str, Any]:  # called after the state is written, when the source hash is ready
+        report.source_sha256 = source_sha256.result()
+        summary = {k: v for k, v in report.to_dict().items() if k not in ("output_sha256", "seconds")}
+        return {"format": SIDECAR_FORMAT, **summary, "output": {"path": dst.name, "container": container},
+                "num_batches_tracked": counters, "versions": versions()}
+
     report.output_sha256 = write_outputs(dst, out, container, to, sidecar)
-    report.seconds = time.perf_counter() - start
     return report

@@ -15,6 +15,7 @@ import pickle
 import platform
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -79,25 +80,39 @@ def contiguous(array: np.ndarray) -> np.ndarray:
 
 
 class _HashingWriter:
-    """A write-only file wrapper that hashes what passes through (saves re-reading the output)."""
+    """A write-only file wrapper that hashes what passes through (saves re-reading the output).
 
-    def __init__(self, file) -> None:
+    Each chunk is hashed on a worker thread while the next one is written (hashlib and file
+    writes release the GIL), so hashing costs little wall time; at most one chunk waits.
+    """
+
+    def __init__(self, file, pool: ThreadPoolExecutor) -> None:
         self._file = file
-        self.digest = hashlib.sha256()
+        self._pool = pool
+        self._pending: Future | None = None
+        self._digest = hashlib.sha256()
 
     def write(self, data) -> int:
-        self.digest.update(data)
+        if self._pending is not None:
+            self._pending.result()  # chunks must be hashed in order
+        self._pending = self._pool.submit(self._digest.update, data)
         return self._file.write(data)
+
+    def hexdigest(self) -> str:
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+        return self._digest.hexdigest()
 
 
 def _save_paddle(state: Mapping[str, np.ndarray], path: Path) -> str:
     # paddle.save(dict_of_numpy, path, protocol=4) is exactly pickle.dump(..., protocol=4) (byte-identical,
     # checked on Paddle 3.3.1; parity_tests/test_convert.py checks paddle.load reads the result), so
     # Paddle need not be imported and the bytes are hashed as they are written.
-    with path.open("wb") as f:
-        writer = _HashingWriter(f)
+    with path.open("wb") as f, ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as pool:
+        writer = _HashingWriter(f, pool)
         pickle.dump(dict(state), writer, protocol=4)
-    return writer.digest.hexdigest()
+        return writer.hexdigest()
 
 
 def _save_torch(state: Mapping[str, np.ndarray], path: Path) -> None:
@@ -144,10 +159,13 @@ def versions() -> dict[str, str | None]:
 
 
 def write_outputs(dst: Path, state: Mapping[str, np.ndarray], container: str, to: str,
-                  sidecar: dict[str, Any], check: Callable[[Path], None] | None = None) -> str:
+                  sidecar: dict[str, Any] | Callable[[], dict[str, Any]],
+                  check: Callable[[Path], None] | None = None) -> str:
     """Write ``state`` to ``dst`` and ``sidecar`` to ``dst + '.json'``, atomically; returns the output sha256.
 
-    ``check(tmp)`` may inspect the written temporary file and raise to abandon the write.
+    ``sidecar`` may be a function returning the dict, called once the state is written (so work
+    such as hashing the source can overlap the write). ``check(tmp)`` may inspect the written
+    temporary file and raise to abandon the write.
     """
     json_dst = sidecar_path(dst)
     with atomic_path(dst) as tmp, atomic_path(json_dst) as json_tmp:
@@ -155,6 +173,8 @@ def write_outputs(dst: Path, state: Mapping[str, np.ndarray], container: str, to
         if check is not None:
             check(tmp)
         digest = digest or sha256_file(tmp)
+        if callable(sidecar):
+            sidecar = sidecar()
         sidecar["output"]["sha256"] = digest
         json_tmp.write_text(json.dumps(sidecar, indent=2, sort_keys=False, default=str) + "\n")
         _fsync(tmp)

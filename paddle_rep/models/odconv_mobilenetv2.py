@@ -12,6 +12,7 @@ from paddle.nn import functional as F
 
 from ..bn import BatchNorm2D
 from ..odconv import ODConv2D
+from ..schedules import set_temperature
 from ._registry import register_model
 from ._specs import INVERTED_RESIDUAL_SETTING, OD_MOBILENETV2_WIDTHS, make_divisible
 from .odconv_resnet import init_like_upstream
@@ -85,9 +86,7 @@ class ODMobileNetV2(nn.Layer):
 
     def net_update_temperature(self, temperature: float) -> None:
         """Set the attention temperature of every ODConv (annealed 30 -> 1 in upstream training)."""
-        for layer in self.sublayers():
-            if hasattr(layer, "update_temperature"):
-                layer.update_temperature(temperature)
+        set_temperature(self, temperature)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         x = self.features(x)

@@ -11,6 +11,7 @@ from paddle import nn
 
 from ..bn import BatchNorm2D
 from ..odconv import ODConv2D
+from ..schedules import set_temperature
 from ._registry import register_model
 from ._specs import OD_RESNET_SPECS
 
@@ -109,9 +110,7 @@ class ODResNet(nn.Layer):
 
     def net_update_temperature(self, temperature: float) -> None:
         """Set the attention temperature of every ODConv (annealed 30 -> 1 in upstream training)."""
-        for layer in self.sublayers():
-            if hasattr(layer, "update_temperature"):
-                layer.update_temperature(temperature)
+        set_temperature(self, temperature)
 
     def _make_layer(self, block: type[BasicBlock] | type[Bottleneck], planes: int, blocks: int, stride: int,
                     reduction: float, kernel_num: int) -> nn.Sequential:

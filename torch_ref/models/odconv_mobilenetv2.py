@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from paddle_rep.models._specs import INVERTED_RESIDUAL_SETTING, OD_MOBILENETV2_WIDTHS, make_divisible
+from paddle_rep.schedules import set_temperature
 
 from ..odconv import ODConv2d
 from ._registry import register_model
@@ -94,9 +95,7 @@ class ODMobileNetV2(nn.Module):
 
     def net_update_temperature(self, temperature: float) -> None:
         """Set the attention temperature of every ODConv (annealed 30 -> 1 in upstream training)."""
-        for m in self.modules():
-            if hasattr(m, "update_temperature"):
-                m.update_temperature(temperature)
+        set_temperature(self, temperature)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from paddle_rep.models._specs import OD_RESNET_SPECS
+from paddle_rep.schedules import set_temperature
 
 from ..odconv import ODConv2d
 from ._registry import register_model
@@ -104,9 +105,7 @@ class ODResNet(nn.Module):
 
     def net_update_temperature(self, temperature: float) -> None:
         """Set the attention temperature of every ODConv (annealed 30 -> 1 in upstream training)."""
-        for m in self.modules():
-            if hasattr(m, "update_temperature"):
-                m.update_temperature(temperature)
+        set_temperature(self, temperature)
 
     def _make_layer(self, block: type[BasicBlock] | type[Bottleneck], planes: int, blocks: int, stride: int,
                     reduction: float, kernel_num: int) -> nn.Sequential:
