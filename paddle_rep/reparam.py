@@ -3,6 +3,7 @@
 import copy
 import logging
 
+import paddle
 from paddle import nn
 
 logger = logging.getLogger(__name__)
@@ -14,10 +15,14 @@ FUSE_METHODS = ("reparameterize", "switch_to_deploy", "re_parameterize")
 def reparameterize_model(model: nn.Layer, inplace: bool = False) -> nn.Layer:
     """Fuse every layer that offers one of :data:`FUSE_METHODS`; returns the fused model.
 
-    Works on any tree (a user's model with our blocks inside, ``paddle.DataParallel``).
-    The model is switched to eval mode, since fusion folds the running statistics.
-    With ``inplace=False`` a deep copy is fused and ``model`` is left untouched.
+    Works on any tree (a user's model with our blocks inside, SyncBatchNorm layers). A
+    ``paddle.DataParallel`` wrapper is unwrapped: the result is the inner model, whose state
+    dict has the plain (official) keys. The model is switched to eval mode, since fusion
+    folds the running statistics. With ``inplace=False`` a deep copy is fused and ``model``
+    is left untouched.
     """
+    if isinstance(model, paddle.DataParallel):
+        model = model._layers
     if not inplace:
         model = copy.deepcopy(model)
     model.eval()

@@ -218,6 +218,20 @@ def test_reparameterize_model_fuses_any_tree() -> None:
     ])
 
 
+@pytest.mark.filterwarnings("ignore:The program will return to single-card operation")
+def test_reparameterize_model_unwraps_data_parallel() -> None:
+    """The fused model of a DataParallel-wrapped net has the plain keys in both frameworks."""
+    torch_model, paddle_model = helpers.make_pair(lambda: _stack(torch_ref), lambda: _stack(paddle_rep),
+                                                  "float32", seed=10)
+    torch_fused = torch_ref.reparameterize_model(torch.nn.DataParallel(torch_model))
+    paddle_fused = paddle_rep.reparameterize_model(paddle.DataParallel(paddle_model))
+    assert list(torch_fused.state_dict())[0] == "0.fused_conv.weight"
+    assert list(interop.to_torch(paddle_fused.state_dict())) == list(torch_fused.state_dict())
+    x = helpers.seeded_input((2, 3, 10, 12), "float32", seed=10)
+    actual, expected = helpers.eval_outputs(torch_fused, paddle_fused, x)
+    helpers.assert_close("fused DataParallel nets", actual, expected, "output", "float32")
+
+
 def test_paddleclas_export_loop_works() -> None:
     """PaddleClas calls re_parameterize() on each sublayer whose is_repped is False, before jit.save."""
     model = _stack(paddle_rep)

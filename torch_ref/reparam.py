@@ -13,8 +13,12 @@ FUSE_METHODS = ("reparameterize", "switch_to_deploy", "re_parameterize")
 def reparameterize_model(model: nn.Module, inplace: bool = False) -> nn.Module:
     """Fuse every module that offers one of :data:`FUSE_METHODS`; returns the fused model in eval mode.
 
-    With ``inplace=False`` a deep copy is fused and ``model`` is left untouched.
+    ``DataParallel`` / ``DistributedDataParallel`` wrappers are unwrapped, so the result's state
+    dict has the official keys (no ``module.`` prefix). With ``inplace=False`` a deep copy is
+    fused and ``model`` is left untouched.
     """
+    if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        model = model.module
     if not inplace:
         model = copy.deepcopy(model)
     model.eval()
