@@ -571,3 +571,21 @@ def test_malicious_payload_is_live(tmp_path):
     """Control for the refusal tests: an ordinary unpickler does run the payload."""
     pickle.loads(pickle.dumps({"payload": _Evil(tmp_path / "MARKER")}))
     assert (tmp_path / "MARKER").exists()
+
+
+def test_odconv_training_script_checkpoint(tmp_path, capsys):
+    """ODConv's main.py saves {'epoch', 'state_dict' (DataParallel: 'module.'), 'acc', 'best_acc', 'optimizer'}."""
+    model = _seeded_torch_model("od_resnet18", seed=3, kernel_num=4, num_classes=10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    optimizer.step()
+    wrapped = torch.nn.DataParallel(model)
+    path = tmp_path / "checkpoint.pth.tar"
+    torch.save({"epoch": 3, "state_dict": wrapped.state_dict(), "acc": 71.2, "best_acc": 71.5,
+                "optimizer": optimizer.state_dict()}, path)
+    dst = tmp_path / "od.pdparams"
+    # kernel_num (4) and num_classes (10) are read from the checkpoint, not passed
+    assert main(["convert", str(path), str(dst), "--arch", "od_resnet18", "--verify", "--input-size", "32"]) == EXIT_OK
+    assert "paddle vs torch (eval)" in capsys.readouterr().out
+    state = _load_pdparams(dst)
+    assert state["layer1.0.conv1.weight"].shape == (4, 64, 64, 3, 3) and not any(k.startswith("module.") for k in state)

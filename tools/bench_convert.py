@@ -51,6 +51,34 @@ def _run(code: str, src: Path, dst: Path, model: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def run_variants(model: str = "repvgg_b3", repeat: int = 3, workdir: Path | None = None,
+                 skip: list[str] | tuple = (), echo=print) -> list[dict]:
+    """Time every variant not skipped; one dict per variant (``name``, ``seconds``: best of ``repeat``,
+    ``peak_rss_mb``: median, ``runs``: all times), the floor first. ``echo`` gets progress lines."""
+    import torch
+
+    import torch_ref
+
+    rows = []
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        src, dst = Path(tmp) / f"{model}.pth", Path(tmp) / f"{model}.pdparams"
+        net = torch_ref.create_model(model)
+        params = sum(p.numel() for p in net.parameters())
+        torch.save(net.state_dict(), src)
+        del net
+        echo(f"{model}: {params / 1e6:.1f}M parameters, checkpoint {src.stat().st_size / 2**20:.0f} MiB, "
+             f"best of {repeat}")
+        for name, code in VARIANTS.items():
+            if any(name.startswith(s) for s in skip):
+                continue
+            runs = [_run(code, src, dst, model) for _ in range(repeat)]
+            rows.append({"name": name, "seconds": min(r["seconds"] for r in runs),
+                         "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in runs),
+                         "runs": [r["seconds"] for r in runs], "params_m": params / 1e6,
+                         "checkpoint_mib": src.stat().st_size / 2**20})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="repvgg_b3", help="torch_ref model to build the checkpoint from")
@@ -59,28 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", action="append", default=[], help="variant name prefix to skip (repeatable)")
     args = parser.parse_args(argv)
 
-    import torch
-
-    import torch_ref
-
-    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
-        src, dst = Path(tmp) / f"{args.model}.pth", Path(tmp) / f"{args.model}.pdparams"
-        model = torch_ref.create_model(args.model)
-        params = sum(p.numel() for p in model.parameters())
-        torch.save(model.state_dict(), src)
-        del model
-        print(f"{args.model}: {params / 1e6:.1f}M parameters, checkpoint {src.stat().st_size / 2**20:.0f} MiB, "
-              f"best of {args.repeat}")
-        floor = None
-        for name, code in VARIANTS.items():
-            if any(name.startswith(s) for s in args.skip):
-                continue
-            runs = [_run(code, src, dst, args.model) for _ in range(args.repeat)]
-            seconds = min(r["seconds"] for r in runs)
-            rss = statistics.median(r["peak_rss_mb"] for r in runs)
-            floor = floor or (seconds, rss)
-            print(f"  {name:34s} {seconds:7.2f} s ({seconds / floor[0]:4.2f}x)   peak RSS {rss:7.0f} MiB "
-                  f"({rss / floor[1]:4.2f}x)")
+    rows = run_variants(args.model, args.repeat, args.workdir, args.skip)
+    floor = rows[0] if rows else None
+    for row in rows:
+        seconds, rss = row["seconds"], row["peak_rss_mb"]
+        print(f"  {row['name']:34s} {seconds:7.2f} s ({seconds / floor['seconds']:4.2f}x)   peak RSS {rss:7.0f} MiB "
+              f"({rss / floor['peak_rss_mb']:4.2f}x)")
     return 0
 
 
