@@ -1,0 +1,565 @@
+"""Benchmark torch_ref and paddle_rep side by side in one process; writes a markdown table and a PNG chart.
+
+Per case (each block, then whole models) it times the eval forward of: torch_ref training form and
+fused, paddle_rep dygraph training form and fused, the exported ``paddle.inference`` predictor
+(oneDNN on), and a straightforward Paddle RepVGG port (written here, for the RepVGG rows); plus a
+training step (forward + backward) in each framework. ODConv rows compare the batch fold, a
+per-sample loop, the unfold export formulation and upstream's 6-D broadcast-and-sum aggregation
+(time and Paddle's peak allocated memory). Conversion of a B3-size checkpoint against the floor
+reuses ``tools/bench_convert.py``. Both frameworks run with the same thread count; every figure is
+the median of ``--repeat`` runs after a warm-up, and ratios come from the same run.
+
+    python tools/bench.py                 # full run (~10 min on 2 cores) into results/
+    python tools/bench.py --quick         # tiny sizes, a few seconds of timing
+"""
+
+import argparse
+import contextlib
+import copy
+import gc
+import importlib.util
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import types
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+warnings.filterwarnings("ignore", message="No ccache found")
+warnings.filterwarnings("ignore", message="When training, we now always track")
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+import numpy as np  # noqa: E402
+import paddle  # noqa: E402
+import torch  # noqa: E402
+from paddle import nn  # noqa: E402
+from paddle.nn import functional as F  # noqa: E402
+
+import paddle_rep  # noqa: E402
+import torch_ref  # noqa: E402
+from paddle_rep import interop  # noqa: E402
+from paddle_rep.exporter import Predictor, export  # noqa: E402
+from paddle_rep.models import create_model  # noqa: E402
+from paddle_rep.odconv import ODConv2D  # noqa: E402
+
+logger = logging.getLogger("bench")
+
+# --- harness ----------------------------------------------------------------------------------
+
+
+def set_threads(n: int) -> str:
+    """Same intra-op thread count in both frameworks (importing paddle sets OMP_NUM_THREADS=1)."""
+    torch.set_num_threads(n)
+    for owner in ("base", "fluid"):  # paddle.base on >= 2.6, paddle.fluid before
+        core = getattr(getattr(paddle, owner, None), "core", None)
+        if core is not None and hasattr(core, "set_num_threads"):
+            core.set_num_threads(n)
+            return f"paddle.{owner}.core.set_num_threads({n})"
+    os.environ["OMP_NUM_THREADS"] = str(n)  # only reaches threads created from now on
+    return f"OMP_NUM_THREADS={n} (no set_num_threads in this Paddle)"
+
+
+@dataclass
+class Timing:
+    median: float
+    low: float
+    high: float
+
+    def __str__(self) -> str:
+        return f"{self.median * 1e3:.1f} ms"
+
+
+def timeit(fn: Callable[[], object], warmup: int, repeat: int) -> Timing:
+    """Median (and range) of ``repeat`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return Timing(statistics.median(times), min(times), max(times))
+
+
+def _memory_stat(kind: str) -> int | None:
+    core = paddle.base.core if hasattr(paddle, "base") else None
+    fn = getattr(core, f"host_memory_stat_{kind}_value", None)
+    return None if fn is None else int(fn("Allocated", 0))
+
+
+def paddle_peak_bytes(fn: Callable[[], object]) -> int | None:
+    """Peak bytes Paddle's host allocator held during ``fn()`` above what it held before; None if untracked."""
+    core = paddle.base.core if hasattr(paddle, "base") else None
+    if core is None or not hasattr(core, "host_memory_stat_reset_peak_value"):
+        return None
+    gc.collect()
+    core.host_memory_stat_reset_peak_value("Allocated", 0)
+    before = _memory_stat("current")
+    fn()
+    return _memory_stat("peak") - before
+
+
+def rel_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
+
+
+# --- a straightforward Paddle RepVGG port (the comparison point; written for this benchmark) ---
+
+
+class PlainSE(nn.Layer):
+    def __init__(self, channels: int, internal: int) -> None:
+        super().__init__()
+        self.down = nn.Conv2D(channels, internal, 1)
+        self.up = nn.Conv2D(internal, channels, 1)
+
+    def forward(self, x):
+        s = F.adaptive_avg_pool2d(x, 1)
+        return x * F.sigmoid(self.up(F.relu(self.down(s))))
+
+
+class PlainRepVGGBlock(nn.Layer):
+    """What a direct port looks like: native BN, no checks; fused form keeps SE and drops the branches."""
+
+    def __init__(self, cin: int, cout: int, stride: int, groups: int, use_se: bool) -> None:
+        super().__init__()
+
+        def conv_bn(k: int, pad: int) -> nn.Sequential:
+            return nn.Sequential(("conv", nn.Conv2D(cin, cout, k, stride, pad, groups=groups, bias_attr=False)),
+                                 ("bn", nn.BatchNorm2D(cout)))
+
+        self.rbr_dense, self.rbr_1x1 = conv_bn(3, 1), conv_bn(1, 0)
+        self.rbr_identity = nn.BatchNorm2D(cin) if cin == cout and stride == 1 else None
+        self.se = PlainSE(cout, cout // 16) if use_se else nn.Identity()
+        self.rbr_reparam = None
+
+    def forward(self, x):
+        if self.rbr_reparam is not None:
+            return F.relu(self.se(self.rbr_reparam(x)))
+        out = self.rbr_dense(x) + self.rbr_1x1(x)
+        if self.rbr_identity is not None:
+            out = out + self.rbr_identity(x)
+        return F.relu(self.se(out))
+
+
+def plain_port(model: nn.Layer, fused: nn.Layer | None = None) -> nn.Layer:
+    """A copy of ``model`` with every RepVGGBlock swapped for :class:`PlainRepVGGBlock` (same weights);
+    with ``fused`` (the re-parameterized model) the plain blocks take its fused convs."""
+    from paddle_rep.repvgg import RepVGGBlock
+
+    fused_blocks = {} if fused is None else dict(fused.named_sublayers(include_self=True))
+
+    def plain_block(block: RepVGGBlock, path: str) -> PlainRepVGGBlock:
+        stride = block.rbr_dense.conv._stride
+        plain = PlainRepVGGBlock(block.in_channels, block.out_channels, stride if isinstance(stride, int) else
+                                 stride[0], block.groups, not isinstance(block.se, nn.Identity))
+        missing, unexpected = plain.set_state_dict(block.state_dict())
+        assert not missing and not unexpected, (missing, unexpected)
+        if fused is not None:
+            plain.rbr_reparam = fused_blocks[path].rbr_reparam
+            plain.rbr_dense = plain.rbr_1x1 = plain.rbr_identity = None
+        plain.train() if block.training else plain.eval()
+        return plain
+
+    def swap(parent: nn.Layer, prefix: str) -> None:
+        for name, child in list(parent.named_children()):
+            if isinstance(child, RepVGGBlock):
+                setattr(parent, name, plain_block(child, prefix + name))
+            else:
+                swap(child, f"{prefix}{name}.")
+
+    if isinstance(model, RepVGGBlock):
+        return plain_block(model, "")
+    model = copy.deepcopy(model)
+    swap(model, "")
+    return model
+
+
+# --- ODConv comparison formulations, installed in place of the batch fold ----------------------
+
+
+def _odconv_official(self: ODConv2D, x: paddle.Tensor) -> paddle.Tensor:
+    """Upstream's aggregation: the 6-D ``(spatial * kernel * weight).sum(1)`` broadcast, then the fold."""
+    channel, filter_, spatial, kernel = self.attention(x)
+    batch, _, height, width = x.shape
+    x = (x * channel).reshape([1, -1, height, width])
+    weight = self.weight.unsqueeze(0)  # [1, kn, out, in, k, k]
+    if spatial is not None:
+        weight = spatial.unsqueeze(1) * weight
+    if kernel is not None:
+        weight = kernel.reshape([batch, self.kernel_num, 1, 1, 1, 1]) * weight
+    weight = weight.sum(axis=1).reshape([-1, self.in_planes // self.groups, self.kernel_size, self.kernel_size])
+    if weight.shape[0] != batch * self.out_planes:
+        weight = weight.tile([batch, 1, 1, 1])
+    out = F.conv2d(x, weight, None, self.stride, self.padding, self.dilation, groups=self.groups * batch)
+    out = out.reshape([batch, self.out_planes, out.shape[-2], out.shape[-1]])
+    return out if filter_ is None else out * filter_
+
+
+def _odconv_loop(self: ODConv2D, x: paddle.Tensor) -> paddle.Tensor:
+    """One plain conv per sample with that sample's aggregated kernel."""
+    channel, filter_, spatial, kernel = self.attention(x)
+    batch = x.shape[0]
+    weight = self.aggregate_weight(spatial, kernel, batch)
+    outs = [F.conv2d(x[b:b + 1] * channel[b:b + 1], weight[b], None, self.stride, self.padding, self.dilation,
+                     self.groups) for b in range(batch)]
+    out = paddle.concat(outs, axis=0)
+    return out if filter_ is None else out * filter_
+
+
+ODCONV_FORMULATIONS = {
+    "fold": ("fold", None),
+    "unfold (export)": ("unfold", None),
+    "per-sample loop": ("fold", _odconv_loop),
+    "official 6-D sum": ("fold", _odconv_official),
+}
+
+
+@contextlib.contextmanager
+def odconv_formulation(model: nn.Layer, variant: str):
+    formulation, impl = ODCONV_FORMULATIONS[variant]
+    layers = [m for m in model.sublayers(include_self=True) if isinstance(m, ODConv2D)]
+    for layer in layers:
+        layer.formulation = formulation
+        if impl is not None:
+            layer._forward_impl_common = types.MethodType(impl, layer)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.formulation = "auto"
+            layer.__dict__.pop("_forward_impl_common", None)
+
+
+# --- cases ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Case:
+    name: str
+    build_torch: Callable[[], torch.nn.Module]
+    build_paddle: Callable[[], nn.Layer]
+    shape: tuple[int, int, int, int]  # forward input
+    train_shape: tuple[int, int, int, int]  # training-step input
+    repvgg: bool = False
+    odconv: bool = False
+
+
+def _blocks(quick: bool) -> list[Case]:
+    c, hw, b = (16, 16, 2) if quick else (64, 56, 8)
+    shape = (b, c, hw, hw)
+    return [
+        Case("ACBlock 3x3", lambda: torch_ref.ACBlock(c, c, 3, padding=1),
+             lambda: paddle_rep.ACBlock(c, c, 3, padding=1), shape, shape),
+        Case("RepVGGBlock", lambda: torch_ref.RepVGGBlock(c, c, 3, padding=1),
+             lambda: paddle_rep.RepVGGBlock(c, c, 3, padding=1), shape, shape, repvgg=True),
+        Case("RepVGGBlock + SE", lambda: torch_ref.RepVGGBlock(c, c, 3, padding=1, use_se=True),
+             lambda: paddle_rep.RepVGGBlock(c, c, 3, padding=1, use_se=True), shape, shape, repvgg=True),
+        Case("ODConv2D k3 kn4", lambda: torch_ref.ODConv2d(c, c, 3, padding=1, kernel_num=4),
+             lambda: paddle_rep.ODConv2D(c, c, 3, padding=1, kernel_num=4), shape, shape, odconv=True),
+    ]
+
+
+MODELS = [  # (row name, registry name, builder kwargs)
+    ("repvgg_a0", "repvgg_a0", {}),
+    ("repvgg_b1g2", "repvgg_b1g2", {}),
+    ("od_resnet18 1x", "od_resnet18", {}),
+    ("od_resnet18 4x", "od_resnet18", {"kernel_num": 4}),
+    ("od_mobilenetv2_100", "od_mobilenetv2_100", {}),
+    ("acnet_resnet18", "acnet_resnet18", {}),
+]
+
+
+def _models(quick: bool, batch: int, size: int, train_batch: int, train_size: int) -> list[Case]:
+    names = MODELS[:1] + MODELS[3:4] if quick else MODELS
+    return [Case(row, lambda n=name, k=kw: torch_ref.create_model(n, **k),
+                 lambda n=name, k=kw: create_model(n, **k), (batch, 3, size, size),
+                 (train_batch, 3, train_size, train_size), repvgg=row.startswith("repvgg"),
+                 odconv=row.startswith("od_resnet18 4x")) for row, name, kw in names]
+
+
+def _randomize_bn(model: torch.nn.Module, rng: np.random.Generator) -> None:
+    # Non-trivial BN statistics so the fused and unfused forms compute different kernels.
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            n = m.num_features
+            m.running_mean.copy_(torch.from_numpy(rng.normal(0, 0.1, n).astype("float32")))
+            m.running_var.copy_(torch.from_numpy(rng.uniform(0.5, 1.5, n).astype("float32")))
+
+
+# --- measurements -----------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    name: str
+    shape: tuple
+    times: dict[str, Timing] = field(default_factory=dict)
+    diffs: dict[str, float] = field(default_factory=dict)
+    memory: dict[str, int | None] = field(default_factory=dict)
+
+
+def _torch_train_step(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        model(x).mean().backward()
+    return step
+
+
+def _paddle_train_step(model: nn.Layer, x: paddle.Tensor) -> Callable[[], None]:
+    def step() -> None:
+        model.clear_gradients(set_to_zero=False)
+        model(x).mean().backward()
+    return step
+
+
+def run_case(case: Case, args: argparse.Namespace, workdir: Path) -> Row:
+    rng = np.random.default_rng(0)
+    tm = case.build_torch()
+    with torch.no_grad():
+        _randomize_bn(tm, rng)
+    tm.eval()
+    pm = case.build_paddle()
+    missing, unexpected = pm.set_state_dict(interop.from_torch(tm.state_dict()))
+    assert not missing and not unexpected, (missing, unexpected)
+    pm.eval()
+    x = rng.standard_normal(case.shape).astype("float32")
+    xt, xp = torch.from_numpy(x), paddle.to_tensor(x)
+    row = Row(case.name, case.shape)
+    w, r = args.warmup, args.repeat
+    tf = torch_ref.reparameterize_model(tm)
+    pf = paddle_rep.reparameterize_model(pm)
+
+    with torch.no_grad():
+        ref = tf(xt).numpy()
+        row.times["torch train-form"] = timeit(lambda: tm(xt), w, r)
+        row.times["torch fused"] = timeit(lambda: tf(xt), w, r)
+    with paddle.no_grad():
+        row.diffs["paddle fused"] = rel_diff(pf(xp).numpy(), ref)
+        row.times["paddle train-form"] = timeit(lambda: pm(xp), w, r)
+        row.times["paddle fused"] = timeit(lambda: pf(xp), w, r)
+        if case.repvgg:
+            plain, plain_fused = plain_port(pm), plain_port(pm, fused=pf)
+            row.diffs["plain port fused"] = rel_diff(plain_fused(xp).numpy(), ref)
+            row.times["plain port train-form"] = timeit(lambda: plain(xp), w, r)
+            row.times["plain port fused"] = timeit(lambda: plain_fused(xp), w, r)
+    if not args.no_predictor:
+        exported = export(pm, workdir / case.name.replace(" ", "_"), case.shape[1:])
+        predictor = Predictor(exported, use_onednn=True, threads=args.threads)
+        row.diffs["predictor"] = rel_diff(predictor(x), ref)
+        row.times["predictor (oneDNN)"] = timeit(lambda: predictor(x), w, r)
+    if case.odconv:
+        _odconv_variants(pm, xp, ref, row, w, r)
+    if not args.no_train:
+        xtt = rng.standard_normal(case.train_shape).astype("float32")
+        tm.train()
+        pm.train()
+        row.times["torch train step"] = timeit(_torch_train_step(tm, torch.from_numpy(xtt)), w, r)
+        row.times["paddle train step"] = timeit(_paddle_train_step(pm, paddle.to_tensor(xtt)), w, r)
+        if case.repvgg:
+            plain = plain_port(pm)
+            row.times["plain port train step"] = timeit(_paddle_train_step(plain, paddle.to_tensor(xtt)), w, r)
+    return row
+
+
+def _odconv_variants(model: nn.Layer, xp: paddle.Tensor, ref: np.ndarray, row: Row, w: int, r: int) -> None:
+    with paddle.no_grad():
+        for variant in ODCONV_FORMULATIONS:
+            with odconv_formulation(model, variant):
+                row.diffs[f"odconv {variant}"] = rel_diff(model(xp).numpy(), ref)
+                row.memory[f"odconv {variant}"] = paddle_peak_bytes(lambda: model(xp))
+                row.times[f"odconv {variant}"] = timeit(lambda: model(xp), w, r)
+
+
+def run_convert(args: argparse.Namespace) -> list[dict]:
+    # Reuse tools/bench_convert.py (loaded by path: tools/ is not a package).
+    spec = importlib.util.spec_from_file_location("bench_convert", Path(__file__).with_name("bench_convert.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.run_variants(args.convert_model, args.convert_repeat, None,
+                               ["convert --arch"], echo=lambda s: print(s, flush=True))
+
+
+# --- report -----------------------------------------------------------------------------------
+
+FORWARD_COLUMNS = ["torch train-form", "torch fused", "paddle train-form", "paddle fused", "predictor (oneDNN)",
+                   "plain port train-form", "plain port fused"]
+
+
+def _ms(row: Row, key: str) -> str:
+    t = row.times.get(key)
+    return "" if t is None else f"{t.median * 1e3:.1f}"
+
+
+def _ratio(row: Row, num: str, den: str) -> float | None:
+    a, b = row.times.get(num), row.times.get(den)
+    return None if a is None or b is None else a.median / b.median
+
+
+def _fmt(value: float | None, suffix: str = "x") -> str:
+    return "" if value is None else f"{value:.2f}{suffix}"
+
+
+def render(rows: list[Row], convert: list[dict], meta: dict) -> str:
+    lines = [f"Median of {meta['repeat']} runs after {meta['warmup']} warm-up, {meta['threads']} threads in both "
+             f"frameworks ({meta['thread_call']}); {meta['machine']}; torch {torch.__version__}, "
+             f"paddle {paddle.__version__}. Times in ms; ratios from the same run.", "",
+             "### Forward (eval), ms", "",
+             "| case | input | " + " | ".join(FORWARD_COLUMNS) + " | predictor / torch fused "
+             "| paddle fused / torch fused | fusion speed-up torch | fusion speed-up paddle | paddle / plain port "
+             "(train-form, fused) | max rel diff vs torch fused |",
+             "|---|---|" + "---:|" * (len(FORWARD_COLUMNS) + 6)]
+    for row in rows:
+        plain = (f"{_fmt(_ratio(row, 'paddle train-form', 'plain port train-form'))}, "
+                 f"{_fmt(_ratio(row, 'paddle fused', 'plain port fused'))}") if "plain port fused" in row.times else ""
+        diffs = ", ".join(f"{k} {v:.0e}" for k, v in row.diffs.items() if not k.startswith("odconv"))
+        lines.append(f"| {row.name} | {'x'.join(map(str, row.shape))} | "
+                     + " | ".join(_ms(row, c) for c in FORWARD_COLUMNS)
+                     + f" | {_fmt(_ratio(row, 'predictor (oneDNN)', 'torch fused'))}"
+                     f" | {_fmt(_ratio(row, 'paddle fused', 'torch fused'))}"
+                     f" | {_fmt(_ratio(row, 'torch train-form', 'torch fused'))}"
+                     f" | {_fmt(_ratio(row, 'paddle train-form', 'paddle fused'))} | {plain} | {diffs} |")
+    train_rows = [r for r in rows if "torch train step" in r.times]
+    if train_rows:
+        lines += ["", "### Training step (forward + backward, train mode), ms", "",
+                  "| case | input | torch | paddle_rep | paddle / torch | plain port | paddle_rep / plain port |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
+        for row in train_rows:
+            lines.append(f"| {row.name} | {'x'.join(map(str, meta['train_shapes'][row.name]))} | "
+                         f"{_ms(row, 'torch train step')} | {_ms(row, 'paddle train step')} | "
+                         f"{_fmt(_ratio(row, 'paddle train step', 'torch train step'))} | "
+                         f"{_ms(row, 'plain port train step')} | "
+                         f"{_fmt(_ratio(row, 'paddle train step', 'plain port train step'))} |")
+    od_rows = [r for r in rows if r.memory]
+    if od_rows:
+        lines += ["", "### ODConv formulations (Paddle dygraph forward, eval)", "",
+                  "| case | formulation | ms | vs fold | peak allocated MiB | vs official | max rel diff |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
+        for row in od_rows:
+            fold, official = row.times["odconv fold"].median, row.memory.get("odconv official 6-D sum")
+            for variant in ODCONV_FORMULATIONS:
+                key = f"odconv {variant}"
+                mem = row.memory.get(key)
+                mem_s = "n/a" if mem is None else f"{mem / 2**20:.1f}"
+                vs = "" if mem is None or not official else f"{mem / official:.2f}x"
+                lines.append(f"| {row.name} | {variant} | {row.times[key].median * 1e3:.1f} | "
+                             f"{row.times[key].median / fold:.2f}x | {mem_s} | {vs} | {row.diffs[key]:.0e} |")
+    if convert:
+        floor = convert[0]
+        lines += ["", f"### Checkpoint conversion ({meta['convert_model']}, {floor['params_m']:.0f}M parameters, "
+                  f"{floor['checkpoint_mib']:.0f} MiB; fresh process each, best of {meta['convert_repeat']})", "",
+                  "| variant | s | vs floor | all runs, s | peak RSS MiB | vs floor |", "|---|---:|---:|---|---:|---:|"]
+        for c in convert:
+            lines.append(f"| {c['name']} | {c['seconds']:.2f} | {c['seconds'] / floor['seconds']:.2f}x | "
+                         f"{', '.join(f'{s:.2f}' for s in c['runs'])} | {c['peak_rss_mb']:.0f} | "
+                         f"{c['peak_rss_mb'] / floor['peak_rss_mb']:.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
+def chart(rows: list[Row], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = ["torch train-form", "paddle train-form", "paddle fused", "predictor (oneDNN)"]
+    names = [r.name for r in rows]
+    fig, ax = plt.subplots(figsize=(10, 0.55 * len(rows) + 1.8))
+    height = 0.8 / len(series)
+    for i, key in enumerate(series):
+        values = [_ratio(r, key, "torch fused") or 0.0 for r in rows]
+        ax.barh([y + i * height for y in range(len(rows))], values, height, label=key)
+    ax.axvline(1.0, color="black", linewidth=1)
+    ax.axvline(0.8, color="grey", linestyle="--", linewidth=1, label="0.8x target (predictor)")
+    ax.set_yticks([y + 0.4 - height / 2 for y in range(len(rows))], names)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("forward time relative to torch_ref fused, eager (lower is faster; log scale)")
+    ax.set_title("paddle-rep vs torch_ref, eval forward, same process and threads")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (a smoke run)")
+    parser.add_argument("--out", type=Path, default=Path("results"), help="folder for bench.md/.png/.json")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for both frameworks")
+    parser.add_argument("--repeat", type=int, help="timed runs per figure (default 5, quick 2)")
+    parser.add_argument("--warmup", type=int, help="untimed runs first (default 2, quick 1)")
+    parser.add_argument("--batch", type=int, help="model forward batch (default 8, quick 1)")
+    parser.add_argument("--size", type=int, help="model input size (default 224, quick 32)")
+    parser.add_argument("--train-batch", type=int, help="model training-step batch (default 4, quick 2)")
+    parser.add_argument("--train-size", type=int, help="model training-step input size (default 160, quick 32)")
+    parser.add_argument("--only", action="append", default=[], help="run only cases whose name contains this")
+    parser.add_argument("--no-blocks", action="store_true", help="skip the single-block rows")
+    parser.add_argument("--no-models", action="store_true", help="skip the whole-model rows")
+    parser.add_argument("--no-train", action="store_true", help="skip training steps")
+    parser.add_argument("--no-predictor", action="store_true", help="skip the exported predictor")
+    parser.add_argument("--no-convert", action="store_true", help="skip the checkpoint conversion benchmark")
+    parser.add_argument("--convert-model", help="checkpoint for the conversion benchmark (default repvgg_b3, "
+                        "quick rep_tiny)")
+    parser.add_argument("--convert-repeat", type=int, help="conversion runs per variant, best kept (default 3)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    quick = args.quick
+    defaults = dict(repeat=(2, 5), warmup=(1, 2), batch=(1, 8), size=(32, 224), train_batch=(2, 4),
+                    train_size=(32, 160), convert_model=("rep_tiny", "repvgg_b3"), convert_repeat=(1, 3))
+    for name, (small, full) in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, small if quick else full)
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("paddle_rep").setLevel(logging.WARNING)
+    thread_call = set_threads(args.threads)
+    paddle.set_device("cpu")
+
+    cases = ([] if args.no_blocks else _blocks(quick)) + (
+        [] if args.no_models else _models(quick, args.batch, args.size, args.train_batch, args.train_size))
+    if args.only:
+        cases = [c for c in cases if any(o in c.name for o in args.only)]
+    started = time.perf_counter()
+    # Conversion first: a child's peak RSS (ru_maxrss) starts from this process's RSS at spawn time.
+    convert = [] if args.no_convert else run_convert(args)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in cases:
+            t0 = time.perf_counter()
+            row = run_case(case, args, Path(tmp))
+            rows.append(row)
+            print(f"{case.name}: " + ", ".join(f"{k} {v}" for k, v in row.times.items())
+                  + f"  [{time.perf_counter() - t0:.0f} s]", flush=True)
+    meta = {"repeat": args.repeat, "warmup": args.warmup, "threads": args.threads, "thread_call": thread_call,
+            "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores", "convert_model": args.convert_model,
+            "convert_repeat": args.convert_repeat, "train_shapes": {c.name: c.train_shape for c in cases},
+            "seconds": time.perf_counter() - started}
+    text = render(rows, convert, meta)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench.md").write_text(text)
+    (args.out / "bench.json").write_text(json.dumps({
+        "meta": meta, "convert": convert,
+        "rows": [{"name": r.name, "shape": r.shape, "diffs": r.diffs, "memory": r.memory,
+                  "times": {k: vars(v) for k, v in r.times.items()}} for r in rows]}, indent=1))
+    if rows:
+        chart(rows, args.out / "bench.png")
+    print(text)
+    print(f"wrote {args.out / 'bench.md'}, {args.out / 'bench.png'} and {args.out / 'bench.json'} "
+          f"in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
