@@ -66,12 +66,16 @@ def _saved_model_file(prefix: str, since: float) -> str:
 
 def export(model: nn.Layer, path: str | Path, input_shape: str | Sequence, *, dtype: str = "float32",
            reparameterize: bool = True, onnx: bool = False, opset_version: int = 13,
-           input_name: str = "x") -> ExportedModel:
+           input_name: str = "x", batch_size: int | None = None) -> ExportedModel:
     """Save ``model`` as a Paddle inference model at the prefix ``path``; the model itself is untouched.
 
     A copy is fused with :func:`~paddle_rep.reparameterize_model` (skip with
     ``reparameterize=False``), put in eval mode and traced with ``full_graph=True`` for the input
     ``[None, *input_shape]``. With ``onnx=True`` also writes ``<path>.onnx`` through paddle2onnx.
+
+    ``batch_size`` fixes the batch dimension instead. ODConv layers then keep upstream's batch
+    fold (one grouped conv with ``groups * batch_size``), which the predictor runs much faster
+    than the batch-independent unfold form; the saved model accepts only that batch size.
     """
     channels, height, width = parse_input_shape(input_shape)
     prefix = str(path)
@@ -81,16 +85,20 @@ def export(model: nn.Layer, path: str | Path, input_shape: str | Sequence, *, dt
         _import_paddle2onnx()  # fail before the slow part
     model = reparameterize_model(model, inplace=False) if reparameterize else copy.deepcopy(model)
     model.eval()
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
     for layer in model.sublayers(include_self=True):
-        if isinstance(layer, ODConv2D) and layer.formulation == "fold":
-            layer.formulation = "auto"  # the batch fold cannot trace with a dynamic batch
-    spec = paddle.static.InputSpec([None, channels, height, width], dtype, input_name)
+        if isinstance(layer, ODConv2D):
+            # The batch fold traces only with a fixed batch; otherwise the unfold form.
+            layer.formulation = "fold" if batch_size is not None else "unfold"
+    spec = paddle.static.InputSpec([batch_size, channels, height, width], dtype, input_name)
     static = paddle.jit.to_static(model, input_spec=[spec], full_graph=True)
     Path(prefix).parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
     paddle.jit.save(static, prefix)
     result = ExportedModel(_saved_model_file(prefix, started), prefix + PARAMS_SUFFIX)
-    logger.info("saved inference model %s (input [None, %s, %s, %s])", result.model_file, channels, height, width)
+    logger.info("saved inference model %s (input [%s, %s, %s, %s])", result.model_file, batch_size, channels, height,
+                width)
     if onnx:
         result = ExportedModel(result.model_file, result.params_file,
                                export_onnx(result, prefix + ".onnx", opset_version=opset_version))
@@ -161,6 +169,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-shape", default="3,224,224",
                         help="C,H,W of one sample; H or W may be '?' for a dynamic size (default 3,224,224)")
     parser.add_argument("--num-classes", type=int, help="passed to the model builder")
+    parser.add_argument("--batch-size", type=int, help="fix the batch (default dynamic); ODConv then keeps its "
+                                                       "faster batch-fold conv")
     parser.add_argument("--onnx", action="store_true", help="also write OUT.onnx (needs paddle2onnx)")
     parser.add_argument("--opset", type=int, default=13, help="ONNX opset (default 13)")
 
@@ -173,7 +183,8 @@ def run_cli(args: argparse.Namespace) -> int:
     model = create_model(args.arch, **kwargs)
     if args.checkpoint:
         load_checkpoint(model, args.checkpoint)
-    result = export(model, args.out, args.input_shape, onnx=args.onnx, opset_version=args.opset)
+    result = export(model, args.out, args.input_shape, onnx=args.onnx, opset_version=args.opset,
+                    batch_size=args.batch_size)
     for file in (result.model_file, result.params_file, result.onnx_file):
         if file:
             print(file)

@@ -148,13 +148,14 @@ class ODConv2D(nn.Layer):
 
     def _forward_impl_common(self, x: paddle.Tensor) -> paddle.Tensor:
         channel, filter_, spatial, kernel = self.attention(x)
-        batch, _, height, width = x.shape
-        x = (x * channel).reshape([1, -1, height, width])
+        batch = x.shape[0]  # an int: in a static graph this path needs a fixed batch (export batch_size)
+        # 0 copies a dimension from the input, so H and W may stay dynamic when exported.
+        x = (x * channel).reshape([1, batch * self.in_planes, 0, 0])
         weight = self.aggregate_weight(spatial, kernel, batch)
         weight = weight.reshape([-1, self.in_planes // self.groups, self.kernel_size, self.kernel_size])
         out = F.conv2d(x, weight, None, stride=self.stride, padding=self.padding, dilation=self.dilation,
                        groups=self.groups * batch)
-        out = out.reshape([batch, self.out_planes, out.shape[-2], out.shape[-1]])
+        out = out.reshape([batch, self.out_planes, 0, 0])
         return out if filter_ is None else out * filter_
 
     def _forward_impl_unfold(self, x: paddle.Tensor) -> paddle.Tensor:

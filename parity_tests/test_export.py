@@ -201,7 +201,7 @@ def test_jit_load_round_trip(exported, name: str) -> None:
 
 
 def test_export_ignores_a_fold_formulation(tmp_path: Path) -> None:
-    """A model left in "fold" mode still exports with a dynamic batch (the copy uses "auto")."""
+    """A model left in "fold" mode still exports with a dynamic batch (the copy uses "unfold")."""
     model = build("odconv-k3-kn4")
     set_formulation(model, "fold")
     files = paddle_rep.export(model, tmp_path / "model", (3, *HW))
@@ -210,6 +210,21 @@ def test_export_ignores_a_fold_formulation(tmp_path: Path) -> None:
     for batch in BATCHES:
         x = helpers.seeded_input((batch, 3, *HW), "float32", seed=batch)
         helpers.assert_close(f"batch {batch}", predictor(x), dygraph(fused, x), "static_graph", "float32")
+
+
+@pytest.mark.parametrize("name", ["odconv-k3-kn4", "odconv-depthwise-k3-kn4", "odconv-stride2-k3-kn4"])
+def test_fixed_batch_export_keeps_the_batch_fold(tmp_path: Path, name: str) -> None:
+    """batch_size fixes the batch, so ODConv traces its grouped conv; dynamic H/W still work."""
+    model = build(name)
+    files = paddle_rep.export(model, tmp_path / "model", "3,?,?", batch_size=2)
+    predictor, fused = Predictor(files), reparameterize_model(model)
+    results = []
+    for shape in [(2, 3, *HW), (2, 3, 13, 16)]:
+        x = helpers.seeded_input(shape, "float32", seed=shape[2])
+        results.append(helpers.measure(f"{name} {shape}", predictor(x), dygraph(fused, x), "static_graph", "float32"))
+    helpers.assert_all_close(results)
+    with pytest.raises(ValueError, match="batch_size must be a positive int or None, got 0"):
+        paddle_rep.export(model, tmp_path / "bad", (3, *HW), batch_size=0)
 
 
 def test_exported_model_differs_from_another_weight_set(exported) -> None:

@@ -354,6 +354,12 @@ def run_case(case: Case, args: argparse.Namespace, workdir: Path) -> Row:
         predictor = Predictor(exported, use_onednn=True, threads=args.threads)
         row.diffs["predictor"] = rel_diff(predictor(x), ref)
         row.times["predictor (oneDNN)"] = timeit(lambda: predictor(x), w, r)
+        if case.odconv:  # a fixed batch keeps ODConv's grouped-conv batch fold in the exported graph
+            fixed = export(pm, workdir / (case.name.replace(" ", "_") + "_fixed"), case.shape[1:],
+                           batch_size=case.shape[0])
+            fixed_predictor = Predictor(fixed, use_onednn=True, threads=args.threads)
+            row.diffs["fixed-batch predictor"] = rel_diff(fixed_predictor(x), ref)
+            row.times["fixed-batch predictor"] = timeit(lambda: fixed_predictor(x), w, r)
     if case.odconv:
         _odconv_variants(pm, xp, ref, row, w, r)
     if not args.no_train:
@@ -389,7 +395,7 @@ def run_convert(args: argparse.Namespace) -> list[dict]:
 # --- report -----------------------------------------------------------------------------------
 
 FORWARD_COLUMNS = ["torch train-form", "torch fused", "paddle train-form", "paddle fused", "predictor (oneDNN)",
-                   "plain port train-form", "plain port fused"]
+                   "fixed-batch predictor", "plain port train-form", "plain port fused"]
 
 
 def _ms(row: Row, key: str) -> str:
@@ -412,9 +418,10 @@ def render(rows: list[Row], convert: list[dict], meta: dict) -> str:
              f"paddle {paddle.__version__}. Times in ms; ratios from the same run.", "",
              "### Forward (eval), ms", "",
              "| case | input | " + " | ".join(FORWARD_COLUMNS) + " | predictor / torch fused "
+             "| fixed-batch predictor / torch fused "
              "| paddle fused / torch fused | fusion speed-up torch | fusion speed-up paddle | paddle / plain port "
              "(train-form, fused) | max rel diff vs torch fused |",
-             "|---|---|" + "---:|" * (len(FORWARD_COLUMNS) + 6)]
+             "|---|---|" + "---:|" * (len(FORWARD_COLUMNS) + 7)]
     for row in rows:
         plain = (f"{_fmt(_ratio(row, 'paddle train-form', 'plain port train-form'))}, "
                  f"{_fmt(_ratio(row, 'paddle fused', 'plain port fused'))}") if "plain port fused" in row.times else ""
@@ -422,6 +429,7 @@ def render(rows: list[Row], convert: list[dict], meta: dict) -> str:
         lines.append(f"| {row.name} | {'x'.join(map(str, row.shape))} | "
                      + " | ".join(_ms(row, c) for c in FORWARD_COLUMNS)
                      + f" | {_fmt(_ratio(row, 'predictor (oneDNN)', 'torch fused'))}"
+                     f" | {_fmt(_ratio(row, 'fixed-batch predictor', 'torch fused'))}"
                      f" | {_fmt(_ratio(row, 'paddle fused', 'torch fused'))}"
                      f" | {_fmt(_ratio(row, 'torch train-form', 'torch fused'))}"
                      f" | {_fmt(_ratio(row, 'paddle train-form', 'paddle fused'))} | {plain} | {diffs} |")
