@@ -82,7 +82,7 @@ def sum_branches(branches: Sequence[tuple[paddle.Tensor, paddle.Tensor]]) -> tup
     return kernel, bias
 
 
-def _device_of(tensor: paddle.Tensor) -> str | None:
+def device_of(tensor: paddle.Tensor) -> str | None:
     """``"cpu"`` / ``"gpu:N"`` (Paddle 2.6's ``Layer.to`` takes a string, not a Place); None: default."""
     place = tensor.place
     if place.is_gpu_place():
@@ -106,7 +106,7 @@ def make_fused_conv(reference: nn.Conv2D, kernel: paddle.Tensor, bias: paddle.Te
         padding_mode=reference._padding_mode,
         bias_attr=True,
     )
-    conv.to(device=_device_of(kernel), dtype=kernel.dtype)
+    conv.to(device=device_of(kernel), dtype=kernel.dtype)
     conv.weight.set_value(kernel.detach())
     conv.bias.set_value(bias.detach())
     return conv

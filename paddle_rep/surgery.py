@@ -37,7 +37,7 @@ from . import _surgery_common as common
 from ._surgery_common import CONVERTED_FROM, ConversionReport, ConvSpec, RevertReport
 from .acblock import ACBlock
 from .errors import ConversionError
-from .fusion import is_batch_norm
+from .fusion import device_of, is_batch_norm
 from .odconv import Attention, ODConv2D
 from .reparam import reparameterize_model
 from .repvgg import RepVGGBlock
@@ -130,7 +130,7 @@ def _build_block(to: str, spec: ConvSpec, conv: nn.Conv2D, block_kwargs: dict) -
     else:
         block = _BLOCKS[to](spec.in_channels, spec.out_channels, spec.kernel_size, **geometry,
                             padding_mode=spec.padding_mode, **block_kwargs)
-    block.to(device=conv.weight.place, dtype=conv.weight.dtype)
+    block.to(device=device_of(conv.weight), dtype=conv.weight.dtype)
     with paddle.no_grad():
         _init_block(to, block, conv)
     setattr(block, CONVERTED_FROM, spec)
@@ -200,7 +200,7 @@ def _plain_conv(spec: ConvSpec, weight: paddle.Tensor, bias: paddle.Tensor | Non
     conv = nn.Conv2D(spec.in_channels, spec.out_channels, spec.kernel_size, stride=spec.stride,
                      padding=spec.padding, dilation=spec.dilation, groups=spec.groups,
                      padding_mode=spec.padding_mode, bias_attr=None if bias is not None else False)
-    conv.to(device=weight.place, dtype=weight.dtype)
+    conv.to(device=device_of(weight), dtype=weight.dtype)
     with paddle.no_grad():
         conv.weight.set_value(weight.detach())
         if bias is not None:

@@ -314,7 +314,7 @@ def _torch_train_step(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], N
 
 def _paddle_train_step(model: nn.Layer, x: paddle.Tensor) -> Callable[[], None]:
     def step() -> None:
-        model.clear_gradients(set_to_zero=False)
+        model.clear_gradients()
         model(x).mean().backward()
     return step
 
