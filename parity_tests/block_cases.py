@@ -32,22 +32,25 @@ class BlockCase:
     def input_shape(self) -> tuple[int, int, int, int]:
         return (self.batch, self.in_channels, *self.hw)
 
-    def _args(self) -> tuple:
-        return self.in_channels, self.out_channels, self.kernel_size
+    def build(self, framework: str):
+        """The block in ``"torch"`` or ``"paddle"``, at this case's temperature for ODConv."""
+        block = _CLASSES[framework][self.family](self.in_channels, self.out_channels, self.kernel_size,
+                                                 **self.kwargs)
+        if self.family == "odconv":
+            block.update_temperature(self.temperature)
+        return block
 
     def torch_block(self):
-        cls = {"acb": torch_ref.ACBlock, "repvgg": torch_ref.RepVGGBlock, "odconv": torch_ref.ODConv2d}[self.family]
-        block = cls(*self._args(), **self.kwargs)
-        if self.family == "odconv":
-            block.update_temperature(self.temperature)
-        return block
+        return self.build("torch")
 
     def paddle_block(self):
-        cls = {"acb": paddle_rep.ACBlock, "repvgg": paddle_rep.RepVGGBlock, "odconv": paddle_rep.ODConv2D}[self.family]
-        block = cls(*self._args(), **self.kwargs)
-        if self.family == "odconv":
-            block.update_temperature(self.temperature)
-        return block
+        return self.build("paddle")
+
+
+_CLASSES = {
+    "torch": {"acb": torch_ref.ACBlock, "repvgg": torch_ref.RepVGGBlock, "odconv": torch_ref.ODConv2d},
+    "paddle": {"acb": paddle_rep.ACBlock, "repvgg": paddle_rep.RepVGGBlock, "odconv": paddle_rep.ODConv2D},
+}
 
 
 def _acb(id_: str, cin: int = 4, cout: int = 8, k: int = 3, **kw) -> BlockCase:
