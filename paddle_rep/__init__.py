@@ -4,9 +4,10 @@ Attributes are imported lazily, so ``paddle_rep.interop`` (numpy only) can be us
 importing Paddle, and importing the package never imports torch.
 """
 
-import importlib
 import logging
 from typing import TYPE_CHECKING
+
+from ._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -66,14 +67,4 @@ if TYPE_CHECKING:
     from .surgery import revert_model as revert_model
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'paddle_rep' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -68,13 +68,21 @@ class RevertReport:
     bias_kept: dict[str, str] = field(default_factory=dict)  # conv name -> why it still has a bias
     skipped: dict[str, str] = field(default_factory=dict)
 
+    def summary(self) -> str:
+        return (f"revert_model: {len(self.restored)} convs restored, {len(self.bias_folded)} biases folded, "
+                f"{len(self.bias_kept)} kept, {len(self.skipped)} blocks kept")
+
     def __str__(self) -> str:
-        lines = [f"revert_model: {len(self.restored)} convs restored, {len(self.bias_folded)} biases folded, "
-                 f"{len(self.skipped)} blocks kept"]
+        lines = [self.summary()]
         lines += [f"  bias of {conv} folded into {bn}" for conv, bn in self.bias_folded.items()]
         lines += [f"  bias of {conv} kept: {why}" for conv, why in self.bias_kept.items()]
         lines += [f"  kept {name}: {why}" for name, why in self.skipped.items()]
         return "\n".join(lines)
+
+
+# Reasons revert_model reports, the same in both frameworks.
+ODCONV_NOT_REVERTED = "ODConv's kernel depends on the input; it has no single-conv form"
+BIAS_NEEDS_EXAMPLE = "the original had none; pass example_input to fold it into the following BN"
 
 
 def check_to(to: object) -> str:

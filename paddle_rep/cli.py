@@ -127,6 +127,17 @@ def _configure_logging(args: argparse.Namespace) -> None:
         logging.getLogger(name).setLevel(level)
 
 
+# First match wins: the specific checkpoint errors before their ReparamError / ValueError bases.
+_EXIT_CODES: tuple[tuple[type, int], ...] = (
+    (VerificationError, EXIT_VERIFY),
+    (ArchMismatchError, EXIT_ARCH),
+    (CheckpointError, EXIT_CHECKPOINT),
+    (ValueError, EXIT_USAGE),  # ReparamErrors that are ValueErrors included
+    (ReparamError, EXIT_ERROR),
+    (ImportError, EXIT_MISSING_DEPENDENCY),
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; returns its exit code (see the module docstring)."""
     # Before build_parser(): some subcommands' argument modules import Paddle.
@@ -141,26 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     prog = f"paddle-rep {args.command}"
     try:
         return COMMANDS[args.command].run(args)
-    except VerificationError as err:
-        print(f"{prog}: {err}", file=sys.stderr)
-        return EXIT_VERIFY
-    except ArchMismatchError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return EXIT_ARCH
-    except CheckpointError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return EXIT_CHECKPOINT
-    except ReparamError as err:
-        code = EXIT_USAGE if isinstance(err, ValueError) else EXIT_ERROR
-        print(f"{prog}: error: {err}", file=sys.stderr)
+    except (ReparamError, ValueError, ImportError) as err:
+        code = next(code for kind, code in _EXIT_CODES if isinstance(err, kind))
+        prefix = "" if isinstance(err, VerificationError) else "error: "  # the report already says what failed
+        print(f"{prog}: {prefix}{err}", file=sys.stderr)
         return code
-    except ValueError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    except ImportError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return EXIT_MISSING_DEPENDENCY
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -311,16 +311,15 @@ def revert_model(model: nn.Layer, *, example_input: object = None,
         if spec is None:
             continue
         if isinstance(layer, ODConv2D):
-            report.skipped[name] = "ODConv2D's kernel depends on the input; it has no single-conv form"
+            report.skipped[name] = common.ODCONV_NOT_REVERTED
             continue
         fused = getattr(layer, _FUSED_ATTR[type(layer)])
         _replace(model, name, _plain_conv(spec, fused.weight, fused.bias))
         report.restored.append(name)
         specs[name] = spec
         if not spec.has_bias and example_input is None:
-            report.bias_kept[name] = "the original had none; pass example_input to fold it into the following BN"
+            report.bias_kept[name] = common.BIAS_NEEDS_EXAMPLE
     if example_input is not None and report.restored:
         _fold_biases(model, report, specs, example_input)
-    logger.info("revert_model: %d convs restored, %d biases folded, %d kept, %d blocks kept", len(report.restored),
-                len(report.bias_folded), len(report.bias_kept), len(report.skipped))
+    logger.info("%s", report.summary())
     return model, report
