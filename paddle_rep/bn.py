@@ -4,9 +4,12 @@ Paddle's BN kernel updates ``_variance`` with the biased batch variance (divided
 with the unbiased one (divided by n - 1), n = N*H*W per channel. Outputs and gradients agree
 either way; the running statistics drift apart by about 1/(n-1) per step, which changes every
 eval output after training. The blocks therefore build :class:`BatchNorm2D`, which keeps the
-native kernel and adds the missing ``(1 - momentum) * var_b / (n - 1)`` after each training
-step. ``set_bn_running_var_mode("paddle")`` switches newly built blocks back to native BN,
-and :func:`set_running_var_mode` switches the BNs of an existing model.
+native kernel and rescales its running variance around it: with ``c = n / (n - 1)``,
+``c * (m * (v / c) + (1 - m) * var_b) = m * v + (1 - m) * c * var_b``, torch's update. The batch
+statistics normalise a training batch, so the rescaled buffer never reaches an output, and the
+correction costs two multiplications of a C-vector instead of a second variance reduction.
+``set_bn_running_var_mode("paddle")`` switches newly built blocks back to native BN, and
+:func:`set_running_var_mode` switches the BNs of an existing model.
 """
 
 import numpy as np
@@ -59,15 +62,15 @@ class BatchNorm2D(nn.BatchNorm2D):
             raise ValueError(
                 f"Expected more than 1 value per channel when training, got input size {list(x.shape)}"
             )
-        out = native_forward(x)
+        bessel = values_per_channel / (values_per_channel - 1)
+        # set_value, not an in-place op: the BN grad node would see a bumped tensor version and refuse.
         with paddle.no_grad():
-            x = x.detach()
-            # Written out: paddle.var logs a type-promotion warning on every call.
-            batch_var = (x - x.mean(axis=[0, 2, 3], keepdim=True)).square().mean(axis=[0, 2, 3])
-            # The kernel uses momentum as float32; match it so float64 models agree with torch.
-            new_weight = 1.0 - float(np.float32(self._momentum))
-            self._variance.set_value(self._variance + new_weight * batch_var / (values_per_channel - 1))
-        return out
+            self._variance.set_value(self._variance * (1.0 / bessel))
+        try:
+            return native_forward(x)
+        finally:  # also when the kernel raises: the buffer must not stay rescaled
+            with paddle.no_grad():
+                self._variance.set_value(self._variance * bessel)
 
 
 def set_running_var_mode(model: nn.Layer, mode: str) -> int:

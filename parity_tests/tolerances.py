@@ -75,7 +75,8 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
     ),
     ("reverted_vs_trained", "float32"): Tolerance(
         1e-5, "revert_model's fused convs vs the trained blocks in eval, whole nets: float32 reassociation "
-        "compounded over up to 52 layers; measured <= 1.4e-6 rel (mobilenet_v2 ACB)",
+        "compounded over up to 52 layers; measured 1.3e-6 to 8.4e-5 rel on mobilenet_v2 ACB over 12 inputs, "
+        "so past this bound the trained net's own float32 error is the yardstick (helpers.measure_against_rounding)",
     ),
     ("network_output", "float32"): Tolerance(
         5e-6, "paddle vs torch on a whole resnet18 (20 convs, 20 BNs), eval: per-layer summation order "
@@ -92,6 +93,8 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
     ("input_grad", "float64"): Tolerance(1e-9, _F64),
     ("param_grad", "float64"): Tolerance(1e-9, _F64),
     ("running_stats", "float64"): Tolerance(1e-9, _F64),
+    ("reverted_vs_trained", "float64"): Tolerance(
+        1e-9, "revert_model's fusion math in float64, whole nets: measured <= 3.9e-12 rel (mobilenet_v2 ACB)"),
     ("fused_kernel", "float64"): Tolerance(
         1e-9, "Paddle folds with the exact eps 1e-5, the aligned torch module with float32(1e-5): ~1e-13"
     ),
