@@ -22,6 +22,7 @@ from paddle.nn import functional as F
 
 from ._validate import check_conv_args, check_input_channels, check_int
 from .bn import BatchNorm2D
+from .pooling import global_avg_pool
 
 # "auto": batch fold in dygraph, unfold + batched matmul in a static graph (export).
 FORMULATIONS = ("auto", "fold", "unfold")
@@ -69,8 +70,7 @@ class Attention(nn.Layer):
 
     def forward(self, x: paddle.Tensor) -> tuple:
         """``(channel [B,in,1,1], filter [B,out,1,1], spatial [B,1,1,k,k], kernel [B,kn])``; skipped heads are None."""
-        # Upstream's avgpool as a mean: Paddle's adaptive_avg_pool2d backward loses ~2e-8 in float64.
-        x = self.relu(self.bn(self.fc(x.mean(axis=[2, 3], keepdim=True))))
+        x = self.relu(self.bn(self.fc(global_avg_pool(x))))  # upstream's AdaptiveAvgPool2d(1)
         t = self.temperature
         channel = F.sigmoid(self.channel_fc(x) / t).reshape([-1, self.in_planes, 1, 1])
         filter_ = None if self.filter_fc is None else F.sigmoid(self.filter_fc(x) / t).reshape(

@@ -14,6 +14,7 @@ from paddle.nn import functional as F
 from . import fusion
 from ._validate import check_conv_args, check_input_channels, check_padding_mode
 from .bn import BatchNorm2D
+from .pooling import global_avg_pool
 
 
 class ConvBN(nn.Sequential):
@@ -48,8 +49,7 @@ class SEBlock(nn.Layer):
         self.up = nn.Conv2D(internal_neurons, input_channels, 1, bias_attr=True)
 
     def forward(self, inputs: paddle.Tensor) -> paddle.Tensor:
-        # A mean, not adaptive_avg_pool2d: Paddle's pool backward loses ~2e-8 relative in float64.
-        x = inputs.mean(axis=[2, 3], keepdim=True)
+        x = global_avg_pool(inputs)
         x = F.sigmoid(self.up(F.relu(self.down(x))))
         return inputs * x.reshape([-1, self.input_channels, 1, 1])
 

@@ -16,6 +16,7 @@ from paddle.nn import functional as F
 
 from ..acblock import ACBlock
 from ..bn import BatchNorm2D
+from ..pooling import GlobalAvgPool2D
 from ._registry import register_model
 from ._specs import (
     ACNET_CIFAR_RESNET_BLOCKS,
@@ -88,7 +89,7 @@ class ACNetResNet(nn.Layer):
             self._make_stage(builder, planes, n, 1 if i == 0 else 2)
             for i, (planes, n) in enumerate(zip((64, 128, 256, 512), num_blocks, strict=True))
         )
-        self.gap = nn.AdaptiveAvgPool2D(1)
+        self.gap = GlobalAvgPool2D()
         self.linear = nn.Linear(512 * BasicBlock.expansion, num_classes)
 
     def _make_stage(self, builder: ACNetBuilder, planes: int, num_blocks: int, stride: int) -> nn.Sequential:
@@ -157,7 +158,7 @@ class ACNetCifarResNet(nn.Layer):
         self.stage1 = ResNetBasicStage(builder, 3, w1, blocks_per_stage, stride=1, is_first=True)
         self.stage2 = ResNetBasicStage(builder, w1, w2, blocks_per_stage, stride=2)
         self.stage3 = ResNetBasicStage(builder, w2, w3, blocks_per_stage, stride=2)
-        self.gap = nn.AdaptiveAvgPool2D(1)
+        self.gap = GlobalAvgPool2D()
         self.linear = nn.Linear(w3, num_classes)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:

@@ -8,10 +8,10 @@ upstream and ``torch_ref.models.odconv_mobilenetv2`` (``features.N.conv...``,
 
 import paddle
 from paddle import nn
-from paddle.nn import functional as F
 
 from ..bn import BatchNorm2D
 from ..odconv import ODConv2D
+from ..pooling import global_avg_pool
 from ..schedules import set_temperature
 from ._registry import register_model
 from ._specs import INVERTED_RESIDUAL_SETTING, OD_MOBILENETV2_WIDTHS, make_divisible
@@ -90,7 +90,7 @@ class ODMobileNetV2(nn.Layer):
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         x = self.features(x)
-        x = paddle.flatten(F.adaptive_avg_pool2d(x, 1), start_axis=1)
+        x = paddle.flatten(global_avg_pool(x), start_axis=1)
         return self.classifier(x)
 
 

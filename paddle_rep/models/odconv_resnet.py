@@ -11,6 +11,7 @@ from paddle import nn
 
 from ..bn import BatchNorm2D
 from ..odconv import ODConv2D
+from ..pooling import GlobalAvgPool2D
 from ..schedules import set_temperature
 from ._registry import register_model
 from ._specs import OD_RESNET_SPECS
@@ -103,7 +104,7 @@ class ODResNet(nn.Layer):
         self.layer2 = self._make_layer(block, 128, layers[1], 2, reduction, kernel_num)
         self.layer3 = self._make_layer(block, 256, layers[2], 2, reduction, kernel_num)
         self.layer4 = self._make_layer(block, 512, layers[3], 2, reduction, kernel_num)
-        self.avgpool = nn.AdaptiveAvgPool2D((1, 1))
+        self.avgpool = GlobalAvgPool2D()
         self.dropout = nn.Dropout(p=dropout)
         self.fc = nn.Linear(512 * block.expansion, num_classes)
         init_like_upstream(self)

@@ -9,6 +9,7 @@ upstream and ``torch_ref.models.repvgg``, so torch state dicts map key for key t
 import paddle
 from paddle import nn
 
+from ..pooling import GlobalAvgPool2D
 from ..repvgg import RepVGGBlock
 from ._registry import register_model
 from ._specs import REPVGG_SPECS, groups_map
@@ -37,7 +38,7 @@ class RepVGG(nn.Layer):
         self.stage1, self.stage2, self.stage3, self.stage4 = (
             self._make_stage(int(w * m), n) for w, m, n in zip(widths, width_multiplier, num_blocks, strict=True)
         )
-        self.gap = nn.AdaptiveAvgPool2D(output_size=1)
+        self.gap = GlobalAvgPool2D()
         self.linear = nn.Linear(int(512 * width_multiplier[3]), num_classes)
 
     def _make_stage(self, planes: int, num_blocks: int) -> nn.LayerList:
