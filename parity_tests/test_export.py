@@ -184,8 +184,11 @@ def test_inference_round_trip_dynamic_batch(exported, name: str, use_onednn: boo
     kind = "static_graph_onednn" if use_onednn else "static_graph"
     results = []
     for batch in BATCHES:
-        x = helpers.seeded_input((batch, 3, *HW), "float32", seed=batch)
-        results.append(helpers.measure(f"{name} batch {batch}", predictor(x), dygraph(fused, x), kind, "float32"))
+        # Two inputs of one shape: a kernel that caches a value of its first call shows on the second.
+        for seed in (batch, batch + 100):
+            x = helpers.seeded_input((batch, 3, *HW), "float32", seed=seed)
+            results.append(helpers.measure(f"{name} batch {batch} seed {seed}", predictor(x), dygraph(fused, x), kind,
+                                           "float32"))
     helpers.assert_all_close(results)
 
 
@@ -213,16 +216,22 @@ def test_export_ignores_a_fold_formulation(tmp_path: Path) -> None:
         helpers.assert_close(f"batch {batch}", predictor(x), dygraph(fused, x), "static_graph", "float32")
 
 
+@pytest.mark.parametrize("use_onednn", [False, True], ids=["onednn-off", "onednn-on"])
 @pytest.mark.parametrize("name", ["odconv-k3-kn4", "odconv-depthwise-k3-kn4", "odconv-stride2-k3-kn4"])
-def test_fixed_batch_export_keeps_the_batch_fold(tmp_path: Path, name: str) -> None:
-    """batch_size fixes the batch, so ODConv traces its grouped conv; dynamic H/W still work."""
+def test_fixed_batch_export(tmp_path: Path, name: str, use_onednn: bool) -> None:
+    """batch_size fixes the batch; dynamic H/W still work, and so does a second input of one shape.
+
+    The second input is the regression check: a traced batch fold (a conv with per-input
+    weights) returned the first input's kernels under oneDNN.
+    """
     model = build(name)
     files = paddle_rep.export(model, tmp_path / "model", "3,?,?", batch_size=2)
-    predictor, fused = Predictor(files), reparameterize_model(model)
+    predictor, fused = Predictor(files, use_onednn=use_onednn), reparameterize_model(model)
+    kind = "static_graph_onednn" if use_onednn else "static_graph"
     results = []
-    for shape in [(2, 3, *HW), (2, 3, 13, 16)]:
-        x = helpers.seeded_input(shape, "float32", seed=shape[2])
-        results.append(helpers.measure(f"{name} {shape}", predictor(x), dygraph(fused, x), "static_graph", "float32"))
+    for shape, seed in [((2, 3, *HW), 0), ((2, 3, *HW), 1), ((2, 3, 13, 16), 2), ((2, 3, 13, 16), 3)]:
+        x = helpers.seeded_input(shape, "float32", seed=seed)
+        results.append(helpers.measure(f"{name} {shape} seed {seed}", predictor(x), dygraph(fused, x), kind, "float32"))
     helpers.assert_all_close(results)
     with pytest.raises(ValueError, match="batch_size must be a positive int or None, got 0"):
         paddle_rep.export(model, tmp_path / "bad", (3, *HW), batch_size=0)
