@@ -5,8 +5,9 @@ Upstream: https://github.com/OSVAI/ODConv (``modules/odconv.py``, MIT licence). 
 arguments, attribute names and state-dict keys as upstream (``weight`` is
 ``[kernel_num, out, in/groups, k, k]``). The forward keeps upstream's batch fold: the batch
 is folded into the channels and one grouped conv with ``groups * B`` runs all samples. The
-per-sample kernels are aggregated with a matmul over ``kernel_num`` instead of upstream's
-broadcast-and-sum, which never builds the ``[B, kernel_num, out, in, k, k]`` temporary.
+per-sample kernels come from one matmul against a small block-diagonal mixing matrix
+(:meth:`ODConv2D.sample_kernels`) instead of upstream's broadcast-and-sum, which never builds
+the ``[B, kernel_num, out, in, k, k]`` temporary.
 Skipped attention heads return ``None`` (upstream returns the float 1.0).
 
 A conv with ``groups * B`` cannot be exported with a dynamic batch (the group count would be
@@ -122,26 +123,38 @@ class ODConv2D(nn.Layer):
     def update_temperature(self, temperature: float) -> None:
         self.attention.update_temperature(temperature)
 
-    def aggregate_weight(self, spatial: paddle.Tensor | None, kernel: paddle.Tensor | None,
-                         batch: int | None = None) -> paddle.Tensor:
-        """Per-sample kernels ``[batch, out, in/groups, k, k]`` from the spatial and kernel attentions.
+    def sample_kernels(self, spatial: paddle.Tensor | None, kernel: paddle.Tensor | None) -> paddle.Tensor:
+        """Per-sample kernels as ``[batch, out * in/groups, k * k]`` (batch 1 when all samples share one).
 
-        Contracts ``kernel_num`` with a matmul, which equals upstream's
-        ``(spatial * kernel * weight).sum(1)`` up to summation order. With ``batch=None`` a
-        kernel shared by all samples keeps its leading 1 (for broadcasting).
+        The spatial and kernel attentions act through one matmul with a block-diagonal mixing
+        matrix, ``mixing[b, (i, q), p] = kernel[b, i] * spatial[b, p] * (q == p)``, so that
+        ``out[b, c, p] = sum_i weight[i, c, p] * kernel[b, i] * spatial[b, p]`` (the zeros add
+        exactly). Upstream's ``(spatial * kernel * weight).sum(1)`` broadcast is the same up to
+        rounding; in the exported predictor the broadcast multiply was the slowest op (oneDNN's
+        5-D broadcast) and each extra pass over the per-sample kernels costs a copy.
         """
         kn, out, cin, k = self.kernel_num, self.out_planes, self.in_planes // self.groups, self.kernel_size
-        if kernel is None and batch is None and spatial is not None:
-            # A per-sample copy by a matmul with ones (exact): the export predictor's oneDNN broadcast of
-            # [1, ...] * [B, ...] is very slow (od_resnet18 1x, batch 8: 3.4 s -> 0.8 s).
-            ones = spatial[:, 0, 0, 0, :1] * 0.0 + 1.0  # [B, 1]; sigmoid outputs are finite, so exactly 1
-            weight = paddle.matmul(ones, self.weight.reshape([1, -1])).reshape([-1, out, cin, k, k])
-        elif kernel is None:
-            weight = self.weight.reshape([1, out, cin, k, k])
+        if spatial is None:  # 1x1: no spatial attention
+            if kernel is None:
+                return self.weight.reshape([1, out * cin, 1])
+            return paddle.matmul(kernel, self.weight.reshape([kn, -1])).reshape([-1, out * cin, 1])
+        taps = k * k
+        mixing = spatial.reshape([-1, taps, 1]) * paddle.eye(taps, dtype=spatial.dtype)  # [B, taps, taps]
+        if kernel is None:
+            weight = self.weight.reshape([1, out * cin, taps])
         else:
-            weight = paddle.matmul(kernel, self.weight.reshape([kn, -1])).reshape([-1, out, cin, k, k])
-        if spatial is not None:
-            weight = weight * spatial
+            mixing = (kernel.reshape([-1, kn, 1, 1]) * mixing.unsqueeze(1)).reshape([-1, kn * taps, taps])
+            weight = self.weight.reshape([kn, out * cin, taps]).transpose([1, 0, 2]).reshape([1, out * cin, kn * taps])
+        return paddle.matmul(weight, mixing)
+
+    def aggregate_weight(self, spatial: paddle.Tensor | None, kernel: paddle.Tensor | None,
+                         batch: int | None = None) -> paddle.Tensor:
+        """Per-sample kernels ``[batch, out, in/groups, k, k]`` (see :meth:`sample_kernels`).
+
+        With ``batch=None`` a kernel shared by all samples keeps its leading 1 (for broadcasting).
+        """
+        out, cin, k = self.out_planes, self.in_planes // self.groups, self.kernel_size
+        weight = self.sample_kernels(spatial, kernel).reshape([-1, out, cin, k, k])
         if batch is not None and weight.shape[0] != batch:
             weight = weight.expand([batch, out, cin, k, k])
         return weight
@@ -151,7 +164,10 @@ class ODConv2D(nn.Layer):
         batch = x.shape[0]  # an int: in a static graph this path needs a fixed batch (export batch_size)
         # 0 copies a dimension from the input, so H and W may stay dynamic when exported.
         x = (x * channel).reshape([1, batch * self.in_planes, 0, 0])
-        weight = self.aggregate_weight(spatial, kernel, batch)
+        weight = self.sample_kernels(spatial, kernel)
+        if weight.shape[0] != batch:
+            weight = weight.expand([batch, weight.shape[1], weight.shape[2]])
+        # One reshape: the predictor's oneDNN reshape copies the whole per-sample kernel tensor.
         weight = weight.reshape([-1, self.in_planes // self.groups, self.kernel_size, self.kernel_size])
         out = F.conv2d(x, weight, None, stride=self.stride, padding=self.padding, dilation=self.dilation,
                        groups=self.groups * batch)
@@ -165,9 +181,13 @@ class ODConv2D(nn.Layer):
         groups, k = self.groups, self.kernel_size
         patch = self.in_planes // groups * k * k
         cols = F.unfold(x * channel, [k, k], strides=self.stride, paddings=self.padding, dilations=self.dilation)
-        cols = cols.reshape([0, groups, patch, -1])  # [B, groups, in/groups * k * k, H' * W']
-        weight = self.aggregate_weight(spatial, kernel).reshape([-1, groups, self.out_planes // groups, patch])
-        out = paddle.matmul(weight, cols)  # [B, groups, out/groups, H' * W']
+        weight = self.sample_kernels(spatial, kernel)
+        if groups == 1:  # skip two reshapes: the predictor's oneDNN reshape copies the tensor
+            out = paddle.matmul(weight.reshape([-1, self.out_planes, patch]), cols)  # [B, out, H' * W']
+        else:
+            cols = cols.reshape([0, groups, patch, -1])  # [B, groups, in/groups * k * k, H' * W']
+            weight = weight.reshape([-1, groups, self.out_planes // groups, patch])
+            out = paddle.matmul(weight, cols)  # [B, groups, out/groups, H' * W']
         out = out.reshape([0, self.out_planes, self._output_height(x), -1])
         return out if filter_ is None else out * filter_
 
