@@ -2,15 +2,20 @@
 
 import paddle
 from paddle import nn
+from paddle.nn import functional as F
 
 
 def global_avg_pool(x: paddle.Tensor) -> paddle.Tensor:
     """Mean over H and W of ``[B, C, H, W]``, as ``[B, C, 1, 1]``.
 
-    Neither ``adaptive_avg_pool2d`` (its backward scales by a float32 ``1/(H*W)``: about 2e-8
-    relative off in float64) nor ``x.mean(axis=[2, 3])`` (Paddle's two-axis mean takes about 6x
-    as long on the CPU, forward plus backward, 8x64x56x56: 23 ms against 3.8 ms).
+    In dygraph a one-axis mean: neither ``adaptive_avg_pool2d`` (its backward scales by a
+    float32 ``1/(H*W)``: about 2e-8 relative off in float64) nor ``x.mean(axis=[2, 3])``
+    (Paddle's two-axis mean takes about 6x as long on the CPU, forward plus backward,
+    8x64x56x56: 23 ms against 3.8 ms). In a static graph (export) the pool: the predictor runs
+    it as one oneDNN op, where a reshape would copy the tensor and ``mean`` prints a debug line.
     """
+    if not paddle.in_dynamic_mode():
+        return F.adaptive_avg_pool2d(x, 1)
     return x.reshape([0, 0, -1]).mean(axis=2, keepdim=True).unsqueeze(-1)
 
 
