@@ -161,13 +161,12 @@ class ODConv2D(nn.Layer):
 
     def _forward_impl_common(self, x: paddle.Tensor) -> paddle.Tensor:
         channel, filter_, spatial, kernel = self.attention(x)
-        batch = x.shape[0]  # an int: in a static graph this path needs a fixed batch (export batch_size)
+        batch = x.shape[0]  # an int: a static graph needs a fixed batch here (export uses the unfold form)
         # 0 copies a dimension from the input, so H and W may stay dynamic when exported.
         x = (x * channel).reshape([1, batch * self.in_planes, 0, 0])
         weight = self.sample_kernels(spatial, kernel)
         if weight.shape[0] != batch:
             weight = weight.expand([batch, weight.shape[1], weight.shape[2]])
-        # One reshape: the predictor's oneDNN reshape copies the whole per-sample kernel tensor.
         weight = weight.reshape([-1, self.in_planes // self.groups, self.kernel_size, self.kernel_size])
         out = F.conv2d(x, weight, None, stride=self.stride, padding=self.padding, dilation=self.dilation,
                        groups=self.groups * batch)
