@@ -11,7 +11,13 @@ from ._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-logging.getLogger(__name__).addHandler(logging.NullHandler())
+_logger = logging.getLogger(__name__)
+_logger.addHandler(logging.NullHandler())
+# `import paddle` sets the root logger to INFO with a console handler, which would print this
+# library's routine INFO lines (files saved, conversion summaries) for every Paddle user. Default
+# to WARNING unless the level was set before import; setLevel(logging.INFO) to see them.
+if _logger.level == logging.NOTSET:
+    _logger.setLevel(logging.WARNING)
 
 _EXPORTS = {
     "ACBlock": "acblock",

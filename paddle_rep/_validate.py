@@ -34,9 +34,14 @@ def check_padding_mode(padding_mode: str) -> str:
     return padding_mode
 
 
+def _shape_text(shape: list) -> str:
+    # A traced graph gives -1 or a symbolic value for a dynamic dimension: show "?".
+    return "[" + ", ".join(str(d) if isinstance(d, int) and d >= 0 else "?" for d in shape) + "]"
+
+
 def check_input_channels(block: str, expected: int, shape: list) -> None:
     """A clear error for a wrong channel count instead of a kernel-level shape message."""
     if len(shape) != 4:
-        raise ValueError(f"{block} expects a 4-D NCHW input, got shape {list(shape)}")
+        raise ValueError(f"{block} expects a 4-D NCHW input, got shape {_shape_text(shape)}")
     if shape[1] != expected:
-        raise ValueError(f"{block} expects {expected} input channels, got shape {list(shape)}")
+        raise ValueError(f"{block} expects {expected} input channels, got shape {_shape_text(shape)}")

@@ -16,7 +16,13 @@ from .repvgg import SEBlock as SEBlock
 from .surgery import convert_model as convert_model
 from .surgery import revert_model as revert_model
 
-logging.getLogger(__name__).addHandler(logging.NullHandler())
+_logger = logging.getLogger(__name__)
+_logger.addHandler(logging.NullHandler())
+# `import paddle` sets the root logger to INFO with a console handler, which would print this
+# library's routine INFO lines (files saved, conversion summaries) for every Paddle user. Default
+# to WARNING unless the level was set before import; setLevel(logging.INFO) to see them.
+if _logger.level == logging.NOTSET:
+    _logger.setLevel(logging.WARNING)
 
 __all__ = [
     "ACBlock", "ODConv2d", "RepVGGBlock", "SEBlock", "convert_model", "create_model", "list_models",
