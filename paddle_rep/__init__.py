@@ -4,20 +4,14 @@ Attributes are imported lazily, so ``paddle_rep.interop`` (numpy only) can be us
 importing Paddle, and importing the package never imports torch.
 """
 
-import logging
 from typing import TYPE_CHECKING
 
 from ._lazy import lazy_exports
+from ._logging import quiet_package_logger
 
 __version__ = "0.1.0"
 
-_logger = logging.getLogger(__name__)
-_logger.addHandler(logging.NullHandler())
-# `import paddle` sets the root logger to INFO with a console handler, which would print this
-# library's routine INFO lines (files saved, conversion summaries) for every Paddle user. Default
-# to WARNING unless the level was set before import; setLevel(logging.INFO) to see them.
-if _logger.level == logging.NOTSET:
-    _logger.setLevel(logging.WARNING)
+quiet_package_logger(__name__)
 
 _EXPORTS = {
     "ACBlock": "acblock",
