@@ -16,6 +16,8 @@ quiet_package_logger(__name__)
 _EXPORTS = {
     "ACBlock": "acblock",
     "RepVGGBlock": "repvgg",
+    "RepVGGplusBlock": "repvgg",
+    "classification_loss": "losses",
     "SEBlock": "repvgg",
     "ODConv2D": "odconv",
     "BatchNorm2D": "bn",
@@ -57,11 +59,13 @@ if TYPE_CHECKING:
     from .errors import UnsafeCheckpointError as UnsafeCheckpointError
     from .errors import VerificationError as VerificationError
     from .exporter import export as export
+    from .losses import classification_loss as classification_loss
     from .models import create_model as create_model
     from .models import list_models as list_models
     from .odconv import ODConv2D as ODConv2D
     from .reparam import reparameterize_model as reparameterize_model
     from .repvgg import RepVGGBlock as RepVGGBlock
+    from .repvgg import RepVGGplusBlock as RepVGGplusBlock
     from .repvgg import SEBlock as SEBlock
     from .surgery import convert_model as convert_model
     from .surgery import revert_model as revert_model

@@ -70,14 +70,12 @@ class RepVGGBlock(nn.Layer):
             # Upstream applies dilation to the fused conv only, so train and deploy would differ.
             raise ValueError(f"RepVGGBlock supports dilation=1 only, got {dilation}")
         check_padding_mode(padding_mode)
-        if use_se and out_channels < 16:
-            raise ValueError(f"use_se needs out_channels >= 16 (SE width is out_channels // 16), got {out_channels}")
         self.deploy = deploy
         self.is_repped = deploy
         self.groups = groups
         self.in_channels, self.out_channels = in_channels, out_channels
         self.nonlinearity = nn.ReLU()
-        self.se = SEBlock(out_channels, internal_neurons=out_channels // 16) if use_se else nn.Identity()
+        self._add_attention(out_channels, use_se)
         if deploy:
             self.rbr_reparam = nn.Conv2D(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
                                          dilation=dilation, groups=groups, padding_mode=padding_mode)
@@ -87,14 +85,24 @@ class RepVGGBlock(nn.Layer):
         self.rbr_dense = ConvBN(in_channels, out_channels, kernel_size, stride, padding, groups, padding_mode)
         self.rbr_1x1 = ConvBN(in_channels, out_channels, 1, stride, padding - kernel_size // 2, groups)
 
-    def forward(self, inputs: paddle.Tensor) -> paddle.Tensor:
-        check_input_channels("RepVGGBlock", self.in_channels, inputs.shape)
+    def _add_attention(self, out_channels: int, enabled: bool) -> None:
+        """Upstream's ``se``: SE of width out/16, applied before the ReLU (RepVGGplusBlock overrides this)."""
+        if enabled and out_channels < 16:
+            raise ValueError(f"use_se needs out_channels >= 16 (SE width is out_channels // 16), got {out_channels}")
+        self.se = SEBlock(out_channels, internal_neurons=out_channels // 16) if enabled else nn.Identity()
+
+    def _branches(self, inputs: paddle.Tensor) -> paddle.Tensor:
+        """The pre-activation output: the fused conv, or the sum of the training-time branches."""
+        check_input_channels(type(self).__name__, self.in_channels, inputs.shape)
         if self.deploy:
-            return self.nonlinearity(self.se(self.rbr_reparam(inputs)))
+            return self.rbr_reparam(inputs)
         out = self.rbr_dense(inputs) + self.rbr_1x1(inputs)
         if self.rbr_identity is not None:
             out = out + self.rbr_identity(inputs)
-        return self.nonlinearity(self.se(out))
+        return out
+
+    def forward(self, inputs: paddle.Tensor) -> paddle.Tensor:
+        return self.nonlinearity(self.se(self._branches(inputs)))
 
     def get_equivalent_kernel_bias(self) -> tuple[paddle.Tensor, paddle.Tensor]:
         """The 3x3 kernel and bias of the fused conv (differentiable, as upstream)."""
@@ -137,3 +145,25 @@ class RepVGGBlock(nn.Layer):
 
     reparameterize = switch_to_deploy
     re_parameterize = switch_to_deploy
+
+
+class RepVGGplusBlock(RepVGGBlock):
+    """RepVGGplus's block (upstream ``repvggplus.py``): RepVGGBlock's branches, then ReLU, then SE.
+
+    The SE (``post_se``, width out/4) sits after the ReLU instead of before it; branch names,
+    fusion and ``get_custom_L2`` are RepVGGBlock's, so state-dict keys are upstream's.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: int = 0, dilation: int = 1, groups: int = 1, padding_mode: str = "zeros",
+                 deploy: bool = False, use_post_se: bool = False) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
+                         groups=groups, padding_mode=padding_mode, deploy=deploy, use_se=use_post_se)
+
+    def _add_attention(self, out_channels: int, enabled: bool) -> None:
+        if enabled and out_channels < 4:
+            raise ValueError(f"use_post_se needs out_channels >= 4 (SE width is out_channels // 4), got {out_channels}")
+        self.post_se = SEBlock(out_channels, internal_neurons=out_channels // 4) if enabled else nn.Identity()
+
+    def forward(self, inputs: paddle.Tensor) -> paddle.Tensor:
+        return self.post_se(self.nonlinearity(self._branches(inputs)))

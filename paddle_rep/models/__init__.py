@@ -13,6 +13,7 @@ _EXPORTS = {
     "list_models": "_registry",
     "register_model": "_registry",
     "RepVGG": "repvgg",
+    "RepVGGplus": "repvggplus",
     "ODResNet": "odconv_resnet",
     "ODMobileNetV2": "odconv_mobilenetv2",
     "ACNetResNet": "acnet",
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from .odconv_mobilenetv2 import ODMobileNetV2 as ODMobileNetV2
     from .odconv_resnet import ODResNet as ODResNet
     from .repvgg import RepVGG as RepVGG
+    from .repvggplus import RepVGGplus as RepVGGplus
 
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

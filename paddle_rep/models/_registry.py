@@ -19,7 +19,7 @@ from ..errors import UnknownModelError
 logger = logging.getLogger(__name__)
 
 # The model modules of each framework's ``models`` package (mirrored file for file).
-MODEL_MODULES = ("repvgg", "odconv_resnet", "odconv_mobilenetv2", "acnet", "tiny")
+MODEL_MODULES = ("repvgg", "repvggplus", "odconv_resnet", "odconv_mobilenetv2", "acnet", "tiny")
 
 
 class ModelRegistry:

@@ -43,6 +43,11 @@ REPVGG_SPECS: dict[str, RepVGGSpec] = {
     "repvgg_d2se": RepVGGSpec(_D, (2.5, 2.5, 2.5, 5), use_se=True),
 }
 
+# RepVGGplus (upstream ``repvggplus.py``): post-SE in every block; stage 3 split in two halves.
+REPVGGPLUS_SPECS: dict[str, RepVGGSpec] = {
+    "repvggplus_l2pse": RepVGGSpec(_D, (2.5, 2.5, 2.5, 5), use_se=True),
+}
+
 # ODConv ResNets: (block type, blocks per stage).
 OD_RESNET_SPECS: dict[str, tuple[str, tuple[int, int, int, int]]] = {
     "od_resnet18": ("basic", (2, 2, 2, 2)),

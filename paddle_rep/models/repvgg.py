@@ -15,12 +15,26 @@ from ._registry import register_model
 from ._specs import REPVGG_SPECS, groups_map
 
 
+def run_block(block: nn.Layer, x: paddle.Tensor, use_checkpoint: bool) -> paddle.Tensor:
+    """``block(x)``, recomputed in the backward pass (gradient checkpointing) when asked and training.
+
+    Upstream ``use_checkpoint`` (``torch.utils.checkpoint`` per block); here Paddle's
+    ``recompute`` (non-reentrant, so parameters get gradients whatever the input). Eval and
+    no-grad calls run plainly, so export and inference never trace the recompute wrapper.
+    """
+    if use_checkpoint and block.training and paddle.is_grad_enabled():
+        from paddle.distributed.fleet.utils import recompute
+
+        return recompute(block, x, use_reentrant=False)
+    return block(x)
+
+
 class RepVGG(nn.Layer):
     """stage0 (one stride-2 block) + four stages of RepVGG blocks + global pool + linear head."""
 
     def __init__(self, num_blocks: list[int], num_classes: int = 1000, width_multiplier: list[float] | None = None,
                  override_groups_map: dict[int, int] | None = None, deploy: bool = False,
-                 use_se: bool = False) -> None:
+                 use_se: bool = False, use_checkpoint: bool = False) -> None:
         super().__init__()
         if width_multiplier is None or len(width_multiplier) != 4:
             raise ValueError(f"width_multiplier needs 4 values, got {width_multiplier!r}")
@@ -31,6 +45,7 @@ class RepVGG(nn.Layer):
         if 0 in self.override_groups_map:
             raise ValueError("override_groups_map cannot group layer 0 (stage0 sees the 3 input channels)")
         self.use_se = use_se
+        self.use_checkpoint = use_checkpoint
         self.in_planes = min(64, int(64 * width_multiplier[0]))
         self.stage0 = RepVGGBlock(3, self.in_planes, kernel_size=3, stride=2, padding=1, deploy=deploy, use_se=use_se)
         self.cur_layer_idx = 1
@@ -55,96 +70,97 @@ class RepVGG(nn.Layer):
         out = self.stage0(x)
         for stage in (self.stage1, self.stage2, self.stage3, self.stage4):
             for block in stage:
-                out = block(out)
+                out = run_block(block, out, self.use_checkpoint)
         out = paddle.flatten(self.gap(out), start_axis=1)
         return self.linear(out)
 
 
-def _build(name: str, num_classes: int, deploy: bool) -> RepVGG:
+def _build(name: str, num_classes: int, deploy: bool, use_checkpoint: bool) -> RepVGG:
     spec = REPVGG_SPECS[name]
     return RepVGG(list(spec.num_blocks), num_classes=num_classes, width_multiplier=list(spec.width_multiplier),
-                  override_groups_map=groups_map(spec.groups), deploy=deploy, use_se=spec.use_se)
+                  override_groups_map=groups_map(spec.groups), deploy=deploy, use_se=spec.use_se,
+                  use_checkpoint=use_checkpoint)
 
 
 @register_model
-def repvgg_a0(num_classes: int = 1000, deploy: bool = False) -> RepVGG:
+def repvgg_a0(num_classes: int = 1000, deploy: bool = False, use_checkpoint: bool = False) -> RepVGG:
     """RepVGG-A0: 9.11M params training-time, 8.31M deployed."""
-    return _build("repvgg_a0", num_classes, deploy)
+    return _build("repvgg_a0", num_classes, deploy, use_checkpoint)
 
 
 @register_model
-def repvgg_a1(num_classes: int = 1000, deploy: bool = False) -> RepVGG:
+def repvgg_a1(num_classes: int = 1000, deploy: bool = False, use_checkpoint: bool = False) -> RepVGG:
     """RepVGG-A1."""
-    return _build("repvgg_a1", num_classes, deploy)
+    return _build("repvgg_a1", num_classes, deploy, use_checkpoint)
 
 
 @register_model
-def repvgg_a2(num_classes: int = 1000, deploy: bool = False) -> RepVGG:
+def repvgg_a2(num_classes: int = 1000, deploy: bool = False, use_checkpoint: bool = False) -> RepVGG:
     """RepVGG-A2."""
-    return _build("repvgg_a2", num_classes, deploy)
+    return _build("repvgg_a2", num_classes, deploy, use_checkpoint)
 
 
 @register_model
-def repvgg_b0(num_classes: int = 1000, deploy: bool = False) -> RepVGG:
+def repvgg_b0(num_classes: int = 1000, deploy: bool = False, use_checkpoint: bool = False) -> RepVGG:
     """RepVGG-B0."""
-    return _build("repvgg_b0", num_classes, deploy)
+    return _build("repvgg_b0", num_classes, deploy, use_checkpoint)
 
 
 @register_model
-def repvgg_b1(num_classes: int = 1000, deploy: bool = False) -> RepVGG:
+def repvgg_b1(num_classes: int = 1000, deploy: bool = False, use_checkpoint: bool = False) -> RepVGG:
     """RepVGG-B1."""
-    return _build("repvgg_b1", num_classes, deploy)
+    return _build("repvgg_b1", num_classes, deploy, use_checkpoint)
 
 
 @register_model
-def repvgg_b1g2(num_classes: int = 1000, deploy: bool = False) -> RepVGG:
+def repvgg_b1g2(num_classes: int = 1000, deploy: bool = False, use_checkpoint: bool = False) -> RepVGG:
     """RepVGG-B1g2: groups 2 on the odd blocks of stages 1-3."""
-    return _build("repvgg_b1g2", num_classes, deploy)
+    return _build("repvgg_b1g2", num_classes, deploy, use_checkpoint)
 
 
 @register_model
-def repvgg_b1g4(num_classes: int = 1000, deploy: bool = False) -> RepVGG:
+def repvgg_b1g4(num_classes: int = 1000, deploy: bool = False, use_checkpoint: bool = False) -> RepVGG:
     """RepVGG-B1g4: groups 4 on the odd blocks of stages 1-3."""
-    return _build("repvgg_b1g4", num_classes, deploy)
+    return _build("repvgg_b1g4", num_classes, deploy, use_checkpoint)
 
 
 @register_model
-def repvgg_b2(num_classes: int = 1000, deploy: bool = False) -> RepVGG:
+def repvgg_b2(num_classes: int = 1000, deploy: bool = False, use_checkpoint: bool = False) -> RepVGG:
     """RepVGG-B2."""
-    return _build("repvgg_b2", num_classes, deploy)
+    return _build("repvgg_b2", num_classes, deploy, use_checkpoint)
 
 
 @register_model
-def repvgg_b2g2(num_classes: int = 1000, deploy: bool = False) -> RepVGG:
+def repvgg_b2g2(num_classes: int = 1000, deploy: bool = False, use_checkpoint: bool = False) -> RepVGG:
     """RepVGG-B2g2."""
-    return _build("repvgg_b2g2", num_classes, deploy)
+    return _build("repvgg_b2g2", num_classes, deploy, use_checkpoint)
 
 
 @register_model
-def repvgg_b2g4(num_classes: int = 1000, deploy: bool = False) -> RepVGG:
+def repvgg_b2g4(num_classes: int = 1000, deploy: bool = False, use_checkpoint: bool = False) -> RepVGG:
     """RepVGG-B2g4."""
-    return _build("repvgg_b2g4", num_classes, deploy)
+    return _build("repvgg_b2g4", num_classes, deploy, use_checkpoint)
 
 
 @register_model
-def repvgg_b3(num_classes: int = 1000, deploy: bool = False) -> RepVGG:
+def repvgg_b3(num_classes: int = 1000, deploy: bool = False, use_checkpoint: bool = False) -> RepVGG:
     """RepVGG-B3."""
-    return _build("repvgg_b3", num_classes, deploy)
+    return _build("repvgg_b3", num_classes, deploy, use_checkpoint)
 
 
 @register_model
-def repvgg_b3g2(num_classes: int = 1000, deploy: bool = False) -> RepVGG:
+def repvgg_b3g2(num_classes: int = 1000, deploy: bool = False, use_checkpoint: bool = False) -> RepVGG:
     """RepVGG-B3g2."""
-    return _build("repvgg_b3g2", num_classes, deploy)
+    return _build("repvgg_b3g2", num_classes, deploy, use_checkpoint)
 
 
 @register_model
-def repvgg_b3g4(num_classes: int = 1000, deploy: bool = False) -> RepVGG:
+def repvgg_b3g4(num_classes: int = 1000, deploy: bool = False, use_checkpoint: bool = False) -> RepVGG:
     """RepVGG-B3g4."""
-    return _build("repvgg_b3g4", num_classes, deploy)
+    return _build("repvgg_b3g4", num_classes, deploy, use_checkpoint)
 
 
 @register_model
-def repvgg_d2se(num_classes: int = 1000, deploy: bool = False) -> RepVGG:
+def repvgg_d2se(num_classes: int = 1000, deploy: bool = False, use_checkpoint: bool = False) -> RepVGG:
     """RepVGG-D2se: deeper stages and SE (out/16, before the ReLU) in every block, stage0 included."""
-    return _build("repvgg_d2se", num_classes, deploy)
+    return _build("repvgg_d2se", num_classes, deploy, use_checkpoint)

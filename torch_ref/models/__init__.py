@@ -3,7 +3,7 @@
 ``create_model("repvgg_a0", deploy=True)``; ``list_models("od_*")``.
 """
 
-from . import acnet, odconv_mobilenetv2, odconv_resnet, repvgg, tiny  # noqa: F401  (registers the builders)
+from . import acnet, odconv_mobilenetv2, odconv_resnet, repvgg, repvggplus, tiny  # noqa: F401  (registers the builders)
 from ._registry import create_model as create_model
 from ._registry import list_models as list_models
 from ._registry import register_model as register_model
@@ -14,8 +14,9 @@ from .acnet import ACNetVGG as ACNetVGG
 from .odconv_mobilenetv2 import ODMobileNetV2 as ODMobileNetV2
 from .odconv_resnet import ODResNet as ODResNet
 from .repvgg import RepVGG as RepVGG
+from .repvggplus import RepVGGplus as RepVGGplus
 
 __all__ = [
     "ACNetCifarQuick", "ACNetCifarResNet", "ACNetResNet", "ACNetVGG", "ODMobileNetV2", "ODResNet", "RepVGG",
-    "create_model", "list_models", "register_model",
+    "RepVGGplus",    "create_model", "list_models", "register_model",
 ]

@@ -1,0 +1,30 @@
+"""Classification loss for plain logits and for RepVGGplus's dict of main + auxiliary logits."""
+
+from collections.abc import Mapping
+
+import paddle
+from paddle.nn import functional as F
+
+# Upstream RepVGG ``main.py``: every output whose name contains "aux" is weighted 0.1.
+AUX_WEIGHT = 0.1
+MAIN_KEY = "main"
+
+
+def classification_loss(outputs: paddle.Tensor | Mapping[str, paddle.Tensor], labels: paddle.Tensor,
+                        aux_weight: float = AUX_WEIGHT) -> paddle.Tensor:
+    """Cross-entropy of ``outputs``; a dict gives ``CE(main) + aux_weight * sum(CE(aux))``.
+
+    The dict form is RepVGGplus's training-mode output (``main``, ``stage1_aux``, ...); a key
+    that is neither ``main`` nor an ``*aux*`` head is a ValueError naming it, so nothing is
+    silently left out of (or wrongly weighted in) the loss.
+    """
+    if not isinstance(outputs, Mapping):
+        return F.cross_entropy(outputs, labels)
+    unknown = [k for k in outputs if k != MAIN_KEY and "aux" not in k]
+    if MAIN_KEY not in outputs or unknown:
+        raise ValueError(f"dict outputs need a {MAIN_KEY!r} entry and '*aux*' heads only; got keys {list(outputs)}")
+    loss = F.cross_entropy(outputs[MAIN_KEY], labels)
+    for name, logits in outputs.items():
+        if name != MAIN_KEY:
+            loss = loss + aux_weight * F.cross_entropy(logits, labels)
+    return loss
