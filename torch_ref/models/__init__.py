@@ -18,5 +18,5 @@ from .repvggplus import RepVGGplus as RepVGGplus
 
 __all__ = [
     "ACNetCifarQuick", "ACNetCifarResNet", "ACNetResNet", "ACNetVGG", "ODMobileNetV2", "ODResNet", "RepVGG",
-    "RepVGGplus",    "create_model", "list_models", "register_model",
+    "RepVGGplus", "create_model", "list_models", "register_model",
 ]
