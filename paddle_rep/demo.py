@@ -120,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
     from . import cli, interop
     from .data import batches, digits_for_model
     from .exporter import Predictor, export
+    from .losses import classification_loss
     from .models import create_model
     from .models._registry import registry
     from .reparam import reparameterize_model
@@ -141,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
                         desc=f"torch epoch {epoch + 1}/{args.epochs}", disable=None, leave=False)
         for i, (x, y) in enumerate(progress):
             set_temperature(torch_model, get_temperature(i, epoch, iters, temp_epoch=max(1, args.epochs // 2)))
-            loss = torch.nn.functional.cross_entropy(torch_model(torch.from_numpy(x)), torch.from_numpy(y))
+            loss = torch_ref.classification_loss(torch_model(torch.from_numpy(x)), torch.from_numpy(y))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -178,11 +179,11 @@ def run(args: argparse.Namespace) -> int:
     loss_gap = 0.0
     steps = batches(data.x_train, data.y_train, args.batch_size, epoch=args.epochs, seed=args.seed)
     for _, (x, y) in zip(range(args.paddle_steps), steps, strict=False):
-        torch_loss = torch.nn.functional.cross_entropy(torch_model(torch.from_numpy(x)), torch.from_numpy(y))
+        torch_loss = torch_ref.classification_loss(torch_model(torch.from_numpy(x)), torch.from_numpy(y))
         torch_opt.zero_grad()
         torch_loss.backward()
         torch_opt.step()
-        paddle_loss = paddle.nn.functional.cross_entropy(paddle_model(paddle.to_tensor(x)), paddle.to_tensor(y))
+        paddle_loss = classification_loss(paddle_model(paddle.to_tensor(x)), paddle.to_tensor(y))
         paddle_opt.clear_grad()
         paddle_loss.backward()
         paddle_opt.step()

@@ -25,6 +25,7 @@ import paddle.distributed as dist
 
 from .data import batches as digit_batches
 from .data import digits_for_model
+from .losses import classification_loss
 from .models import create_model
 from .models._registry import registry
 from .reparam import reparameterize_model
@@ -110,8 +111,8 @@ def train(config: TrainConfig, out: Path) -> dict:
         model.train()
         for i, (x, y) in enumerate(digit_batches(data.x_train, data.y_train, config.batch_size, epoch, config.seed)):
             set_temperature(model, get_temperature(i, epoch, iters_per_epoch, temp_epoch=config.temp_epochs))
-            logits = net(paddle.to_tensor(shard(x, rank, world_size)))
-            loss = paddle.nn.functional.cross_entropy(logits, paddle.to_tensor(shard(y, rank, world_size)))
+            outputs = net(paddle.to_tensor(shard(x, rank, world_size)))  # RepVGGplus: dict with aux logits
+            loss = classification_loss(outputs, paddle.to_tensor(shard(y, rank, world_size)))
             loss.backward()
             optimizer.step()
             optimizer.clear_grad()

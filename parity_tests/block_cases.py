@@ -9,7 +9,7 @@ import torch_ref
 @dataclass(frozen=True)
 class BlockCase:
     id: str
-    family: str  # "acb" | "repvgg" | "odconv"
+    family: str  # "acb" | "repvgg" | "repvggplus" | "odconv"
     in_channels: int
     out_channels: int
     kernel_size: int
@@ -20,7 +20,7 @@ class BlockCase:
 
     @property
     def fusable(self) -> bool:
-        return self.family in ("acb", "repvgg")
+        return self.family in ("acb", "repvgg", "repvggplus")
 
     @property
     def trains(self) -> bool:
@@ -48,8 +48,10 @@ class BlockCase:
 
 
 _CLASSES = {
-    "torch": {"acb": torch_ref.ACBlock, "repvgg": torch_ref.RepVGGBlock, "odconv": torch_ref.ODConv2d},
-    "paddle": {"acb": paddle_rep.ACBlock, "repvgg": paddle_rep.RepVGGBlock, "odconv": paddle_rep.ODConv2D},
+    "torch": {"acb": torch_ref.ACBlock, "repvgg": torch_ref.RepVGGBlock, "repvggplus": torch_ref.RepVGGplusBlock,
+              "odconv": torch_ref.ODConv2d},
+    "paddle": {"acb": paddle_rep.ACBlock, "repvgg": paddle_rep.RepVGGBlock, "repvggplus": paddle_rep.RepVGGplusBlock,
+               "odconv": paddle_rep.ODConv2D},
 }
 
 
@@ -59,6 +61,10 @@ def _acb(id_: str, cin: int = 4, cout: int = 8, k: int = 3, **kw) -> BlockCase:
 
 def _rep(id_: str, cin: int, cout: int, hw: tuple[int, int] = (9, 11), **kw) -> BlockCase:
     return BlockCase(f"repvgg-{id_}", "repvgg", cin, cout, 3, {"padding": 1, **kw}, hw=hw)
+
+
+def _plus(id_: str, cin: int, cout: int, hw: tuple[int, int] = (9, 11), **kw) -> BlockCase:
+    return BlockCase(f"repvggplus-{id_}", "repvggplus", cin, cout, 3, {"padding": 1, **kw}, hw=hw)
 
 
 def _od(id_: str, cin: int = 8, cout: int = 16, k: int = 3, batch: int = 4, temperature: float = 1.0,
@@ -105,6 +111,15 @@ REPVGG_CASES = [
     _rep("reflect", 8, 8, padding_mode="reflect"),
 ]
 
+# RepVGGplusBlock: post-SE (out // 4, after the ReLU) with and without, identity branch and not.
+REPVGGPLUS_CASES = [
+    _plus("identity", 8, 8),
+    _plus("in-ne-out-s2", 8, 16, stride=2),
+    _plus("post-se-identity", 16, 16, use_post_se=True),
+    _plus("post-se-s2", 16, 32, stride=2, use_post_se=True),
+    _plus("post-se-in-ne-out-square", 8, 16, hw=(10, 10), use_post_se=True),
+]
+
 ODCONV_CASES = [
     _od("k3-kn4", padding=1, kernel_num=4),
     _od("k3-kn1", padding=1, kernel_num=1),
@@ -123,4 +138,4 @@ ODCONV_CASES = [
     _od("k1-kn1-pw-b1", k=1, kernel_num=1, batch=1),
 ]
 
-ALL_CASES = ACB_CASES + REPVGG_CASES + ODCONV_CASES
+ALL_CASES = ACB_CASES + REPVGG_CASES + REPVGGPLUS_CASES + ODCONV_CASES
