@@ -1,7 +1,7 @@
 """Model zoo: registry behaviour, structure and parameter counts, and model-level parity.
 
 Structure checks build every model on torch's meta device and under ``paddle.LazyGuard`` (no
-memory, no init cost), so all 27 models x train/deploy run by default. Parity cases build
+memory, no init cost), so all 28 models x train/deploy run by default. Parity cases build
 real weights through ``helpers.make_pair``; full-size RepVGG-B1g2 / D2se are slow, and
 narrow "mini" RepVGGs with the same group map and SE layout cover those paths by default.
 """
@@ -29,6 +29,7 @@ from parity_tests.tolerances import tolerance
 EXPECTED_MODELS = sorted([
     *(f"repvgg_{v}" for v in ("a0", "a1", "a2", "b0", "b1", "b1g2", "b1g4", "b2", "b2g2", "b2g4", "b3", "b3g2",
                               "b3g4", "d2se")),
+    "repvggplus_l2pse",
     "od_resnet18", "od_resnet34", "od_resnet50", "od_resnet101",
     "od_mobilenetv2_050", "od_mobilenetv2_075", "od_mobilenetv2_100",
     "acnet_resnet18", "acnet_resnet34", "acnet_resnet56", "acnet_cifar_quick", "acnet_vgg16",
@@ -76,7 +77,7 @@ def test_pure_python_parts_import_without_a_framework() -> None:
         "assert 'paddle' not in sys.modules and 'torch' not in sys.modules, 'registry imported a framework'\n"
         "import torch_ref\n"
         "torch_ref.create_model('acnet_cifar_quick')\n"
-        "assert len(torch_ref.list_models()) == 27\n"
+        "assert len(torch_ref.list_models()) == 28\n"
         "assert 'paddle' not in sys.modules, 'torch_ref.models imported paddle'\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
