@@ -309,8 +309,8 @@ def test_custom_l2_matches_torch_and_sums_every_block() -> None:
     per_block = sum(float(b.get_custom_L2().detach()) for b in torch_model.rep_blocks())
     assert len(torch_model.rep_blocks()) == 1 + sum(SMALL["num_blocks"])
     assert abs(float(torch_l2.detach()) - per_block) <= 1e-12 * abs(per_block)
-    plain_l2 = sum(float((p.detach() ** 2).sum()) for n, p in torch_model.named_parameters() if n.endswith("conv.weight")
-                   and ("rbr_dense" in n or "rbr_1x1" in n))
+    plain_l2 = sum(float((p.detach() ** 2).sum()) for n, p in torch_model.named_parameters()
+                   if n.endswith("conv.weight") and ("rbr_dense" in n or "rbr_1x1" in n))
     assert abs(plain_l2 - per_block) > 1e-6 * abs(per_block), "custom L2 equals plain L2: BN scaling not applied"
     assert_all_close([measure("custom L2", paddle_l2, torch_l2.detach(), "output", "float64")])
 
@@ -326,9 +326,14 @@ def _mini_repvgg(framework: str, use_checkpoint: bool):
 CHECKPOINT_NETS = {"repvgg": _mini_repvgg, "repvggplus": lambda fw, on: _small(fw, use_checkpoint=on)}
 
 
+def _first_stage_block(model):
+    """stage1's first block (checkpointed when use_checkpoint); a pre-hook counts its forward calls
+    (torch's non-reentrant recompute stops early, so a post-hook would miss the recomputation)."""
+    return model.stage1.blocks[0] if hasattr(model.stage1, "blocks") else model.stage1[0]
+
+
 def _torch_step(model, x: np.ndarray, labels: np.ndarray, counter: list) -> tuple[dict, dict]:
-    hook = model.stage1[0] if isinstance(model, torch_ref.models.RepVGG) else model.stage1.blocks[0]
-    handle = hook.register_forward_pre_hook(lambda *_: counter.append(1))
+    handle = _first_stage_block(model).register_forward_pre_hook(lambda *_: counter.append(1))
     model.train()
     xt = torch.tensor(x, requires_grad=True)
     out = model(xt)
@@ -341,8 +346,7 @@ def _torch_step(model, x: np.ndarray, labels: np.ndarray, counter: list) -> tupl
 
 
 def _paddle_step(model, x: np.ndarray, labels: np.ndarray, counter: list) -> tuple[dict, dict]:
-    hook = model.stage1[0] if isinstance(model, paddle_rep.models.RepVGG) else model.stage1.blocks[0]
-    handle = hook.register_forward_pre_hook(lambda *_: counter.append(1))
+    handle = _first_stage_block(model).register_forward_pre_hook(lambda *_: counter.append(1))
     model.train()
     xp = paddle.to_tensor(x, stop_gradient=False)
     out = model(xp)
@@ -387,14 +391,11 @@ def test_use_checkpoint_same_outputs_gradients_and_keys(net: str, framework: str
     # Eval and no-grad calls run plainly (no recompute wrapper to trace at export).
     calls = []
     checkpointed.eval()
+    handle = _first_stage_block(checkpointed).register_forward_pre_hook(lambda *_: calls.append(1))
     if framework == "torch":
-        handle = (checkpointed.stage1[0] if net == "repvgg" else checkpointed.stage1.blocks[0]).register_forward_pre_hook(
-            lambda *_: calls.append(1))
         with torch.no_grad():
             checkpointed(torch.from_numpy(x))
     else:
-        handle = (checkpointed.stage1[0] if net == "repvgg" else checkpointed.stage1.blocks[0]
-                  ).register_forward_pre_hook(lambda *_: calls.append(1))
         with paddle.no_grad():
             checkpointed(paddle.to_tensor(x))
     handle.remove()
