@@ -361,8 +361,8 @@ def _paddle_step(model, x: np.ndarray, labels: np.ndarray, counter: list) -> tup
 @pytest.mark.parametrize("framework", ["torch", "paddle"])
 @pytest.mark.parametrize("net", sorted(CHECKPOINT_NETS))
 def test_use_checkpoint_same_outputs_gradients_and_keys(net: str, framework: str) -> None:
-    """use_checkpoint=True: the same state-dict keys, bitwise the same outputs and gradients, and the
-    checkpointed block really runs twice per step (its forward is recomputed in the backward pass)."""
+    """use_checkpoint=True: the same state-dict keys, bitwise the same outputs, gradients and BN statistics
+    after a step, and the checkpointed block really runs twice per step (recomputed in the backward pass)."""
     build = CHECKPOINT_NETS[net]
     if framework == "torch":
         torch.manual_seed(0)
@@ -388,6 +388,11 @@ def test_use_checkpoint_same_outputs_gradients_and_keys(net: str, framework: str
         np.testing.assert_array_equal(ckpt_out[k], plain_out[k], err_msg=f"output {k}")
     for k in plain_grads:
         np.testing.assert_array_equal(ckpt_grads[k], plain_grads[k], err_msg=f"grad {k}")
+    # The recomputation must not update the BN running statistics a second time (upstream's does).
+    plain_state, ckpt_state = plain.state_dict(), checkpointed.state_dict()
+    for k in plain_state:
+        np.testing.assert_array_equal(helpers.as_numpy(ckpt_state[k]), helpers.as_numpy(plain_state[k]),
+                                      err_msg=f"state {k} after one step")
     # Eval and no-grad calls run plainly (no recompute wrapper to trace at export).
     calls = []
     checkpointed.eval()

@@ -8,6 +8,7 @@ upstream and ``torch_ref.models.repvgg``, so torch state dicts map key for key t
 
 import paddle
 from paddle import nn
+from paddle.nn.layer.norm import _BatchNormBase
 
 from ..pooling import GlobalAvgPool2D
 from ..repvgg import RepVGGBlock
@@ -19,14 +20,38 @@ def run_block(block: nn.Layer, x: paddle.Tensor, use_checkpoint: bool) -> paddle
     """``block(x)``, recomputed in the backward pass (gradient checkpointing) when asked and training.
 
     Upstream ``use_checkpoint`` (``torch.utils.checkpoint`` per block); here Paddle's
-    ``recompute`` (non-reentrant, so parameters get gradients whatever the input). Eval and
-    no-grad calls run plainly, so export and inference never trace the recompute wrapper.
+    ``recompute`` (non-reentrant, so parameters get gradients whatever the input). The
+    recomputation leaves the BN running statistics as the first forward set them (upstream's
+    updates them twice per step). Eval and no-grad calls run plainly, so export and inference
+    never trace the recompute wrapper.
     """
     if use_checkpoint and block.training and paddle.is_grad_enabled():
         from paddle.distributed.fleet.utils import recompute
 
-        return recompute(block, x, use_reentrant=False)
+        return recompute(_RecomputeKeepingBNStats(block), x, use_reentrant=False)
     return block(x)
+
+
+class _RecomputeKeepingBNStats:
+    """Calls ``block``; on every later call (the backward-pass recomputation) restores the BN statistics."""
+
+    def __init__(self, block: nn.Layer) -> None:
+        self.block = block
+        self.calls = 0
+
+    def __call__(self, x: paddle.Tensor) -> paddle.Tensor:
+        self.calls += 1
+        if self.calls == 1:
+            return self.block(x)
+        stats = [t for m in self.block.sublayers(include_self=True) if isinstance(m, _BatchNormBase)
+                 for t in (m._mean, m._variance)]
+        saved = [t.numpy().copy() for t in stats]
+        try:
+            return self.block(x)
+        finally:
+            with paddle.no_grad():
+                for tensor, value in zip(stats, saved, strict=True):
+                    tensor.set_value(value)
 
 
 class RepVGG(nn.Layer):

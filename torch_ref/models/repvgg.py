@@ -20,11 +20,35 @@ from ._registry import register_model
 def run_block(block: nn.Module, x: torch.Tensor, use_checkpoint: bool) -> torch.Tensor:
     """``block(x)``, through ``torch.utils.checkpoint`` (as upstream) when asked and training.
 
-    Non-reentrant, as torch recommends; eval and no-grad calls run plainly.
+    Non-reentrant, as torch recommends. Unlike upstream, the recomputation in the backward pass
+    leaves the BN running statistics (and ``num_batches_tracked``) as the first forward set
+    them, instead of updating them a second time. Eval and no-grad calls run plainly.
     """
     if use_checkpoint and block.training and torch.is_grad_enabled():
-        return checkpoint(block, x, use_reentrant=False)
+        return checkpoint(_RecomputeKeepingBNStats(block), x, use_reentrant=False)
     return block(x)
+
+
+class _RecomputeKeepingBNStats:
+    """Calls ``block``; on every later call (the backward-pass recomputation) restores the BN buffers."""
+
+    def __init__(self, block: nn.Module) -> None:
+        self.block = block
+        self.calls = 0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == 1:
+            return self.block(x)
+        buffers = [b for m in self.block.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                   for b in (m.running_mean, m.running_var, m.num_batches_tracked) if b is not None]
+        saved = [b.clone() for b in buffers]
+        try:  # torch stops a non-reentrant recomputation early by raising inside the block
+            return self.block(x)
+        finally:
+            with torch.no_grad():
+                for buffer, value in zip(buffers, saved, strict=True):
+                    buffer.copy_(value)
 
 
 class RepVGG(nn.Module):
