@@ -452,3 +452,26 @@ def test_export_of_repvggplus_matches_dygraph(tmp_path) -> None:
         with paddle.no_grad():
             expected = paddle_model(paddle.to_tensor(x)).numpy()
         helpers.assert_close(f"predictor batch {batch}", predictor(x), expected, "static_graph", "float32")
+
+
+@pytest.mark.slow
+def test_convert_l2pse_train_and_official_deploy_checkpoints(tmp_path, capsys) -> None:
+    """``paddle-rep convert --arch repvggplus_l2pse``: the train checkpoint with --deploy --verify, and the
+    deploy checkpoint that upstream tools/convert.py writes, with --verify (full size: ~0.6 GB each)."""
+    from paddle_rep.cli import main
+
+    torch.manual_seed(0)
+    model = torch_ref.create_model("repvggplus_l2pse", num_classes=NUM_CLASSES)
+    helpers.randomize_bn(model, np.random.default_rng(0))
+    train_file, deploy_file = tmp_path / "train.pth", tmp_path / "deploy.pth"
+    torch.save({"model": model.state_dict()}, train_file)
+    torch.save(_upstream_style_deploy_state(model), deploy_file)
+    del model
+    for src, extra in ((train_file, ["--deploy"]), (deploy_file, [])):
+        dst = tmp_path / f"{src.stem}_out.pdparams"
+        code = main(["convert", str(src), str(dst), "--arch", "repvggplus_l2pse", "--verify", "--input-size", "64",
+                     *extra])
+        out = capsys.readouterr().out
+        assert code == 0, out
+        keys = list(paddle.load(str(dst)))
+        assert any("rbr_reparam" in k for k in keys) and not any(k.startswith(tuple(AUX_KEYS)) for k in keys)
