@@ -45,7 +45,8 @@ class _RecomputeKeepingBNStats:
             return self.block(x)
         stats = [t for m in self.block.sublayers(include_self=True) if isinstance(m, _BatchNormBase)
                  for t in (m._mean, m._variance)]
-        saved = [t.numpy().copy() for t in stats]
+        with paddle.no_grad():
+            saved = [t.clone() for t in stats]  # on the tensors' own device
         try:
             return self.block(x)
         finally:
