@@ -1,4 +1,4 @@
-"""RepVGG's block for Paddle.
+"""RepVGG's block for Paddle, and RepVGGplus's (the same branches with SE after the ReLU).
 
 Ding et al., "RepVGG: Making VGG-style ConvNets Great Again", CVPR 2021, arXiv:2101.03697.
 Upstream: https://github.com/DingXiaoH/RepVGG (``repvgg.py``, ``se_block.py``, MIT licence).

@@ -475,3 +475,21 @@ def test_convert_l2pse_train_and_official_deploy_checkpoints(tmp_path, capsys) -
         assert code == 0, out
         keys = list(paddle.load(str(dst)))
         assert any("rbr_reparam" in k for k in keys) and not any(k.startswith(tuple(AUX_KEYS)) for k in keys)
+
+
+@pytest.mark.parametrize("framework", ["torch", "paddle"])
+def test_bad_arguments_raise_value_errors_naming_them(framework: str) -> None:
+    block_cls = torch_ref.RepVGGplusBlock if framework == "torch" else paddle_rep.RepVGGplusBlock
+    with pytest.raises(ValueError, match="use_post_se needs out_channels >= 4"):
+        block_cls(3, 3, 3, padding=1, use_post_se=True)
+    with pytest.raises(ValueError, match="padding=1"):
+        block_cls(8, 8, 3, padding=0)
+    cls = torch_ref.models.RepVGGplus if framework == "torch" else paddle_rep.models.RepVGGplus
+    with pytest.raises(ValueError, match=r"num_blocks\[2\]"):
+        cls([2, 2, 1, 1], NUM_CLASSES, [0.25, 0.25, 0.25, 0.5])
+    with pytest.raises(ValueError, match="width_multiplier"):
+        cls([2, 2, 2, 1], NUM_CLASSES, [0.25, 0.25, 0.25])
+    block = block_cls(8, 8, 3, padding=1)
+    x = np.zeros((1, 4, 5, 5), "float32")
+    with pytest.raises(ValueError, match="RepVGGplusBlock"):
+        block(torch.from_numpy(x) if framework == "torch" else paddle.to_tensor(x))

@@ -1,4 +1,4 @@
-"""RepVGG's block, PyTorch reference (twin of ``paddle_rep/repvgg.py``).
+"""RepVGG's and RepVGGplus's blocks, PyTorch reference (twin of ``paddle_rep/repvgg.py``).
 
 Ding et al., CVPR 2021, arXiv:2101.03697; upstream https://github.com/DingXiaoH/RepVGG
 ``repvgg.py`` + ``se_block.py`` (MIT). Same arguments, attribute names and state-dict keys,
