@@ -203,6 +203,24 @@ def test_acblocks_sit_where_the_official_builder_puts_them(name: str) -> None:
     assert (7 in torch_plain) == (name == "acnet_resnet50")
 
 
+# Checked by running upstream with ACNetBuilder(gamma_init=0.25): 0.25 on the WRN stem's three BNs,
+# 1.0 on every pre-activation ACBlock's (BNReLUConv2d builds them without gamma_init); 0.25 on all
+# of MobileNetV1's.
+_GAMMA_CASES = [("acnet_wrn16_8", {"conv1.square_bn.weight": 0.25, "stage1.block1.conv1.acb.square_bn.weight": 1.0,
+                                   "stage3.block2.conv2.acb.hor_bn.weight": 1.0}),
+                ("acnet_mobilenetv1", {"conv1.acb.ver_bn.weight": 0.25, "stem.3.depthwise.acb.square_bn.weight": 0.25,
+                                       "stem.3.pointwise.bn.weight": 1.0})]
+
+
+@pytest.mark.parametrize(("name", "expected"), _GAMMA_CASES, ids=[c[0] for c in _GAMMA_CASES])
+def test_gamma_init_reaches_what_upstream_reaches(name: str, expected: dict[str, float]) -> None:
+    torch_state = torch_ref.create_model(name, gamma_init=0.25).state_dict()
+    paddle_state = interop.to_torch(paddle_rep.create_model(name, gamma_init=0.25).state_dict(), dtype=None)
+    for key, value in expected.items():
+        np.testing.assert_array_equal(torch_state[key].numpy(), np.full(torch_state[key].shape, value, np.float32))
+        np.testing.assert_array_equal(paddle_state[key], np.full(paddle_state[key].shape, value, np.float32))
+
+
 # ---------------------------------------------------------------- parity at 32x32
 
 NUM_CLASSES = 10
