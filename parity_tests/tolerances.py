@@ -87,7 +87,8 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
         "whole models in training mode, every gradient, 4x3x32x32: the same batch-statistics conditioning "
         "(ODConv's attention BN sees only n = B = 4 values); measured <= 1.3e-7 rel (od_resnet18 kn4 "
         "attention grads), <= 5.5e-8 (od_mobilenetv2_050: torch alone moves 2.6e-8 under a 1e-15 input "
-        "perturbation), <= 1.7e-9 (repvgg_d2se), <= 1e-11 for the rest",
+        "perturbation), <= 1.7e-9 (repvgg_d2se), <= 8.8e-11 (acnet_mobilenetv1; acnet_resnet50 2.0e-11), "
+        "<= 1e-11 for the rest",
     ),
     ("cancelled_grad", "float64"): Tolerance(
         1e-12,
