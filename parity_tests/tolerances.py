@@ -87,7 +87,15 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
         "whole models in training mode, every gradient, 4x3x32x32: the same batch-statistics conditioning "
         "(ODConv's attention BN sees only n = B = 4 values); measured <= 1.3e-7 rel (od_resnet18 kn4 "
         "attention grads), <= 5.5e-8 (od_mobilenetv2_050: torch alone moves 2.6e-8 under a 1e-15 input "
-        "perturbation), <= 1.7e-9 (repvgg_d2se), <= 1e-11 for the rest",
+        "perturbation), <= 1.7e-9 (repvgg_d2se), <= 8.8e-11 (acnet_mobilenetv1; acnet_resnet50 2.0e-11), "
+        "<= 1e-11 for the rest",
+    ),
+    ("cancelled_grad", "float64"): Tolerance(
+        1e-12,
+        "a BN bias whose output meets a training-mode BN before any nonlinearity (the ACB branch BNs of "
+        "pre-activation WRN-16-8) has gradient exactly 0 in exact arithmetic: the next BN removes any "
+        "per-channel shift. Both frameworks then return float64 noise of sum(dL/dy); held below rel x "
+        "max|dL/dgamma| of the same BN (a sum over the same terms); measured <= 3.6e-15 in both",
     ),
     ("output", "float64"): Tolerance(1e-9, _F64),
     ("input_grad", "float64"): Tolerance(1e-9, _F64),

@@ -27,7 +27,8 @@ VERIFY_SEED = 0
 VERIFY_BATCH = 2
 DEFAULT_INPUT_SIZE = 224
 CIFAR_INPUT_SIZE = 32
-_CIFAR_ARCHS = ("acnet_cifar_quick", "acnet_resnet56", "acnet_vgg16")  # trained on 32x32 CIFAR images
+# trained on 32x32 CIFAR images
+_CIFAR_ARCHS = ("acnet_cifar_quick", "acnet_resnet56", "acnet_resnet110", "acnet_vgg16", "acnet_wrn16_8")
 
 
 @dataclass

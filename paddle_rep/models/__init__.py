@@ -20,6 +20,9 @@ _EXPORTS = {
     "ACNetCifarResNet": "acnet",
     "ACNetCifarQuick": "acnet",
     "ACNetVGG": "acnet",
+    "ACNetBottleneckResNet": "acnet",
+    "ACNetWRN": "acnet",
+    "ACNetMobileNetV1": "acnet",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -28,10 +31,13 @@ if TYPE_CHECKING:
     from ._registry import create_model as create_model
     from ._registry import list_models as list_models
     from ._registry import register_model as register_model
+    from .acnet import ACNetBottleneckResNet as ACNetBottleneckResNet
     from .acnet import ACNetCifarQuick as ACNetCifarQuick
     from .acnet import ACNetCifarResNet as ACNetCifarResNet
+    from .acnet import ACNetMobileNetV1 as ACNetMobileNetV1
     from .acnet import ACNetResNet as ACNetResNet
     from .acnet import ACNetVGG as ACNetVGG
+    from .acnet import ACNetWRN as ACNetWRN
     from .odconv_mobilenetv2 import ODMobileNetV2 as ODMobileNetV2
     from .odconv_resnet import ODResNet as ODResNet
     from .repvgg import RepVGG as RepVGG

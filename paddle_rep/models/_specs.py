@@ -82,13 +82,24 @@ def make_divisible(value: float, divisor: int, min_value: int | None = None) -> 
 
 # ACNet networks (upstream ``constants.py`` and ``base_model``).
 ACNET_RESNET_BLOCKS = {"acnet_resnet18": (2, 2, 2, 2), "acnet_resnet34": (3, 4, 6, 3)}
-ACNET_CIFAR_RESNET_BLOCKS = {"acnet_resnet56": 9}  # blocks per stage: depth = 6n + 2
+ACNET_CIFAR_RESNET_BLOCKS = {"acnet_resnet56": 9, "acnet_resnet110": 18}  # blocks per stage: depth = 6n + 2
 CIFAR_RESNET_WIDTHS = (16, 32, 64)
 CIFAR_QUICK_DEPS = (32, 32, 64)
 CIFAR_QUICK_HIDDEN = 64
 VGG_DEPS = (64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512)
 VGG_POOL_AFTER = (2, 4, 7, 10, 13)  # 1-based conv indices followed by a 2x2 max pool
 VGG_HIDDEN = 512
+# ResNet-50 (upstream ``SBottleneckResNet``): blocks per stage and (bottleneck width, stage output) per stage.
+ACNET_RESNET50_BLOCKS = (3, 4, 6, 3)
+ACNET_BOTTLENECK_WIDTHS = ((64, 256), (128, 512), (256, 1024), (512, 2048))
+# WRN-16-8 (upstream ``WRNCifarNet``): stem width, then one width per stage of two blocks.
+WRN16_8_STEM = 16
+WRN16_8_WIDTHS = (128, 256, 512)
+WRN16_8_BLOCKS = 2
+# MobileNetV1 (upstream ``MI1_ORIGIN_DEPS``): stem, then (depthwise, pointwise) channels of 13 blocks.
+MOBILENETV1_DEPS = (32, 32, 64, 64, 128, 128, 128, 128, 256, 256, 256, 256, 512,
+                    512, 512, 512, 512, 512, 512, 512, 512, 512, 512, 512, 1024, 1024, 1024)
+MOBILENETV1_STRIDE2_BLOCKS = (1, 3, 5, 11)
 
 
 def uses_acb(kernel_size: int) -> bool:

@@ -4,10 +4,12 @@ Ding et al., ICCV 2019, arXiv:1908.03930; upstream https://github.com/DingXiaoH/
 (MIT): ``acnet/acnet_builder.py`` decides which convs become ACBlocks, the networks are
 ``base_model/resnet.py`` (ImageNet ResNet-18/34), ``base_model/stagewise_resnet.py``
 (``SRCNet``, CIFAR ResNet-56), ``base_model/cfqk.py`` (Cifar-quick with BN) and
-``base_model/vgg.py`` (``VCNet``). Same attribute names as upstream and
-``torch_ref.models.acnet``. Upstream's builder at HEAD passes a removed ``use_last_bn``
-argument and fails; this follows its intent (no last BN). Global pooling is adaptive:
-identical to upstream's fixed ``AvgPool2d(7)`` / ``(8)`` at 224 / 32 pixels.
+``base_model/vgg.py`` (``VCNet``), ``stagewise_resnet.py`` again (``SBottleneckResNet``,
+ResNet-50; ``SRCNet`` with 18 blocks, ResNet-110), ``base_model/wrn.py`` (``WRNCifarNet``,
+WRN-16-8) and ``base_model/mobilenetv1.py`` (``MobileV1ImagenetNet``). Same attribute names as
+upstream and ``torch_ref.models.acnet``. Upstream's builder at HEAD passes a removed
+``use_last_bn`` argument and fails; this follows its intent (no last BN). Global pooling is
+adaptive: identical to upstream's fixed ``AvgPool2d(7)`` / ``(8)`` at 224 / 32 pixels.
 """
 
 import paddle
@@ -19,14 +21,21 @@ from ..bn import BatchNorm2D
 from ..pooling import GlobalAvgPool2D
 from ._registry import register_model
 from ._specs import (
+    ACNET_BOTTLENECK_WIDTHS,
     ACNET_CIFAR_RESNET_BLOCKS,
+    ACNET_RESNET50_BLOCKS,
     ACNET_RESNET_BLOCKS,
     CIFAR_QUICK_DEPS,
     CIFAR_QUICK_HIDDEN,
     CIFAR_RESNET_WIDTHS,
+    MOBILENETV1_DEPS,
+    MOBILENETV1_STRIDE2_BLOCKS,
     VGG_DEPS,
     VGG_HIDDEN,
     VGG_POOL_AFTER,
+    WRN16_8_BLOCKS,
+    WRN16_8_STEM,
+    WRN16_8_WIDTHS,
     uses_acb,
 )
 
@@ -38,23 +47,45 @@ class ACNetBuilder:
         self.deploy = deploy
         self.gamma_init = gamma_init
 
-    def _acb(self, cin: int, cout: int, k: int, stride: int, padding: int) -> ACBlock:
-        return ACBlock(cin, cout, k, stride=stride, padding=padding, deploy=self.deploy, gamma_init=self.gamma_init)
+    def _acb(self, cin: int, cout: int, k: int, stride: int, padding: int, groups: int = 1,
+             with_gamma_init: bool = True) -> ACBlock:
+        gamma_init = self.gamma_init if with_gamma_init else None
+        return ACBlock(cin, cout, k, stride=stride, padding=padding, groups=groups, deploy=self.deploy,
+                       gamma_init=gamma_init)
 
-    def conv_bn(self, cin: int, cout: int, k: int, stride: int = 1, padding: int = 0) -> nn.Layer:
-        """Upstream ``Conv2dBN``: a bare ACBlock, or ``Sequential(conv, bn)``."""
+    def conv(self, cin: int, cout: int, k: int, stride: int = 1, padding: int = 0, bias: bool = True) -> nn.Layer:
+        """Upstream ``Conv2d``: a bare ACBlock (``bias`` ignored, the block has BNs), or a plain conv."""
         if uses_acb(k):
             return self._acb(cin, cout, k, stride, padding)
-        return nn.Sequential(("conv", nn.Conv2D(cin, cout, k, stride, padding, bias_attr=False)),
+        return nn.Conv2D(cin, cout, k, stride, padding, bias_attr=None if bias else False)
+
+    def conv_bn(self, cin: int, cout: int, k: int, stride: int = 1, padding: int = 0, groups: int = 1) -> nn.Layer:
+        """Upstream ``Conv2dBN``: a bare ACBlock, or ``Sequential(conv, bn)``."""
+        if uses_acb(k):
+            return self._acb(cin, cout, k, stride, padding, groups)
+        return nn.Sequential(("conv", nn.Conv2D(cin, cout, k, stride, padding, groups=groups, bias_attr=False)),
                              ("bn", BatchNorm2D(cout)))
 
-    def conv_bn_relu(self, cin: int, cout: int, k: int, stride: int = 1, padding: int = 0) -> nn.Sequential:
+    def conv_bn_relu(self, cin: int, cout: int, k: int, stride: int = 1, padding: int = 0,
+                     groups: int = 1) -> nn.Sequential:
         """Upstream ``Conv2dBNReLU``: ``Sequential(acb, relu)``, or ``Sequential(conv, bn, relu)``."""
         if uses_acb(k):
-            return nn.Sequential(("acb", self._acb(cin, cout, k, stride, padding)), ("relu", nn.ReLU()))
-        layers = self.conv_bn(cin, cout, k, stride, padding)
+            return nn.Sequential(("acb", self._acb(cin, cout, k, stride, padding, groups)), ("relu", nn.ReLU()))
+        layers = self.conv_bn(cin, cout, k, stride, padding, groups)
         layers.add_sublayer("relu", nn.ReLU())
         return layers
+
+    def bn_relu_conv(self, cin: int, cout: int, k: int, stride: int = 1, padding: int = 0) -> nn.Sequential:
+        """Upstream ``BNReLUConv2d`` (pre-activation): ``Sequential(bn, relu, acb)`` or ``(bn, relu, conv)``.
+
+        Upstream builds this ACBlock without ``gamma_init``, so the official WRN recipe's
+        gamma_init reaches only the stem; kept, so the same arguments train the same network.
+        """
+        if uses_acb(k):
+            last: tuple[str, nn.Layer] = ("acb", self._acb(cin, cout, k, stride, padding, with_gamma_init=False))
+        else:
+            last = ("conv", nn.Conv2D(cin, cout, k, stride, padding, bias_attr=False))
+        return nn.Sequential(("bn", BatchNorm2D(cin)), ("relu", nn.ReLU()), last)
 
 
 class BasicBlock(nn.Layer):
@@ -209,6 +240,146 @@ class ACNetVGG(nn.Layer):
         return self.linear2(self.relu(self.linear1(self.flatten(self.stem(x)))))
 
 
+class BottleneckBranch(nn.Layer):
+    """The residual branch of a ResNet-50 block: 1x1 conv-BN-ReLU, 3x3 ACB-ReLU (carries the stride),
+    1x1 conv-BN (upstream ``BottleneckBranch``)."""
+
+    def __init__(self, builder: ACNetBuilder, in_channels: int, mid_channels: int, out_channels: int,
+                 stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = builder.conv_bn_relu(in_channels, mid_channels, 1)
+        self.conv2 = builder.conv_bn_relu(mid_channels, mid_channels, 3, stride=stride, padding=1)
+        self.conv3 = builder.conv_bn(mid_channels, out_channels, 1)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return self.conv3(self.conv2(self.conv1(x)))
+
+
+class ResNetBottleneckStage(nn.Layer):
+    """One ResNet-50 stage (upstream ``ResNetBottleneckStage``): a 1x1 ``projection`` shortcut for
+    ``block0``, identity shortcuts for ``block1``, ``block2``, ...; ReLU after every sum."""
+
+    def __init__(self, builder: ACNetBuilder, in_planes: int, mid_channels: int, out_channels: int,
+                 num_blocks: int, stride: int = 1) -> None:
+        super().__init__()
+        self.num_blocks = num_blocks
+        self.relu = nn.ReLU()
+        self.projection = builder.conv_bn(in_planes, out_channels, 1, stride=stride)
+        for i in range(num_blocks):
+            setattr(self, f"block{i}", BottleneckBranch(builder, in_planes if i == 0 else out_channels,
+                                                        mid_channels, out_channels, stride if i == 0 else 1))
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        out = self.relu(self.projection(x) + self.block0(x))
+        for i in range(1, self.num_blocks):
+            out = self.relu(out + getattr(self, f"block{i}")(out))
+        return out
+
+
+class ACNetBottleneckResNet(nn.Layer):
+    """ImageNet ResNet-50 with an ACBlock for each bottleneck 3x3 (upstream ``SBottleneckResNet``);
+    the 7x7 stem and every 1x1 conv stay plain."""
+
+    def __init__(self, num_blocks: list[int], num_classes: int = 1000, deploy: bool = False,
+                 gamma_init: float | None = None) -> None:
+        super().__init__()
+        builder = ACNetBuilder(deploy, gamma_init)
+        self.conv1 = builder.conv_bn_relu(3, 64, 7, stride=2, padding=3)
+        self.maxpool = nn.MaxPool2D(kernel_size=3, stride=2, padding=1)
+        in_planes = 64
+        stages = []
+        for i, ((mid, out), n) in enumerate(zip(ACNET_BOTTLENECK_WIDTHS, num_blocks, strict=True)):
+            stages.append(ResNetBottleneckStage(builder, in_planes, mid, out, n, stride=1 if i == 0 else 2))
+            in_planes = out
+        self.stage1, self.stage2, self.stage3, self.stage4 = stages
+        self.gap = GlobalAvgPool2D()
+        self.fc = nn.Linear(in_planes, num_classes)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        out = self.maxpool(self.conv1(x))
+        out = self.stage4(self.stage3(self.stage2(self.stage1(out))))
+        return self.fc(paddle.flatten(self.gap(out), start_axis=1))
+
+
+class WRNCifarBlock(nn.Layer):
+    """Pre-activation wide block (upstream ``WRNCifarBlock``): BN-ReLU-ACB twice, plus the input, or
+    a BN-ReLU-1x1 ``proj`` of it in a stage's first block; no activation after the sum."""
+
+    def __init__(self, builder: ACNetBuilder, in_channels: int, channels: int, stride: int,
+                 projection_shortcut: bool) -> None:
+        super().__init__()
+        if projection_shortcut:
+            self.proj = builder.bn_relu_conv(in_channels, channels, 1, stride=stride)
+        else:
+            self.proj = nn.Identity()
+        self.conv1 = builder.bn_relu_conv(in_channels, channels, 3, stride=stride, padding=1)
+        self.dropout = nn.Identity()  # upstream's wrnc16plain: no dropout
+        self.conv2 = builder.bn_relu_conv(channels, channels, 3, stride=1, padding=1)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return self.conv2(self.dropout(self.conv1(x))) + self.proj(x)
+
+
+class ACNetWRN(nn.Layer):
+    """CIFAR WRN-16-8 with ACBlocks for the 3x3 stem and every pre-activation 3x3 (upstream
+    ``WRNCifarNet``, ``wrnc16plain``); 32x32 inputs. As upstream, ``last_bn`` feeds the pooling
+    directly (no ReLU after it)."""
+
+    def __init__(self, num_classes: int = 10, deploy: bool = False, gamma_init: float | None = None) -> None:
+        super().__init__()
+        builder = ACNetBuilder(deploy, gamma_init)
+        self.conv1 = builder.conv(3, WRN16_8_STEM, 3, stride=1, padding=1, bias=False)
+        in_channels = WRN16_8_STEM
+        stages = []
+        for i, width in enumerate(WRN16_8_WIDTHS):
+            blocks = []
+            for j in range(WRN16_8_BLOCKS):
+                stride = 2 if (i > 0 and j == 0) else 1
+                blocks.append((f"block{j + 1}", WRNCifarBlock(builder, in_channels, width, stride, j == 0)))
+                in_channels = width
+            stages.append(nn.Sequential(*blocks))
+        self.stage1, self.stage2, self.stage3 = stages
+        self.last_bn = BatchNorm2D(in_channels)
+        self.gap = GlobalAvgPool2D()
+        self.linear = nn.Linear(in_channels, num_classes)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        out = self.stage3(self.stage2(self.stage1(self.conv1(x))))
+        return self.linear(paddle.flatten(self.gap(self.last_bn(out)), start_axis=1))
+
+
+class MobileV1Block(nn.Layer):
+    """Depthwise 3x3 ACB-ReLU (groups = channels), then a plain 1x1 conv-BN-ReLU (upstream ``MobileV1Block``)."""
+
+    def __init__(self, builder: ACNetBuilder, in_planes: int, out_planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.depthwise = builder.conv_bn_relu(in_planes, in_planes, 3, stride=stride, padding=1, groups=in_planes)
+        self.pointwise = builder.conv_bn_relu(in_planes, out_planes, 1)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return self.pointwise(self.depthwise(x))
+
+
+class ACNetMobileNetV1(nn.Layer):
+    """ImageNet MobileNetV1 (upstream ``MobileV1ImagenetNet``): the 3x3 stride-2 stem and the 13
+    depthwise 3x3 convs are ACBlocks, the pointwise 1x1 convs stay plain."""
+
+    def __init__(self, num_classes: int = 1000, deploy: bool = False, gamma_init: float | None = None) -> None:
+        super().__init__()
+        builder = ACNetBuilder(deploy, gamma_init)
+        deps = MOBILENETV1_DEPS
+        self.conv1 = builder.conv_bn_relu(3, deps[0], 3, stride=2, padding=1)
+        blocks = [MobileV1Block(builder, deps[2 * i + 1], deps[2 * i + 2], 2 if i in MOBILENETV1_STRIDE2_BLOCKS else 1)
+                  for i in range(len(deps) // 2)]
+        self.stem = nn.Sequential(*blocks)
+        self.gap = GlobalAvgPool2D()
+        self.linear = nn.Linear(deps[-1], num_classes)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        out = self.stem(self.conv1(x))
+        return self.linear(paddle.flatten(self.gap(out), start_axis=1))
+
+
 @register_model
 def acnet_resnet18(num_classes: int = 1000, deploy: bool = False, gamma_init: float | None = None) -> ACNetResNet:
     """ImageNet ResNet-18 with ACBlocks (upstream ``sres18``)."""
@@ -238,3 +409,30 @@ def acnet_cifar_quick(num_classes: int = 10, deploy: bool = False,
 def acnet_vgg16(num_classes: int = 10, deploy: bool = False, gamma_init: float | None = None) -> ACNetVGG:
     """CIFAR VGG-16 with ACBlocks (upstream ``vc``)."""
     return ACNetVGG(num_classes, deploy, gamma_init)
+
+
+@register_model
+def acnet_resnet50(num_classes: int = 1000, deploy: bool = False,
+                   gamma_init: float | None = None) -> ACNetBottleneckResNet:
+    """ImageNet ResNet-50 with ACBlocks on the bottleneck 3x3 convs (upstream ``sres50``)."""
+    return ACNetBottleneckResNet(list(ACNET_RESNET50_BLOCKS), num_classes, deploy, gamma_init)
+
+
+@register_model
+def acnet_resnet110(num_classes: int = 10, deploy: bool = False,
+                    gamma_init: float | None = None) -> ACNetCifarResNet:
+    """CIFAR ResNet-110 with ACBlocks (upstream ``src110``)."""
+    return ACNetCifarResNet(ACNET_CIFAR_RESNET_BLOCKS["acnet_resnet110"], num_classes, deploy, gamma_init)
+
+
+@register_model
+def acnet_wrn16_8(num_classes: int = 10, deploy: bool = False, gamma_init: float | None = None) -> ACNetWRN:
+    """CIFAR WRN-16-8, pre-activation, with ACBlocks (upstream ``wrnc16plain``)."""
+    return ACNetWRN(num_classes, deploy, gamma_init)
+
+
+@register_model
+def acnet_mobilenetv1(num_classes: int = 1000, deploy: bool = False,
+                      gamma_init: float | None = None) -> ACNetMobileNetV1:
+    """ImageNet MobileNetV1 with ACBlocks on the stem and depthwise 3x3 convs (upstream ``smi1``)."""
+    return ACNetMobileNetV1(num_classes, deploy, gamma_init)

@@ -4,10 +4,15 @@ Ding et al., ICCV 2019, arXiv:1908.03930; upstream https://github.com/DingXiaoH/
 (MIT): ``acnet/acnet_builder.py`` decides which convs become ACBlocks, the networks are
 ``base_model/resnet.py`` (ImageNet ResNet-18/34), ``base_model/stagewise_resnet.py``
 (``SRCNet``, CIFAR ResNet-56), ``base_model/cfqk.py`` (Cifar-quick with BN) and
-``base_model/vgg.py`` (``VCNet``). Same module names, so keys match upstream
-(``stage1.0.conv1.acb.square_conv.weight``). Upstream's builder at HEAD passes a removed
-``use_last_bn`` argument and fails; this follows its intent (no last BN). Global pooling is
-adaptive: identical to upstream's fixed ``AvgPool2d(7)`` / ``(8)`` at 224 / 32 pixels.
+``base_model/vgg.py`` (``VCNet``), ``stagewise_resnet.py`` again (``SBottleneckResNet``,
+ResNet-50; ``SRCNet`` with 18 blocks, ResNet-110), ``base_model/wrn.py`` (``WRNCifarNet``,
+WRN-16-8) and ``base_model/mobilenetv1.py`` (``MobileV1ImagenetNet``). Same module names, so
+keys match upstream (``stage1.0.conv1.acb.square_conv.weight``). Upstream's builder at HEAD
+passes a removed ``use_last_bn`` argument and fails; this follows its intent (no last BN).
+Global pooling is adaptive: identical to upstream's fixed ``AvgPool2d(7)`` / ``(8)`` at 224 /
+32 pixels. The tables of the ResNet-50, ResNet-110, WRN-16-8 and MobileNetV1 nets are written
+here as upstream's ``constants.py`` / ``wrn.py`` write them, so this module needs nothing from
+paddle_rep for them.
 """
 
 from collections import OrderedDict
@@ -31,6 +36,33 @@ from paddle_rep.models._specs import (
 from ..acblock import ACBlock
 from ._registry import register_model
 
+# Upstream ``RESNET50_ORIGIN_DEPS_FLATTENED``: the stem, then per stage the projection's output
+# followed by (1x1, 3x3, 1x1) output channels of each bottleneck block (3, 4, 6, 3 blocks).
+RESNET50_DEPS_FLATTENED = (
+    64,
+    256, *(64, 64, 256) * 3,
+    512, *(128, 128, 512) * 4,
+    1024, *(256, 256, 1024) * 6,
+    2048, *(512, 512, 2048) * 3,
+)
+RESNET50_BLOCKS = (3, 4, 6, 3)
+SRC110_BLOCKS = 18  # upstream ``create_SRC110``: SRCNet with 18 blocks per stage
+# Upstream ``WRNCifarNet``'s ``converted_deps`` for WRN-16-8: the stem, then [conv1, conv2] output
+# channels of the two blocks of each stage.
+WRN16_8_DEPS = (16, ((128, 128), (128, 128)), ((256, 256), (256, 256)), ((512, 512), (512, 512)))
+# Upstream ``MI1_ORIGIN_DEPS``: the stem, then (depthwise, pointwise) output channels of 13 blocks.
+MI1_DEPS = (32,
+            32, 64,
+            64, 128,
+            128, 128,
+            128, 256,
+            256, 256,
+            256, 512,
+            512, 512, 512, 512, 512, 512, 512, 512, 512, 512,
+            512, 1024,
+            1024, 1024)
+MI1_STRIDE2_BLOCKS = (1, 3, 5, 11)
+
 
 class ACNetBuilder:
     """Upstream ``ACNetBuilder``: 2..6-pixel kernels become ACBlocks, 1x1 and >=7x7 stay conv + BN."""
@@ -39,23 +71,46 @@ class ACNetBuilder:
         self.deploy = deploy
         self.gamma_init = gamma_init
 
-    def _acb(self, cin: int, cout: int, k: int, stride: int, padding: int) -> ACBlock:
-        return ACBlock(cin, cout, k, stride=stride, padding=padding, deploy=self.deploy, gamma_init=self.gamma_init)
+    def _acb(self, cin: int, cout: int, k: int, stride: int, padding: int, groups: int = 1,
+             with_gamma_init: bool = True) -> ACBlock:
+        gamma_init = self.gamma_init if with_gamma_init else None
+        return ACBlock(cin, cout, k, stride=stride, padding=padding, groups=groups, deploy=self.deploy,
+                       gamma_init=gamma_init)
 
-    def conv_bn(self, cin: int, cout: int, k: int, stride: int = 1, padding: int = 0) -> nn.Module:
-        """Upstream ``Conv2dBN``: a bare ACBlock, or ``Sequential(conv, bn)``."""
+    def conv(self, cin: int, cout: int, k: int, stride: int = 1, padding: int = 0, bias: bool = True) -> nn.Module:
+        """Upstream ``Conv2d``: a bare ACBlock (``bias`` ignored, the block has BNs), or a plain conv."""
         if uses_acb(k):
             return self._acb(cin, cout, k, stride, padding)
-        return nn.Sequential(OrderedDict(conv=nn.Conv2d(cin, cout, k, stride, padding, bias=False),
+        return nn.Conv2d(cin, cout, k, stride, padding, bias=bias)
+
+    def conv_bn(self, cin: int, cout: int, k: int, stride: int = 1, padding: int = 0, groups: int = 1) -> nn.Module:
+        """Upstream ``Conv2dBN``: a bare ACBlock, or ``Sequential(conv, bn)``."""
+        if uses_acb(k):
+            return self._acb(cin, cout, k, stride, padding, groups)
+        return nn.Sequential(OrderedDict(conv=nn.Conv2d(cin, cout, k, stride, padding, groups=groups, bias=False),
                                          bn=nn.BatchNorm2d(cout)))
 
-    def conv_bn_relu(self, cin: int, cout: int, k: int, stride: int = 1, padding: int = 0) -> nn.Sequential:
+    def conv_bn_relu(self, cin: int, cout: int, k: int, stride: int = 1, padding: int = 0,
+                     groups: int = 1) -> nn.Sequential:
         """Upstream ``Conv2dBNReLU``: ``Sequential(acb, relu)``, or ``Sequential(conv, bn, relu)``."""
         if uses_acb(k):
-            return nn.Sequential(OrderedDict(acb=self._acb(cin, cout, k, stride, padding), relu=nn.ReLU()))
-        layers = self.conv_bn(cin, cout, k, stride, padding)
+            return nn.Sequential(OrderedDict(acb=self._acb(cin, cout, k, stride, padding, groups), relu=nn.ReLU()))
+        layers = self.conv_bn(cin, cout, k, stride, padding, groups)
         layers.add_module("relu", nn.ReLU())
         return layers
+
+    def bn_relu_conv(self, cin: int, cout: int, k: int, stride: int = 1, padding: int = 0) -> nn.Sequential:
+        """Upstream ``BNReLUConv2d`` (pre-activation): ``Sequential(bn, relu, acb)`` or ``(bn, relu, conv)``.
+
+        Upstream builds this ACBlock without ``gamma_init``, so the official WRN recipe's
+        gamma_init reaches only the stem; kept, so the same arguments train the same network.
+        """
+        layers = OrderedDict(bn=nn.BatchNorm2d(cin), relu=nn.ReLU())
+        if uses_acb(k):
+            layers["acb"] = self._acb(cin, cout, k, stride, padding, with_gamma_init=False)
+        else:
+            layers["conv"] = nn.Conv2d(cin, cout, k, stride, padding, bias=False)
+        return nn.Sequential(layers)
 
 
 class BasicBlock(nn.Module):
@@ -210,6 +265,147 @@ class ACNetVGG(nn.Module):
         return self.linear2(self.relu(self.linear1(self.flatten(self.stem(x)))))
 
 
+class BottleneckBranch(nn.Module):
+    """The residual branch of a ResNet-50 block: 1x1 conv-BN-ReLU, 3x3 ACB-ReLU (carries the stride),
+    1x1 conv-BN (upstream ``BottleneckBranch``); ``deps`` are the three output widths."""
+
+    def __init__(self, builder: ACNetBuilder, in_channels: int, deps: tuple[int, int, int], stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = builder.conv_bn_relu(in_channels, deps[0], 1)
+        self.conv2 = builder.conv_bn_relu(deps[0], deps[1], 3, stride=stride, padding=1)
+        self.conv3 = builder.conv_bn(deps[1], deps[2], 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv3(self.conv2(self.conv1(x)))
+
+
+class ResNetBottleneckStage(nn.Module):
+    """One ResNet-50 stage (upstream ``ResNetBottleneckStage``). ``stage_deps`` is upstream's slice:
+    the projection's width, then three widths per block."""
+
+    def __init__(self, builder: ACNetBuilder, in_planes: int, stage_deps: tuple[int, ...], stride: int = 1) -> None:
+        super().__init__()
+        self.num_blocks = (len(stage_deps) - 1) // 3
+        out_channels = stage_deps[0]
+        self.relu = nn.ReLU()
+        self.projection = builder.conv_bn(in_planes, out_channels, 1, stride=stride)
+        for i in range(self.num_blocks):
+            deps = stage_deps[1 + 3 * i: 4 + 3 * i]
+            setattr(self, f"block{i}", BottleneckBranch(builder, in_planes if i == 0 else out_channels, deps,
+                                                        stride if i == 0 else 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.projection(x) + self.block0(x))
+        for i in range(1, self.num_blocks):
+            out = self.relu(out + getattr(self, f"block{i}")(out))
+        return out
+
+
+class ACNetBottleneckResNet(nn.Module):
+    """ImageNet ResNet-50 with an ACBlock for each bottleneck 3x3 (upstream ``SBottleneckResNet``);
+    the 7x7 stem and every 1x1 conv stay plain."""
+
+    def __init__(self, num_blocks: tuple[int, ...] = RESNET50_BLOCKS, num_classes: int = 1000, deploy: bool = False,
+                 gamma_init: float | None = None, deps: tuple[int, ...] = RESNET50_DEPS_FLATTENED) -> None:
+        super().__init__()
+        builder = ACNetBuilder(deploy, gamma_init)
+        self.conv1 = builder.conv_bn_relu(3, deps[0], 7, stride=2, padding=3)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        start, in_planes = 1, deps[0]
+        stages = []
+        for i, n in enumerate(num_blocks):
+            stage_deps = deps[start: start + 3 * n + 1]
+            stages.append(ResNetBottleneckStage(builder, in_planes, stage_deps, stride=1 if i == 0 else 2))
+            start, in_planes = start + 3 * n + 1, stage_deps[0]
+        self.stage1, self.stage2, self.stage3, self.stage4 = stages
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(deps[-1], num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.maxpool(self.conv1(x))
+        out = self.stage4(self.stage3(self.stage2(self.stage1(out))))
+        return self.fc(self.gap(out).flatten(1))
+
+
+class WRNCifarBlock(nn.Module):
+    """Pre-activation wide block (upstream ``WRNCifarBlock``): BN-ReLU-ACB twice, plus the input, or
+    a BN-ReLU-1x1 ``proj`` of it in a stage's first block; no activation after the sum."""
+
+    def __init__(self, builder: ACNetBuilder, in_channels: int, block_channels: tuple[int, int], stride: int,
+                 projection_shortcut: bool) -> None:
+        super().__init__()
+        if projection_shortcut:
+            self.proj = builder.bn_relu_conv(in_channels, block_channels[1], 1, stride=stride)
+        else:
+            self.proj = nn.Identity()
+        self.conv1 = builder.bn_relu_conv(in_channels, block_channels[0], 3, stride=stride, padding=1)
+        self.dropout = nn.Identity()  # upstream's wrnc16plain: no dropout
+        self.conv2 = builder.bn_relu_conv(block_channels[0], block_channels[1], 3, stride=1, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(self.dropout(self.conv1(x))) + self.proj(x)
+
+
+class ACNetWRN(nn.Module):
+    """CIFAR WRN-16-8 with ACBlocks for the 3x3 stem and every pre-activation 3x3 (upstream
+    ``WRNCifarNet``, ``wrnc16plain``); 32x32 inputs. As upstream, ``last_bn`` feeds the pooling
+    directly (no ReLU after it)."""
+
+    def __init__(self, num_classes: int = 10, deploy: bool = False, gamma_init: float | None = None,
+                 deps: tuple = WRN16_8_DEPS) -> None:
+        super().__init__()
+        builder = ACNetBuilder(deploy, gamma_init)
+        self.conv1 = builder.conv(3, deps[0], 3, stride=1, padding=1, bias=False)
+        in_channels = deps[0]
+        stages = []
+        for i, stage_deps in enumerate(deps[1:]):
+            blocks: OrderedDict[str, nn.Module] = OrderedDict()
+            for j, block_channels in enumerate(stage_deps):
+                stride = 2 if (i > 0 and j == 0) else 1
+                blocks[f"block{j + 1}"] = WRNCifarBlock(builder, in_channels, block_channels, stride, j == 0)
+                in_channels = block_channels[1]
+            stages.append(nn.Sequential(blocks))
+        self.stage1, self.stage2, self.stage3 = stages
+        self.last_bn = nn.BatchNorm2d(in_channels)
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.linear = nn.Linear(in_channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.stage3(self.stage2(self.stage1(self.conv1(x))))
+        return self.linear(self.gap(self.last_bn(out)).flatten(1))
+
+
+class MobileV1Block(nn.Module):
+    """Depthwise 3x3 ACB-ReLU (groups = channels), then a plain 1x1 conv-BN-ReLU (upstream ``MobileV1Block``)."""
+
+    def __init__(self, builder: ACNetBuilder, in_planes: int, out_planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.depthwise = builder.conv_bn_relu(in_planes, in_planes, 3, stride=stride, padding=1, groups=in_planes)
+        self.pointwise = builder.conv_bn_relu(in_planes, out_planes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(self.depthwise(x))
+
+
+class ACNetMobileNetV1(nn.Module):
+    """ImageNet MobileNetV1 (upstream ``MobileV1ImagenetNet``): the 3x3 stride-2 stem and the 13
+    depthwise 3x3 convs are ACBlocks, the pointwise 1x1 convs stay plain."""
+
+    def __init__(self, num_classes: int = 1000, deploy: bool = False, gamma_init: float | None = None,
+                 deps: tuple[int, ...] = MI1_DEPS) -> None:
+        super().__init__()
+        builder = ACNetBuilder(deploy, gamma_init)
+        self.conv1 = builder.conv_bn_relu(3, deps[0], 3, stride=2, padding=1)
+        self.stem = nn.Sequential(*(
+            MobileV1Block(builder, deps[2 * i + 1], deps[2 * i + 2], 2 if i in MI1_STRIDE2_BLOCKS else 1)
+            for i in range(len(deps) // 2)))
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.linear = nn.Linear(deps[-1], num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.gap(self.stem(self.conv1(x))).flatten(1))
+
+
 @register_model
 def acnet_resnet18(num_classes: int = 1000, deploy: bool = False, gamma_init: float | None = None) -> ACNetResNet:
     """ImageNet ResNet-18 with ACBlocks (upstream ``sres18``)."""
@@ -239,3 +435,30 @@ def acnet_cifar_quick(num_classes: int = 10, deploy: bool = False,
 def acnet_vgg16(num_classes: int = 10, deploy: bool = False, gamma_init: float | None = None) -> ACNetVGG:
     """CIFAR VGG-16 with ACBlocks (upstream ``vc``)."""
     return ACNetVGG(num_classes, deploy, gamma_init)
+
+
+@register_model
+def acnet_resnet50(num_classes: int = 1000, deploy: bool = False,
+                   gamma_init: float | None = None) -> ACNetBottleneckResNet:
+    """ImageNet ResNet-50 with ACBlocks on the bottleneck 3x3 convs (upstream ``sres50``)."""
+    return ACNetBottleneckResNet(RESNET50_BLOCKS, num_classes, deploy, gamma_init)
+
+
+@register_model
+def acnet_resnet110(num_classes: int = 10, deploy: bool = False,
+                    gamma_init: float | None = None) -> ACNetCifarResNet:
+    """CIFAR ResNet-110 with ACBlocks (upstream ``src110``)."""
+    return ACNetCifarResNet(SRC110_BLOCKS, num_classes, deploy, gamma_init)
+
+
+@register_model
+def acnet_wrn16_8(num_classes: int = 10, deploy: bool = False, gamma_init: float | None = None) -> ACNetWRN:
+    """CIFAR WRN-16-8, pre-activation, with ACBlocks (upstream ``wrnc16plain``)."""
+    return ACNetWRN(num_classes, deploy, gamma_init)
+
+
+@register_model
+def acnet_mobilenetv1(num_classes: int = 1000, deploy: bool = False,
+                      gamma_init: float | None = None) -> ACNetMobileNetV1:
+    """ImageNet MobileNetV1 with ACBlocks on the stem and depthwise 3x3 convs (upstream ``smi1``)."""
+    return ACNetMobileNetV1(num_classes, deploy, gamma_init)
