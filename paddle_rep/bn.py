@@ -179,11 +179,12 @@ def kernel_update(key: KernelKey, place=None, kernel: Callable = plain_kernel,
 
 def _scale_in_place(param: paddle.Tensor, factor) -> None:
     with paddle.no_grad():
+        scaled = paddle.scale(param, factor) if isinstance(factor, float) else param * factor.astype(param.dtype)
         if paddle.in_dynamic_mode():
             # set_value, not an in-place op: the BN grad node would see a bumped tensor version and refuse.
-            param.set_value(param * factor)
+            param.set_value(scaled)
         else:
-            paddle.assign(param * factor, output=param)
+            paddle.assign(scaled, output=param)
 
 
 def _values_per_channel(x: paddle.Tensor, channels_last: bool):
