@@ -20,6 +20,7 @@ rescaled buffer never reaches an output, as a training batch normalises with bat
 """
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -179,20 +180,19 @@ def kernel_update(key: KernelKey, place=None, kernel: Callable = plain_kernel,
 
 def _scale_in_place(param: paddle.Tensor, factor) -> None:
     with paddle.no_grad():
-        scaled = paddle.scale(param, factor) if isinstance(factor, float) else param * factor.astype(param.dtype)
         if paddle.in_dynamic_mode():
             # set_value, not an in-place op: the BN grad node would see a bumped tensor version and refuse.
-            param.set_value(scaled)
+            param.set_value(param * factor)
         else:
-            paddle.assign(scaled, output=param)
+            paddle.assign(param * (factor if isinstance(factor, float) else factor.astype(param.dtype)), output=param)
 
 
 def _values_per_channel(x: paddle.Tensor, channels_last: bool):
     """n of the running-variance update: an int, or a Tensor where to_static left a dimension open."""
     shape = list(x.shape)
     channels = shape[-1] if channels_last else shape[1]
-    if all(d >= 0 for d in shape):
-        return int(np.prod(shape)) // channels
+    if min(shape) >= 0:
+        return math.prod(shape) // channels
     return paddle.numel(x).astype("float64") / channels
 
 
