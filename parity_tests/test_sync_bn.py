@@ -2,10 +2,10 @@
 
 Paddle has no CPU ``sync_batch_norm`` kernel, so the several-rank case runs against a fake
 two-rank world: the count reduction adds the other rank's count, and the sync kernel normalises
-this rank's shard with the statistics of both shards, updating the running statistics from them
-with the real ``F.batch_norm`` on the concatenated batch (biased over the global count on a CPU,
-as Paddle's GPU sync kernel is). torch's reference is one BatchNorm2d over the concatenated
-batch: torch's SyncBatchNorm computes exactly that across ranks.
+this rank's shard with the statistics of both shards and updates the running statistics with
+their biased variance, as Paddle's GPU sync kernel does (written out, so the same on any
+device). torch's reference is one BatchNorm2d over the concatenated batch: torch's
+SyncBatchNorm computes exactly that across ranks.
 """
 
 import copy
@@ -127,10 +127,17 @@ class _FakeTwoRanks:
         return count + peer_count
 
     def sync_kernel(self, x, mean, variance, weight, bias, momentum, epsilon, data_format):
+        """What Paddle's GPU sync kernel computes, written out so that it does the same on any device."""
+        assert data_format == "NCHW"
         both = paddle.concat([x, self._peer_of(x)], axis=0)
-        out = paddle.nn.functional.batch_norm(both, mean, variance, weight=weight, bias=bias, training=True,
-                                              momentum=momentum, epsilon=epsilon, data_format=data_format)
-        return out[: x.shape[0]]
+        batch_mean = both.mean(axis=[0, 2, 3], keepdim=True)
+        batch_var = ((both - batch_mean) ** 2).mean(axis=[0, 2, 3], keepdim=True)  # biased, global count
+        momentum, epsilon = float(np.float32(momentum)), float(np.float32(epsilon))  # as the kernel receives them
+        with paddle.no_grad():
+            mean.set_value(momentum * mean + (1 - momentum) * batch_mean.flatten())
+            variance.set_value(momentum * variance + (1 - momentum) * batch_var.flatten())
+        out = (x - batch_mean) / paddle.sqrt(batch_var + epsilon)
+        return out * weight.reshape([1, -1, 1, 1]) + bias.reshape([1, -1, 1, 1])
 
 
 def _two_rank_steps(monkeypatch: pytest.MonkeyPatch, global_count: bool, affine: bool = True):
@@ -179,3 +186,25 @@ def test_training_with_sync_bn_converts_the_model(tmp_path, caplog: pytest.LogCa
     assert metrics["steps"] == 2
     assert any("SyncBatchNorm" in record.getMessage() and "converted" in record.getMessage()
                for record in caplog.records), [r.getMessage() for r in caplog.records]
+
+
+def test_surgery_round_trip_through_syncbatchnorm() -> None:
+    """convert_model -> convert_sync_batchnorm -> revert_model: the blocks' SyncBNs fuse, the model's
+    own SyncBN takes the folded conv bias, and the eval output is the original's."""
+    paddle.seed(5)
+    model = paddle.nn.Sequential(paddle.nn.Conv2D(3, 4, 3, padding=1), paddle.nn.BatchNorm2D(4), paddle.nn.ReLU(),
+                                 paddle.nn.Conv2D(4, 4, 3, padding=1))
+    model.to(dtype="float64")
+    model.eval()
+    x = paddle.to_tensor(helpers.seeded_input((2, 3, 6, 6), "float64", seed=1))
+    with paddle.no_grad():
+        expected = model(x)
+    blocks, _ = paddle_rep.convert_model(copy.deepcopy(model), "acb")
+    synced = paddle_rep.convert_sync_batchnorm(blocks)
+    assert len(_syncs(synced)) == 2 * 3 + 1
+    synced.eval()
+    reverted, report = paddle_rep.revert_model(synced, example_input=x)
+    assert [type(layer).__name__ for layer in reverted.children()] == ["Conv2D", "SyncBatchNorm", "ReLU", "Conv2D"]
+    assert report.bias_folded == {"0": "1"}
+    with paddle.no_grad():
+        helpers.assert_close("reverted", reverted(x), expected, "fused_vs_eval", "float64")
