@@ -165,12 +165,10 @@ def kernel_update(key: KernelKey, place=None, kernel: Callable = plain_kernel,
     """
     update = _kernel_updates.get(key)
     if update is None:
-        if place is None:
-            place = paddle.base.framework._current_expected_place()
         if paddle.in_dynamic_mode():
-            update = _probe(key, place, kernel, count_over_ranks)
+            update = _probe(key, place, kernel, count_over_ranks)  # place None: to_tensor's default
         else:  # to_static is tracing: probe eagerly, outside the program being built
-            with paddle.base.dygraph.guard(place):
+            with paddle.base.dygraph.guard(place or paddle.base.framework._current_expected_place()):
                 update = _probe(key, None, kernel, count_over_ranks)
         _kernel_updates[key] = update
     return update
