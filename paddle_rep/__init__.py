@@ -21,6 +21,10 @@ _EXPORTS = {
     "SEBlock": "repvgg",
     "ODConv2D": "odconv",
     "BatchNorm2D": "bn",
+    "BatchNorm1D": "bn",
+    "SyncBatchNorm": "bn",
+    "convert_sync_batchnorm": "bn",
+    "BatchNormKernelError": "errors",
     "set_bn_running_var_mode": "bn",
     "set_running_var_mode": "bn",
     "reparameterize_model": "reparam",
@@ -45,11 +49,15 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from .acblock import ACBlock as ACBlock
+    from .bn import BatchNorm1D as BatchNorm1D
     from .bn import BatchNorm2D as BatchNorm2D
+    from .bn import SyncBatchNorm as SyncBatchNorm
+    from .bn import convert_sync_batchnorm as convert_sync_batchnorm
     from .bn import set_bn_running_var_mode as set_bn_running_var_mode
     from .bn import set_running_var_mode as set_running_var_mode
     from .convert import convert_checkpoint as convert_checkpoint
     from .errors import ArchMismatchError as ArchMismatchError
+    from .errors import BatchNormKernelError as BatchNormKernelError
     from .errors import CheckpointError as CheckpointError
     from .errors import ConversionError as ConversionError
     from .errors import ExportError as ExportError

@@ -57,3 +57,15 @@ class VerificationError(ReparamError):
 
 class ConversionError(ReparamError, ValueError):
     """A model cannot be converted to or restored from re-param blocks (names the layer or pattern at fault)."""
+
+
+class BatchNormKernelError(ReparamError, RuntimeError):
+    """The running-variance probe read a value that neither a biased nor an unbiased update gives.
+
+    ``key`` names the kernel (place, dtypes, data format, input rank, size class) and ``read`` the value.
+    """
+
+    def __init__(self, message: str, key: object = None, read: float | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.read = read

@@ -7,7 +7,8 @@ Several (gloo on CPU, NCCL on GPU):
 Each global batch is split into one contiguous shard per rank; ``paddle.DataParallel``
 averages the gradients, so all ranks keep identical parameters. Without SyncBatchNorm every
 rank normalises with its own shard's statistics and keeps its own running statistics
-(``--sync-bn`` converts the BNs on GPU; SyncBatchNorm has no CPU kernel). Rank 0 writes
+(``--sync-bn`` converts them to ``paddle_rep.SyncBatchNorm``, on GPU or in one process; Paddle
+has no CPU sync kernel). Rank 0 writes
 ``init.pdparams`` (before the first step), ``model.pdparams`` (train form) and
 ``model_deploy.pdparams`` (re-parameterized); ``--save-every-rank`` adds ``rank{N}.pdparams``.
 """
@@ -23,6 +24,7 @@ import numpy as np
 import paddle
 import paddle.distributed as dist
 
+from .bn import SyncBatchNorm, convert_sync_batchnorm
 from .data import batches as digit_batches
 from .data import digits_for_model
 from .losses import classification_loss
@@ -59,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--temp-epochs", type=int, default=defaults.temp_epochs)
-    parser.add_argument("--sync-bn", action="store_true", help="convert BNs to SyncBatchNorm (GPU only)")
+    parser.add_argument("--sync-bn", action="store_true", help="convert BNs to SyncBatchNorm (GPU, or one process)")
     parser.add_argument("--save-every-rank", action="store_true", help="also write rank{N}.pdparams")
 
 
@@ -95,10 +97,12 @@ def train(config: TrainConfig, out: Path) -> dict:
     paddle.seed(config.seed)
     model = create_model(config.arch, **model_args)
     if config.sync_bn:
-        if paddle.device.get_device().startswith("gpu"):
-            model = paddle.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        if paddle.device.get_device().startswith("gpu") or world_size == 1:  # one rank: plain BN, also on a CPU
+            model = convert_sync_batchnorm(model)
+            logger.info("converted %d BNs to SyncBatchNorm (torch's running variance over the global count)",
+                        sum(isinstance(layer, SyncBatchNorm) for layer in model.sublayers()))
         else:
-            logger.warning("--sync-bn ignored: SyncBatchNorm has no CPU kernel")
+            logger.warning("--sync-bn ignored: Paddle's SyncBatchNorm has no CPU kernel")
     out.mkdir(parents=True, exist_ok=True)
     if rank == 0:
         paddle.save(model.state_dict(), str(out / "init.pdparams"))
