@@ -13,7 +13,6 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 import torch
