@@ -16,7 +16,7 @@ import torch
 import torch_ref
 from paddle_rep.cli import EXIT_OK, EXIT_USAGE, EXIT_VERIFY, main
 from paddle_rep.convert import convert_checkpoint, read_checkpoint
-from paddle_rep.convert.api import float32_to_bfloat16_bits
+from paddle_rep.convert.bf16 import float32_to_bfloat16_bits
 from paddle_rep.errors import VerificationError
 from parity_tests.helpers import randomize_bn
 

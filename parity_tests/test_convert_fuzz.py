@@ -20,7 +20,7 @@ from safetensors.numpy import save_file
 
 from paddle_rep.cli import EXIT_CHECKPOINT
 from paddle_rep.convert import read_checkpoint
-from paddle_rep.convert.api import float32_to_bfloat16_bits
+from paddle_rep.convert.bf16 import float32_to_bfloat16_bits
 from paddle_rep.convert.write import write_state
 from paddle_rep.errors import CheckpointError
 

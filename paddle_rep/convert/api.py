@@ -34,6 +34,7 @@ from .. import interop
 from ..errors import CheckpointError, MappingError, UnsupportedDtypeError, VerificationError
 from . import arch as arch_mod
 from . import verify as verify_mod
+from .bf16 import float32_to_bfloat16_bits
 from .layouts import OFFICIAL, apply_layout, detect_layout
 from .load import LoadedCheckpoint, read_checkpoint, read_sidecar
 from .write import (
@@ -142,16 +143,6 @@ def _cast(state: Mapping[str, np.ndarray], dtype: str | None) -> dict[str, np.nd
     return {k: v if _leaf(k) == NBT else v.astype(dtype, copy=False) for k, v in state.items()}
 
 
-def float32_to_bfloat16_bits(array: np.ndarray) -> np.ndarray:
-    """bfloat16 bit patterns (uint16) of ``array`` rounded as torch rounds float32: to nearest, ties to even.
-
-    NaN becomes torch's quiet NaN 0x7FC0; values beyond the bfloat16 range round to +-Inf.
-    """
-    bits = np.ascontiguousarray(array, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
-    return np.where(np.isnan(array), np.uint16(0x7FC0), rounded).astype(np.uint16).reshape(np.shape(array))
-
-
 def _non_finite(state: Mapping[str, np.ndarray]) -> list[str]:
     return [k for k, v in state.items() if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all()]
 
@@ -194,7 +185,7 @@ def _run_verify(arch: str, model_args: Mapping[str, Any], official: Mapping[str,
     for what, state, is_fused in pairs:
         out = verify_mod.paddle_outputs(arch, model_args, interop.from_torch(state, dtype=vdtype), x, is_fused, path)
         results.append(verify_mod.compare(what, out, reference, vdtype))
-    if to == "torch" and fused is not None:
+    if to in ("torch", "hdf5") and fused is not None:  # the written file holds torch's fused model
         out = verify_mod.torch_outputs(arch, model_args, _cast(fused, vdtype), x, path, fused=True)
         results.append(verify_mod.compare("torch fused (written) vs torch (eval)", out, reference, vdtype))
     for r in results:

@@ -35,6 +35,7 @@ import numpy as np
 
 from ..errors import CheckpointError, MappingError, UnsafeCheckpointError
 from ..interop import to_numpy
+from .bf16 import bf16_bits_to_float32
 
 logger = logging.getLogger(__name__)
 
@@ -216,11 +217,6 @@ def _safetensors_load(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
                 bf16.append(key)
             state[key] = array.copy() if not array.flags.writeable else array
     return state, bf16
-
-
-def bf16_bits_to_float32(bits: np.ndarray) -> np.ndarray:
-    """float32 values of bfloat16 numbers given as their uint16 bit patterns (exact)."""
-    return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
 def _import_h5py(path: Path):
