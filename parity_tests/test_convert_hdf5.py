@@ -21,7 +21,7 @@ import torch_ref
 from paddle_rep.cli import EXIT_CHECKPOINT, EXIT_MISSING_DEPENDENCY, EXIT_OK, EXIT_USAGE, main
 from paddle_rep.convert import convert_checkpoint, read_checkpoint
 from paddle_rep.errors import CheckpointError, UnsupportedDtypeError
-from parity_tests.helpers import randomize_bn
+from parity_tests.helpers import assert_all_close, assert_close, measure, randomize_bn
 
 ARCH = "acnet_cifar_quick"
 DEPS = np.array([32, 32, 64], dtype=np.int64)
@@ -42,7 +42,7 @@ def _official_save_hdf5(state: dict[str, np.ndarray], path: Path) -> None:
             f.create_dataset(str(key).replace("/", "+"), data=value)
 
 
-def _official_fuse(train: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _official_fuse(train: dict[str, np.ndarray], eps: float = BN_EPS) -> dict[str, np.ndarray]:
     """The fused dict as convert_acnet_weights builds it: fold each BN, add the 1xk/kx1 kernels at the centre."""
     deploy = {}
     for name in [k for k in train if "square_conv.weight" in k]:
@@ -51,7 +51,7 @@ def _official_fuse(train: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         bias = 0.0
         for branch in ("square", "ver", "hor"):
             k = train[f"{prefix}{branch}_conv.weight"]
-            std = np.sqrt(train[f"{prefix}{branch}_bn.running_var"] + BN_EPS)
+            std = np.sqrt(train[f"{prefix}{branch}_bn.running_var"] + eps)
             gamma, beta, mean = (train[f"{prefix}{branch}_bn.{leaf}"] for leaf in ("weight", "bias", "running_mean"))
             folded = k * (gamma / std).reshape(-1, 1, 1, 1)
             top = kernel.shape[2] // 2 - k.shape[2] // 2
@@ -141,7 +141,29 @@ def test_official_deploy_hdf5_into_deploy_model(finish_deploy, train_state, tmp_
     deploy.load_state_dict({k: torch.from_numpy(v) for k, v in read_checkpoint(finish_deploy).state.items()})
     x = torch.from_numpy(np.random.default_rng(1).normal(size=(2, 3, 32, 32)).astype(np.float32))
     with torch.no_grad():
-        np.testing.assert_allclose(deploy(x).numpy(), fused(x).numpy(), rtol=0, atol=1e-4)
+        result = assert_close("official deploy file vs torch_ref fusion", deploy(x), fused(x), "official_fusion",
+                              "float32")
+    print(result)
+
+
+def test_deploy_to_hdf5_matches_the_official_fusion(finish, train_state, tmp_path):
+    """--deploy --to hdf5 writes what convert_acnet_weights writes: the same keys (deps too), the same numbers."""
+    dst = tmp_path / "finish_deploy.hdf5"
+    report = convert_checkpoint(finish, dst, arch=ARCH, deploy=True, verify=True, input_size=32, progress=False)
+    assert [r["what"] for r in report.verify][-1] == "torch fused (written) vs torch (eval)"
+    ours = _hdf5_arrays(dst)
+    official = {**_official_fuse(train_state), "deps": DEPS}
+    assert set(ours) == set(official)
+    results = [measure(key, ours[key], official[key], "fused_kernel", "float32") for key in official
+               if key.endswith(("fused_conv.weight", "fused_conv.bias"))]
+    assert len(results) == 6  # three ACBlocks
+    assert_all_close(results)
+    for key in official:
+        if "fused_conv" not in key:
+            np.testing.assert_array_equal(ours[key], official[key], err_msg=key)
+    # negative control: a fusion with another BN eps (1e-3) is caught by the same comparison
+    wrong = _official_fuse(train_state, eps=1e-3)
+    assert not all(measure(k, ours[k], wrong[k], "fused_kernel", "float32").ok for k in wrong if "fused_conv" in k)
 
 
 def test_hdf5_round_trip_same_arrays(finish, tmp_path):

@@ -89,6 +89,11 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
         "attention grads), <= 5.5e-8 (od_mobilenetv2_050: torch alone moves 2.6e-8 under a 1e-15 input "
         "perturbation), <= 1.7e-9 (repvgg_d2se), <= 1e-11 for the rest",
     ),
+    ("official_fusion", "float32"): Tolerance(
+        5e-6, "a deploy model holding ACNet's own fused HDF5 weights (numpy: kernel * gamma / std per branch) vs "
+        "torch_ref's fusion of the same train weights, whole acnet_cifar_quick: fold order differs, then 3 convs; "
+        "measured 2.5e-7 rel",
+    ),
     ("output", "float64"): Tolerance(1e-9, _F64),
     ("input_grad", "float64"): Tolerance(1e-9, _F64),
     ("param_grad", "float64"): Tolerance(1e-9, _F64),
