@@ -6,7 +6,9 @@ Linux the file under construction is unnamed (``O_TMPFILE``): a killed run leave
 kernel frees an unnamed file with its last descriptor. It gets a name only for the instant between
 ``linkat`` and the rename. Elsewhere (or where the filesystem refuses ``O_TMPFILE``) it is a
 temporary named ``.<dst name>.paddle-rep-<pid>-<random>.tmp``; every later write into the folder
-removes such files whose process is gone (only these names, never other files).
+removes such files whose process is gone (only these names, never other files). The owner is
+checked with ``kill(pid, 0)`` on this machine, so this cleanup runs on POSIX systems only, and a
+file whose pid has been reused by a live process waits for a later run.
 
 Containers by suffix: ``.pdparams`` (a pickled dict of numpy arrays, read by ``paddle.load``),
 ``.pth``/``.pt`` (``torch.save``), ``.safetensors`` (written here, no framework), ``.hdf5``/``.h5``
@@ -84,6 +86,8 @@ def container_for(dst: str | Path, to: str) -> str:
 
 
 def _process_alive(pid: int) -> bool:
+    if os.name != "posix":  # Windows' os.kill would terminate the process: never judge, never delete
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -150,7 +154,8 @@ class _PendingFile:
     def finish(self) -> None:
         """Flush, set the usual file mode and fsync; the content is complete."""
         self.file.flush()
-        os.fchmod(self.file.fileno(), _new_file_mode())
+        if hasattr(os, "fchmod"):  # mkstemp and O_TMPFILE create 0600; give the output the usual mode
+            os.fchmod(self.file.fileno(), _new_file_mode())
         os.fsync(self.file.fileno())
 
     def link_name(self) -> Path:
