@@ -36,7 +36,7 @@ from . import arch as arch_mod
 from . import verify as verify_mod
 from .bf16 import float32_to_bfloat16_bits
 from .layouts import OFFICIAL, apply_layout, detect_layout
-from .load import LoadedCheckpoint, read_checkpoint, read_sidecar
+from .load import LoadedCheckpoint, import_h5py, read_checkpoint, read_sidecar
 from .write import (
     BF16_CONTAINERS,
     SIDECAR_FORMAT,
@@ -253,6 +253,8 @@ def convert_checkpoint(src: str | Path, dst: str | Path, arch: str | None = None
         raise ValueError("verify compares float32 or float64 outputs; use dtype float32/float64 with verify")
     if src.exists() and dst.exists() and src.resolve() == dst.resolve():
         raise ValueError(f"{dst}: the destination is the source file")
+    if container == "hdf5":  # fail before any work, and import h5py before a later step imports paddle
+        import_h5py("writing HDF5")
 
     # The source is hashed on a worker thread while it is read, converted and written.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as pool:

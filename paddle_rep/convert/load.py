@@ -25,6 +25,7 @@ import pickle
 import struct
 import warnings
 import zipfile
+import zlib
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -219,11 +220,15 @@ def _safetensors_load(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
     return state, bf16
 
 
-def _import_h5py(path: Path):
+def import_h5py(purpose: str):
+    """h5py, or the typed missing-package ImportError naming the ``hdf5`` extra."""
     try:
         import h5py
     except ImportError as err:
-        raise ImportError(f"{path} is an HDF5 file; reading it needs h5py (pip install 'paddle-rep[hdf5]')") from err
+        raise ImportError(f"{purpose} needs h5py (pip install 'paddle-rep[hdf5]')") from err
+    except zlib.error as err:  # seen with Paddle 2.6.2 imported first: the two bundle clashing libraries
+        raise ImportError(f"{purpose} needs h5py, which failed to import after paddle ({err}); "
+                          "import h5py before paddle") from err
     return h5py
 
 
@@ -233,7 +238,7 @@ def _is_non_weight(name: str) -> bool:
 
 def _hdf5_load(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Datasets of an ACNet HDF5 file under state-dict names (``+`` -> ``/``), and its non-weight entries."""
-    h5py = _import_h5py(path)
+    h5py = import_h5py(f"{path} is an HDF5 file; reading it")
     size = path.stat().st_size
     state: dict[str, np.ndarray] = OrderedDict()
     extras: dict[str, np.ndarray] = OrderedDict()

@@ -262,11 +262,9 @@ def _save_safetensors(state: Mapping[str, np.ndarray], f, to: str) -> None:
 
 
 def _save_hdf5(state: Mapping[str, np.ndarray], f) -> None:
-    try:
-        import h5py
-    except ImportError as err:
-        raise ImportError("writing HDF5 needs h5py (pip install 'paddle-rep[hdf5]')") from err
-    with h5py.File(f, "w") as out:
+    from .load import import_h5py
+
+    with import_h5py("writing HDF5").File(f, "w") as out:
         for key, value in state.items():
             out.create_dataset(key.replace("/", "+"), data=value)
 
