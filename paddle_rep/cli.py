@@ -3,7 +3,7 @@
 Subcommands live in :data:`COMMANDS` (name -> :class:`Command`); add one with :func:`register_command`.
 Exit codes: 0 success, 1 other paddle-rep error, 2 bad usage or arguments, 3 unreadable, unsafe or
 corrupt checkpoint, 4 checkpoint does not fit the architecture, 5 verification above tolerance,
-6 a needed optional package (torch, safetensors) is missing.
+6 a needed optional package (torch, safetensors, h5py) is missing.
 """
 
 import argparse
@@ -35,16 +35,18 @@ def register_command(name: str, help: str, add_arguments: Callable[[argparse.Arg
 
 
 def _convert_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("src", help="checkpoint to read: .pth/.pt/.tar (torch), .pdparams (Paddle), .safetensors")
-    parser.add_argument("dst", help="file to write: .pdparams, or .pth/.pt with --to torch, or .safetensors; "
-                                    "a JSON sidecar DST.json is written next to it")
+    parser.add_argument("src", help="checkpoint to read: .pth/.pt/.tar (torch), .pdparams (Paddle), .safetensors, "
+                                    "ACNet .hdf5")
+    parser.add_argument("dst", help="file to write: .pdparams, or .pth/.pt with --to torch, or .safetensors, or "
+                                    ".hdf5 (ACNet layout); a JSON sidecar DST.json is written next to it")
     parser.add_argument("--arch", help="model name (see paddle_rep.list_models()); enables the strict check")
     parser.add_argument("--deploy", action="store_true", help="write the re-parameterized (fused) model; needs --arch")
     parser.add_argument("--verify", action="store_true",
                         help="compare Paddle and torch reference outputs on a seeded input; needs --arch and torch")
-    parser.add_argument("--to", choices=("paddle", "torch"), default="paddle", help="target framework (default paddle)")
-    parser.add_argument("--dtype", choices=("float32", "float64", "float16", "keep"), default="float32",
-                        help="floating dtype of the written tensors (default float32)")
+    parser.add_argument("--to", choices=("paddle", "torch", "hdf5"), default="paddle",
+                        help="target framework (default paddle; hdf5: ACNet's layout, official names)")
+    parser.add_argument("--dtype", choices=("float32", "float64", "float16", "bfloat16", "keep"), default="float32",
+                        help="floating dtype of the written tensors (default float32; bfloat16 not in HDF5)")
     parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="extra model constructor argument, e.g. kernel_num=4 (repeatable)")
     parser.add_argument("--input-size", type=int, default=None,
@@ -69,6 +71,22 @@ def _convert_run(args: argparse.Namespace) -> int:
 
 register_command("convert", "convert a checkpoint between torch/timm/mmpretrain and Paddle layouts",
                  _convert_arguments, _convert_run)
+
+
+def _verify_file_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dst", help="a file written by paddle-rep convert; checked against DST.json's sha256")
+
+
+def _verify_file_run(args: argparse.Namespace) -> int:
+    from .convert.write import check_output
+
+    sidecar = check_output(args.dst)
+    _say(args, f"{args.dst}: ok, sha256 {sidecar['output']['sha256']} matches its sidecar")
+    return EXIT_OK
+
+
+register_command("verify-file", "check a converted file against the sha256 in its JSON sidecar",
+                 _verify_file_arguments, _verify_file_run)
 
 
 def _lazy(module: str, function: str) -> Callable:

@@ -29,6 +29,10 @@ class CheckpointError(ReparamError, ValueError):
         self.key = key
 
 
+class UnsupportedDtypeError(ReparamError, ValueError):
+    """The destination format cannot hold the requested dtype (HDF5 has no bfloat16)."""
+
+
 class UnsafeCheckpointError(CheckpointError):
     """A pickled checkpoint asks to import or call code beyond plain tensors; it was not loaded."""
 

@@ -7,6 +7,10 @@ import warnings
 os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")
 warnings.filterwarnings("ignore", message="No ccache found")
 
+try:  # h5py before paddle: under Paddle 2.6.2, importing h5py 3.16 after paddle fails (zlib.error) or aborts
+    import h5py  # noqa: E402, F401
+except ImportError:  # optional; the HDF5 tests need it
+    pass
 import paddle  # noqa: E402
 import torch  # noqa: E402
 

@@ -519,8 +519,8 @@ def test_arch_error_lists_every_category(a0_state, tmp_path):
 def test_failed_write_leaves_existing_destination(a0_file, tmp_path, monkeypatch):
     from paddle_rep.convert import write
 
-    def broken(state, tmp, container, to):
-        tmp.write_bytes(b"partial")
+    def broken(state, file, container, to):
+        file.write(b"partial")
         raise OSError("disk full (simulated)")
 
     monkeypatch.setattr(write, "write_state", broken)

@@ -9,6 +9,13 @@ with a JSON sidecar (:mod:`.write`).
 in the sidecar (``num_batches_tracked``); a Paddle -> torch conversion takes them back from the
 source's sidecar when that sidecar describes this very file (its recorded output sha256 matches),
 else sets 0. So torch -> Paddle -> torch returns every tensor bit for bit, the counters included.
+
+bfloat16: sources holding bfloat16 are read as float32 (exact); ``dtype="bfloat16"`` rounds every
+floating tensor to bfloat16 as torch does (round to nearest even, NaN stays NaN) and writes it to
+``.pdparams`` (Paddle's uint16 arrays), ``.pth`` or ``.safetensors``; HDF5 has no bfloat16 type
+(:class:`UnsupportedDtypeError`). ``dtype="keep"`` writes back as bfloat16 what was bfloat16.
+Tensors holding NaN or Inf are named in a warning and in the sidecar (``non_finite``); ``verify``
+refuses such a checkpoint, saying that the checkpoint itself holds them.
 """
 
 import logging
@@ -24,17 +31,29 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .. import interop
-from ..errors import CheckpointError, MappingError, VerificationError
+from ..errors import CheckpointError, MappingError, UnsupportedDtypeError, VerificationError
 from . import arch as arch_mod
 from . import verify as verify_mod
+from .bf16 import float32_to_bfloat16_bits
 from .layouts import OFFICIAL, apply_layout, detect_layout
-from .load import LoadedCheckpoint, read_checkpoint, read_sidecar
-from .write import SIDECAR_FORMAT, container_for, sha256_file, sidecar_path, versions, write_outputs
+from .load import LoadedCheckpoint, import_h5py, read_checkpoint, read_sidecar
+from .write import (
+    BF16_CONTAINERS,
+    SIDECAR_FORMAT,
+    container_for,
+    sha256_file,
+    sidecar_path,
+    versions,
+    write_outputs,
+)
 
 logger = logging.getLogger(__name__)
 
-TARGETS = ("paddle", "torch")
-DTYPES: dict[str, str | None] = {"float32": "float32", "float64": "float64", "float16": "float16", "keep": None}
+TARGETS = ("paddle", "torch", "hdf5")
+BFLOAT16 = "bfloat16"
+DTYPES: dict[str, str | None] = {"float32": "float32", "float64": "float64", "float16": "float16",
+                                 BFLOAT16: "float32", "keep": None}  # bfloat16: rounded from float32 at the end
+MAX_RECORDED_VALUES = 1024  # a non-weight entry up to this size is copied into the sidecar
 NBT = interop.NUM_BATCHES_TRACKED
 
 
@@ -59,6 +78,9 @@ class ConversionReport:
     deploy: bool = False
     num_batches_tracked_from: str = "source"
     verify: list[dict[str, Any]] = field(default_factory=list)
+    non_finite: list[str] = field(default_factory=list)  # source tensors holding NaN or Inf
+    source_bfloat16: list[str] = field(default_factory=list)  # source tensors stored as bfloat16
+    non_weight_entries: dict[str, Any] = field(default_factory=dict)  # e.g. ACNet's HDF5 ``deps``, not loaded
     source_sha256: str = ""
     output_sha256: str = ""
     seconds: float = 0.0
@@ -121,6 +143,20 @@ def _cast(state: Mapping[str, np.ndarray], dtype: str | None) -> dict[str, np.nd
     return {k: v if _leaf(k) == NBT else v.astype(dtype, copy=False) for k, v in state.items()}
 
 
+def _non_finite(state: Mapping[str, np.ndarray]) -> list[str]:
+    return [k for k, v in state.items() if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all()]
+
+
+def _describe_extras(extras: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    out = {}
+    for name, value in extras.items():
+        entry: dict[str, Any] = {"shape": list(value.shape), "dtype": str(value.dtype)}
+        if value.size <= MAX_RECORDED_VALUES and value.dtype.kind in "iufb":
+            entry["values"] = value.tolist()
+        out[name] = entry
+    return out
+
+
 def _fuse(model, official: Mapping[str, np.ndarray], work_dtype: str, path: str) -> dict[str, np.ndarray]:
     """Load ``official`` into the Paddle ``model``, re-parameterize it, return the fused state (torch names)."""
     from ..reparam import reparameterize_model
@@ -149,7 +185,7 @@ def _run_verify(arch: str, model_args: Mapping[str, Any], official: Mapping[str,
     for what, state, is_fused in pairs:
         out = verify_mod.paddle_outputs(arch, model_args, interop.from_torch(state, dtype=vdtype), x, is_fused, path)
         results.append(verify_mod.compare(what, out, reference, vdtype))
-    if to == "torch" and fused is not None:
+    if to in ("torch", "hdf5") and fused is not None:  # the written file holds torch's fused model
         out = verify_mod.torch_outputs(arch, model_args, _cast(fused, vdtype), x, path, fused=True)
         results.append(verify_mod.compare("torch fused (written) vs torch (eval)", out, reference, vdtype))
     for r in results:
@@ -158,16 +194,23 @@ def _run_verify(arch: str, model_args: Mapping[str, Any], official: Mapping[str,
 
 
 def _target_state(official: Mapping[str, np.ndarray], to: str, dtype: str | None,
-                  report: ConversionReport, progress: bool | None) -> dict[str, np.ndarray]:
+                  report: ConversionReport, progress: bool | None, bf16: frozenset[str] = frozenset()
+                  ) -> dict[str, np.ndarray]:
+    """``official`` under the target's names; keys in ``bf16`` are rounded to bfloat16 bit patterns."""
     out: dict[str, np.ndarray] = {}
     disable = None if progress is None else not progress
     with logging_redirect_tqdm():
         for key, value in tqdm(official.items(), total=len(official), desc="convert", unit="tensor",
                                disable=disable, leave=False):
             if to == "torch":
-                out[key] = value if _leaf(key) == NBT else value.astype(dtype or value.dtype, copy=False)
+                if key in bf16:
+                    out[key] = float32_to_bfloat16_bits(value)
+                else:
+                    out[key] = value if _leaf(key) == NBT else value.astype(dtype or value.dtype, copy=False)
                 continue
-            mapped = interop.from_torch({key: value}, dtype=dtype)
+            mapped = interop.from_torch({key: value}, dtype="float32" if key in bf16 else dtype)
+            if key in bf16:
+                mapped = {k: float32_to_bfloat16_bits(v) for k, v in mapped.items()}
             if not mapped:
                 report.dropped.append(key)
             elif _leaf(key) == interop.LINEAR_WEIGHT_LEAF and value.ndim == 2:
@@ -187,7 +230,8 @@ def convert_checkpoint(src: str | Path, dst: str | Path, arch: str | None = None
     fixes are inferred, contradictions are errors); ``deploy`` writes the re-parameterized model;
     ``verify`` compares the Paddle model's eval outputs with the torch reference's on a seeded input
     of ``input_size`` pixels and raises :class:`VerificationError` above tolerance. Nothing is written
-    when any step fails. ``dtype`` is float32, float64, float16 or "keep".
+    when any step fails. ``dtype`` is float32, float64, float16, bfloat16 or "keep". ``to`` is "paddle",
+    "torch" or "hdf5" (official names in ACNet's HDF5 layout; also chosen by an ``.hdf5``/``.h5`` ``dst``).
     """
     start = time.perf_counter()
     src, dst = Path(src), Path(dst)
@@ -196,14 +240,21 @@ def convert_checkpoint(src: str | Path, dst: str | Path, arch: str | None = None
     if dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r}: expected one of {tuple(DTYPES)}")
     container = container_for(dst, to)
+    if container == "hdf5":
+        to = "hdf5"  # ACNet's layout: official (torch) names
+    if dtype == BFLOAT16 and container not in BF16_CONTAINERS:
+        raise UnsupportedDtypeError(f"destination {dst}: HDF5 has no bfloat16 type; write bfloat16 to .pdparams, "
+                                    ".pth or .safetensors, or choose --dtype float32/float16 for HDF5")
     if arch is None and (deploy or verify or model_args):
         raise ValueError("deploy, verify and model arguments need an arch (--arch NAME)")
     if input_size is not None and input_size < 8:
         raise ValueError(f"input_size={input_size}: expected at least 8 pixels")
-    if verify and dtype == "float16":
+    if verify and dtype in ("float16", BFLOAT16):
         raise ValueError("verify compares float32 or float64 outputs; use dtype float32/float64 with verify")
     if src.exists() and dst.exists() and src.resolve() == dst.resolve():
         raise ValueError(f"{dst}: the destination is the source file")
+    if container == "hdf5":  # fail before any work, and import h5py before a later step imports paddle
+        import_h5py("writing HDF5")
 
     # The source is hashed on a worker thread while it is read, converted and written.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as pool:
@@ -223,6 +274,15 @@ def _convert(src: Path, dst: Path, arch: str | None, deploy: bool, verify: bool,
                               0, arch=arch, deploy=deploy)
     official = _to_official(loaded, report)
     _check_dtypes(official, path)
+    report.non_weight_entries = _describe_extras(loaded.extras)
+    if loaded.extras:
+        logger.warning("%s: left out non-weight entries %s (recorded in the sidecar)", path, ", ".join(loaded.extras))
+    report.source_bfloat16 = [interop.paddle_key_to_torch(k) if loaded.framework == "paddle" else k
+                              for k in loaded.bf16_keys]
+    report.non_finite = _non_finite(official)
+    if report.non_finite:
+        logger.warning("%s: %d tensors hold NaN or Inf: %s", path, len(report.non_finite),
+                       ", ".join(report.non_finite[:20]) + (" ..." if len(report.non_finite) > 20 else ""))
     counters = {k: int(v) for k, v in official.items() if _leaf(k) == NBT}
 
     fused = None
@@ -235,6 +295,11 @@ def _convert(src: Path, dst: Path, arch: str | None, deploy: bool, verify: bool,
             else "float32"
         if deploy:
             fused = _fuse(arch_mod.build_paddle_model(arch, args), official, work_dtype, path)
+        if verify and report.non_finite:
+            raise VerificationError(
+                f"{path}: the checkpoint itself holds non-finite values (NaN or Inf) in {len(report.non_finite)} "
+                f"tensors ({', '.join(report.non_finite[:10])}{' ...' if len(report.non_finite) > 10 else ''}); "
+                "outputs cannot be compared, nothing written")
         if verify:
             size = input_size or verify_mod.default_input_size(arch)
             results = _run_verify(arch, args, official, fused, work_dtype, size, to, path)
@@ -244,8 +309,20 @@ def _convert(src: Path, dst: Path, arch: str | None, deploy: bool, verify: bool,
                 raise VerificationError(f"{path}: verification failed, nothing written:\n  "
                                         + "\n  ".join(str(r) for r in results), tuple(results))
 
-    out = _target_state(fused if fused is not None else official, to, DTYPES[dtype], report, progress)
+    final = fused if fused is not None else official
+    if dtype == BFLOAT16:
+        bf16 = frozenset(k for k in final if _leaf(k) != NBT)
+    elif dtype == "keep" and container in BF16_CONTAINERS:
+        bf16 = frozenset(report.source_bfloat16) & frozenset(final)
+    else:
+        bf16 = frozenset()
+        if dtype == "keep" and report.source_bfloat16:
+            logger.warning("%s: HDF5 has no bfloat16: %d bfloat16 tensors written as float32 (exact)", dst,
+                           len(report.source_bfloat16))
+    out = _target_state(final, "torch" if to == "hdf5" else to, DTYPES[dtype], report, progress, bf16)
     report.tensors = len(out)
+    if container == "hdf5":
+        out.update(loaded.extras)  # ACNet's own files carry ``deps`` next to the weights
 
     def sidecar() -> dict[str, Any]:  # called after the state is written, when the source hash is ready
         report.source_sha256 = source_sha256.result()

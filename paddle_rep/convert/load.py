@@ -6,7 +6,13 @@ Formats are told apart by their first bytes, not by the file name:
 * torch's legacy pickle format (a pickled magic number first): ``torch.load(weights_only=True)``;
 * any other pickle: Paddle's ``.pdparams`` (a pickled dict of numpy arrays); read with a restricted
   unpickler that resolves only numpy's array-rebuilding globals, so no code in the file can run;
-* safetensors: ``safetensors.numpy``, which imports no framework.
+* safetensors: parsed here (header checked against the file size; BF16 tensors included), no framework;
+* HDF5 (ACNet's ``save_hdf5`` layout: one dataset per key, ``/`` stored as ``+``): ``h5py``, the
+  ``hdf5`` extra. ``deps`` and all-digit names are not weights: they are kept apart (``extras``).
+
+bfloat16 tensors (BF16 safetensors, torch bfloat16, Paddle's uint16 arrays in ``.pdparams``) are
+widened to float32, which is exact; their keys are listed in ``bf16_keys``. Any failure of a
+third-party loader to parse a damaged file becomes a :class:`CheckpointError` naming the file.
 
 Torch is imported only for torch files. Wrappers (``{'state_dict': ...}``, ``{'model': ...}``) are
 unwrapped and ``module.`` / ``_orig_mod.`` prefixes shared by every key are stripped.
@@ -17,7 +23,9 @@ import json
 import logging
 import pickle
 import struct
+import warnings
 import zipfile
+import zlib
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,8 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CheckpointError, UnsafeCheckpointError
+from ..errors import CheckpointError, MappingError, UnsafeCheckpointError
 from ..interop import to_numpy
+from .bf16 import bf16_bits_to_float32
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +44,18 @@ WRAPPER_KEYS = ("state_dict", "model")  # checked in this order, as the official
 STRIP_PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP, torch.compile
 PADDLE_INFO_KEYS = ("StructuredToParameterName@@",)  # bookkeeping paddle.save adds to a state dict
 _TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a"  # protocol 2, then the 10-byte magic number torch pickles first
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+HDF5_NON_WEIGHTS = ("deps",)  # ACNet's layer-width list; all-digit names are non-weights too
+# What torch.load raises on a damaged file (measured by the mutation fuzz in parity_tests/test_convert_fuzz.py).
+# AssertionError: torch raises it itself for a storage key the legacy format's pickle does not define.
+_TORCH_PARSE_ERRORS = (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, IndexError, KeyError,
+                       struct.error, TypeError, AttributeError, OverflowError, MemoryError, RecursionError,
+                       AssertionError)
+_PICKLE_PARSE_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
+                        KeyError, struct.error, MemoryError, OverflowError, RecursionError)
+_ST_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
+              "I8": "i1", "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?"}
+SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024  # the safetensors library's own limit
 
 # The only globals a .pdparams pickle may name: numpy's array and scalar rebuilders (both numpy 1.x
 # and 2.x module paths) and OrderedDict. Anything else (os.system, builtins.eval, ...) is refused.
@@ -57,6 +78,8 @@ class LoadedCheckpoint:
     framework: str  # "torch" or "paddle": whose names and layouts ``state`` uses
     container: str  # "torch-zip", "torch-legacy", "paddle-pickle" or "safetensors"
     unwrapped: list[str] = field(default_factory=list)  # wrapper keys and prefixes removed, in order
+    bf16_keys: list[str] = field(default_factory=list)  # stored as bfloat16, widened to float32 in ``state``
+    extras: dict[str, np.ndarray] = field(default_factory=dict)  # non-weight entries (HDF5 ``deps``), left out
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -82,6 +105,8 @@ def _sniff(path: Path) -> str:
     with path.open("rb") as f:
         head = f.read(16)
         size = path.stat().st_size
+    if head.startswith(HDF5_MAGIC):
+        return "hdf5"
     if head.startswith(b"PK\x03\x04"):
         return "torch-zip"
     if head.startswith(_TORCH_LEGACY_MAGIC):
@@ -93,8 +118,8 @@ def _sniff(path: Path) -> str:
         if 0 < header_len <= size - 8 and head[8:9] == b"{":
             return "safetensors"
     raise CheckpointError(
-        f"{path}: not a checkpoint: expected a torch zip/pickle, a Paddle .pdparams pickle or a "
-        f"safetensors file, found leading bytes {head[:8]!r}", path=str(path))
+        f"{path}: not a checkpoint: expected a torch zip/pickle, a Paddle .pdparams pickle, a "
+        f"safetensors or an HDF5 file, found leading bytes {head[:8]!r}", path=str(path))
 
 
 def _torch_load(path: Path, container: str) -> Any:
@@ -105,7 +130,9 @@ def _torch_load(path: Path, container: str) -> Any:
                           ) from err
     try:
         # mmap keeps the tensors on disk until used: peak memory stays near one copy (zip format only).
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=container == "torch-zip")
+        with warnings.catch_warnings():  # a damaged legacy file makes torch warn about odd pickle protocols
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=container == "torch-zip")
     except pickle.UnpicklingError as err:
         text = str(err)
         if "GLOBAL" in text:  # torch's wording when the pickle names a global it does not allow
@@ -115,9 +142,9 @@ def _torch_load(path: Path, container: str) -> Any:
                 path=str(path)) from err
         raise CheckpointError(f"{path}: corrupt or unsupported torch checkpoint: {_last_line(text)}",
                               path=str(path)) from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: corrupt or truncated torch checkpoint: {_last_line(str(err))}",
-                              path=str(path)) from err
+    except _TORCH_PARSE_ERRORS as err:
+        raise CheckpointError(f"{path}: corrupt or truncated torch checkpoint: {type(err).__name__}: "
+                              f"{_last_line(str(err))}", path=str(path)) from err
 
 
 def _last_line(text: str) -> str:
@@ -132,21 +159,118 @@ def _paddle_load(path: Path) -> Any:
             return _RestrictedUnpickler(f, str(path)).load()
     except CheckpointError:
         raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
-            struct.error, MemoryError) as err:
+    except _PICKLE_PARSE_ERRORS as err:
         raise CheckpointError(f"{path}: corrupt or truncated pickle: {type(err).__name__}: {err}",
                               path=str(path)) from err
 
 
-def _safetensors_load(path: Path) -> dict[str, np.ndarray]:
+def _bad_safetensors(path: Path, what: str, key: str | None = None) -> CheckpointError:
+    where = f" key {key!r}:" if key is not None else ""
+    return CheckpointError(f"{path}: corrupt safetensors file:{where} {what}", path=str(path), key=key)
+
+
+def _safetensors_header(path: Path, f, size: int) -> dict[str, Any]:
+    head = f.read(8)
+    if len(head) < 8:
+        raise _bad_safetensors(path, "shorter than its 8-byte header length")
+    (length,) = struct.unpack("<Q", head)
+    if length > min(size - 8, SAFETENSORS_MAX_HEADER):
+        raise _bad_safetensors(path, f"header length {length} exceeds the file ({size} bytes)")
     try:
-        from safetensors.numpy import load_file
+        header = json.loads(f.read(length).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise _bad_safetensors(path, f"header is not JSON ({err})") from err
+    if not isinstance(header, dict):
+        raise _bad_safetensors(path, "header is not a JSON object")
+    header.pop("__metadata__", None)
+    return header
+
+
+def _safetensors_load(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Tensors of a safetensors file, every header entry checked against the file; BF16 widened to float32."""
+    size = path.stat().st_size
+    state: dict[str, np.ndarray] = OrderedDict()
+    bf16: list[str] = []
+    with path.open("rb") as f:
+        header = _safetensors_header(path, f, size)
+        base = f.tell()
+        entries = []
+        for key, info in header.items():
+            if not isinstance(info, dict) or info.get("dtype") not in _ST_DTYPES:
+                raise _bad_safetensors(path, f"entry {info!r:.80} has no known dtype", key)
+            shape, offsets = info.get("shape"), info.get("data_offsets")
+            if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
+                raise _bad_safetensors(path, f"shape {shape!r:.80} is not a list of sizes", key)
+            if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)
+                    and 0 <= offsets[0] <= offsets[1] <= size - base):
+                raise _bad_safetensors(path, f"data offsets {offsets!r:.80} lie outside the file", key)
+            dtype = np.dtype(_ST_DTYPES[info["dtype"]])
+            if offsets[1] - offsets[0] != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
+                raise _bad_safetensors(path, f"{offsets[1] - offsets[0]} bytes do not hold a {info['dtype']} "
+                                             f"tensor of shape {tuple(shape)}", key)
+            entries.append((offsets[0], key, dtype, shape, info["dtype"]))
+        for start, key, dtype, shape, name in sorted(entries, key=lambda e: e[0]):
+            f.seek(base + start)
+            array = np.frombuffer(f.read(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize), dtype=dtype)
+            array = array.reshape(shape)
+            if name == "BF16":
+                array = bf16_bits_to_float32(array)
+                bf16.append(key)
+            state[key] = array.copy() if not array.flags.writeable else array
+    return state, bf16
+
+
+def import_h5py(purpose: str):
+    """h5py, or the typed missing-package ImportError naming the ``hdf5`` extra."""
+    try:
+        import h5py
     except ImportError as err:
-        raise ImportError(f"{path} is a safetensors file; reading it needs `pip install safetensors`") from err
+        raise ImportError(f"{purpose} needs h5py (pip install 'paddle-rep[hdf5]')") from err
+    except zlib.error as err:  # seen with Paddle 2.6.2 imported first: the two bundle clashing libraries
+        raise ImportError(f"{purpose} needs h5py, which failed to import after paddle ({err}); "
+                          "import h5py before paddle") from err
+    return h5py
+
+
+def _is_non_weight(name: str) -> bool:
+    return name in HDF5_NON_WEIGHTS or name.isdigit()
+
+
+def _hdf5_load(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Datasets of an ACNet HDF5 file under state-dict names (``+`` -> ``/``), and its non-weight entries."""
+    h5py = import_h5py(f"{path} is an HDF5 file; reading it")
+    size = path.stat().st_size
+    state: dict[str, np.ndarray] = OrderedDict()
+    extras: dict[str, np.ndarray] = OrderedDict()
+    name = None
     try:
-        return load_file(str(path))
-    except Exception as err:  # noqa: BLE001 - safetensors raises its own SafetensorError and others
-        raise CheckpointError(f"{path}: corrupt safetensors file: {err}", path=str(path)) from err
+        with h5py.File(path, "r") as f:
+            for name in list(f.keys()):
+                link = f.get(name, getlink=True)
+                if not isinstance(link, h5py.HardLink):  # soft/external links could point at other files
+                    raise CheckpointError(f"{path}: key {name!r} is a {type(link).__name__}, expected a dataset",
+                                          path=str(path), key=name)
+                obj = f[name]
+                if not isinstance(obj, h5py.Dataset):
+                    raise CheckpointError(f"{path}: key {name!r} is an HDF5 {type(obj).__name__.lower()}, "
+                                          "expected a dataset", path=str(path), key=name)
+                dtype = obj.dtype
+                if dtype.kind not in "fiub" or dtype.fields is not None or dtype.subdtype is not None:
+                    raise CheckpointError(f"{path}: key {name!r} has non-numeric dtype {dtype}, expected a tensor",
+                                          path=str(path), key=name)
+                nbytes = int(np.prod(obj.shape, dtype=np.int64)) * dtype.itemsize
+                if obj.compression is None and nbytes > size:
+                    raise CheckpointError(f"{path}: key {name!r} claims {nbytes} bytes, more than the file holds",
+                                          path=str(path), key=name)
+                value = np.asarray(obj[()])
+                (extras if _is_non_weight(name) else state)[name.replace("+", "/")] = value
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError, IndexError, OverflowError, MemoryError) as err:
+        where = f" at key {name!r}" if name is not None else ""
+        raise CheckpointError(f"{path}: corrupt or truncated HDF5 file{where}: {type(err).__name__}: "
+                              f"{_last_line(str(err))}", path=str(path), key=name) from err
+    return state, extras
 
 
 def _unwrap(obj: Any, path: str, unwrapped: list[str]) -> Mapping:
@@ -172,7 +296,7 @@ def _strip_prefixes(state: dict[str, Any], unwrapped: list[str]) -> dict[str, An
     return state
 
 
-def _to_arrays(raw: Mapping, path: str) -> dict[str, np.ndarray]:
+def _to_arrays(raw: Mapping, path: str, bf16: list[str], uint16_is_bf16: bool) -> dict[str, np.ndarray]:
     state: dict[str, np.ndarray] = OrderedDict()
     for key, value in raw.items():
         if not isinstance(key, str):
@@ -183,9 +307,17 @@ def _to_arrays(raw: Mapping, path: str) -> dict[str, np.ndarray]:
         if not (isinstance(value, np.ndarray) or hasattr(value, "detach")):
             raise CheckpointError(
                 f"{path}: key {key!r} holds a {type(value).__name__}, not a tensor", path=path, key=key)
-        array = to_numpy(value, key)
+        try:
+            array = to_numpy(value, key)
+        except (MappingError, TypeError, RuntimeError) as err:  # e.g. a quantized or sparse torch tensor
+            raise CheckpointError(f"{path}: key {key!r}: {_last_line(str(err))}", path=path, key=key) from err
         if array.dtype == object:
             raise CheckpointError(f"{path}: key {key!r} is an object array, not a tensor", path=path, key=key)
+        if str(getattr(value, "dtype", "")) == "torch.bfloat16":
+            bf16.append(key)
+        elif uint16_is_bf16 and array.dtype == np.uint16:  # how Paddle pickles a bfloat16 parameter
+            array = bf16_bits_to_float32(array)
+            bf16.append(key)
         state[key] = array
     if not state:
         raise CheckpointError(f"{path}: the checkpoint holds no tensors", path=path)
@@ -203,25 +335,34 @@ def read_checkpoint(path: str | Path) -> LoadedCheckpoint:
         raise CheckpointError(f"{path}: no such file", path=str(path))
     container = _sniff(path)
     logger.debug("%s: detected %s", path, container)
+    bf16: list[str] = []
+    extras: dict[str, np.ndarray] = {}
     if container.startswith("torch"):
         raw = _torch_load(path, container)
     elif container == "paddle-pickle":
         raw = _paddle_load(path)
+    elif container == "hdf5":
+        raw, extras = _hdf5_load(path)
     else:
-        raw = _safetensors_load(path)
+        raw, bf16 = _safetensors_load(path)
     unwrapped: list[str] = []
     raw = _unwrap(raw, str(path), unwrapped)
     if "UnpackBigParamInfor@@" in raw:
         raise CheckpointError(f"{path}: Paddle split large tensors (saved with pickle protocol < 4); "
                               "re-save it with paddle.save(..., protocol=4)", path=str(path))
-    state = _strip_prefixes(_to_arrays(raw, str(path)), unwrapped)
+    state = _to_arrays(raw, str(path), bf16, uint16_is_bf16=container == "paddle-pickle")
+    before = list(state)
+    state = _strip_prefixes(state, unwrapped)
+    if unwrapped and bf16:
+        renamed = dict(zip(before, state, strict=True))
+        bf16 = [renamed[k] for k in bf16]
     if container == "paddle-pickle":
         framework = "paddle"
     elif container == "safetensors":
         framework = "paddle" if _looks_paddle(list(state)) else "torch"
     else:
         framework = "torch"
-    return LoadedCheckpoint(str(path), state, framework, container, unwrapped)
+    return LoadedCheckpoint(str(path), state, framework, container, unwrapped, bf16, extras)
 
 
 def read_sidecar(path: str | Path) -> dict[str, Any] | None:
