@@ -3,7 +3,7 @@
 Subcommands live in :data:`COMMANDS` (name -> :class:`Command`); add one with :func:`register_command`.
 Exit codes: 0 success, 1 other paddle-rep error, 2 bad usage or arguments, 3 unreadable, unsafe or
 corrupt checkpoint, 4 checkpoint does not fit the architecture, 5 verification above tolerance,
-6 a needed optional package (torch, safetensors) is missing.
+6 a needed optional package (torch, safetensors, onnxruntime, openvino, ...) is missing.
 """
 
 import argparse
@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import ArchMismatchError, CheckpointError, ReparamError, VerificationError
+from .errors import ArchMismatchError, CheckpointError, MissingPackageError, ReparamError, VerificationError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHECKPOINT, EXIT_ARCH, EXIT_VERIFY, EXIT_MISSING_DEPENDENCY = range(7)
 
@@ -129,6 +129,7 @@ def _configure_logging(args: argparse.Namespace) -> None:
 
 # First match wins: the specific checkpoint errors before their ReparamError / ValueError bases.
 _EXIT_CODES: tuple[tuple[type, int], ...] = (
+    (MissingPackageError, EXIT_MISSING_DEPENDENCY),  # also a ReparamError
     (VerificationError, EXIT_VERIFY),
     (ArchMismatchError, EXIT_ARCH),
     (CheckpointError, EXIT_CHECKPOINT),
