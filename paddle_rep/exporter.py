@@ -113,9 +113,9 @@ def _quiet_third_party():
 
 def _save_static(model: nn.Layer, prefix: str, shape: list, dtype: str, input_name: str) -> ExportedModel:
     spec = paddle.static.InputSpec(shape, dtype, input_name)
-    static = paddle.jit.to_static(model, input_spec=[spec], full_graph=True)
     started = time.time()
-    with _quiet_third_party():
+    with _quiet_third_party(), _captured_output("paddle.jit.save"):
+        static = paddle.jit.to_static(model, input_spec=[spec], full_graph=True)
         paddle.jit.save(static, prefix)
     return ExportedModel(_saved_model_file(prefix, started), prefix + PARAMS_SUFFIX)
 
@@ -224,7 +224,7 @@ def export_onnx(exported: ExportedModel, onnx_file: str | Path, opset_version: i
         draft = Path(tmp) / onnx_file.name
         try:
             # optimize_tool="None": the default ("polygraphy") pip-installs packages during export.
-            with _quiet_third_party(), _captured_stdout():
+            with _quiet_third_party(), _captured_output("paddle2onnx"):
                 paddle2onnx.export(exported.model_file, exported.params_file, save_file=str(draft),
                                    opset_version=opset_version, optimize_tool="None")
         except Exception as error:  # paddle2onnx logs and swallows the real error, then fails later
@@ -245,22 +245,27 @@ def export_onnx(exported: ExportedModel, onnx_file: str | Path, opset_version: i
 
 
 @contextlib.contextmanager
-def _captured_stdout():
-    """paddle2onnx's C++ part prints progress to the process's stdout: route it to the debug log."""
-    sys.stdout.flush()
-    saved = os.dup(1)
+def _captured_output(what: str):
+    """Paddle's C++ side (glog: "Paddle static graph(PIR) not support ...") and paddle2onnx print
+    straight to the process's stdout/stderr: route both to the debug log for the duration."""
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = [os.dup(1), os.dup(2)]
     with tempfile.TemporaryFile(mode="w+b") as sink:
         os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
         try:
             yield
         finally:
-            sys.stdout.flush()
-            os.dup2(saved, 1)
-            os.close(saved)
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+            for fd, copy_of in zip((1, 2), saved, strict=True):
+                os.dup2(copy_of, fd)
+                os.close(copy_of)
             sink.seek(0)
             text = sink.read().decode(errors="replace").strip()
             if text:
-                logger.debug("paddle2onnx: %s", text)
+                logger.debug("%s printed: %s", what, text)
 
 
 class Predictor:
@@ -395,22 +400,67 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, help="fix the batch (default dynamic)")
     parser.add_argument("--onnx", action="store_true", help="also write OUT.onnx (needs paddle2onnx)")
     parser.add_argument("--opset", type=int, default=13, help="ONNX opset (default 13)")
+    parser.add_argument("--backend", choices=BACKENDS,
+                        help="check the exported model with this runtime on two seeded inputs against the "
+                             "model itself (onnxruntime and openvino imply --onnx)")
+    parser.add_argument("--fold-batch-sizes", default=None, metavar="N[,N...]",
+                        help="batch sizes of ODConv's batch-fold ONNX graphs (default: --batch-size, or 1)")
+    parser.add_argument("--threads", type=int, help="runtime threads for the --backend check")
+
+
+def _parse_sizes(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(item) for item in text.split(","))
+    except ValueError:
+        raise ValueError(f"--fold-batch-sizes must be comma-separated ints, got {text!r}") from None
+
+
+def check_backend(model: nn.Layer, exported: ExportedModel, backend: str, shape: tuple[int, ...],
+                  threads: int | None = None, seed: int = 0) -> float:
+    """Largest relative error of ``backend`` against ``model`` (eval, fused) on two seeded inputs of ``shape``."""
+    fused = reparameterize_model(model, inplace=False)
+    fused.eval()
+    predictor = Predictor(exported, backend, threads)
+    rng = np.random.default_rng(seed)
+    worst = 0.0
+    for _ in range(2):  # a runtime that caches its first call shows on the second input
+        x = rng.standard_normal(shape).astype("float32")
+        with paddle.no_grad():
+            expected = fused(paddle.to_tensor(x)).numpy()
+        actual = predictor(x)
+        worst = max(worst, float(np.abs(actual - expected).max() / max(np.abs(expected).max(), 1e-12)))
+    return worst
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    """Handler of ``paddle-rep export``; prints the written files."""
+    """Handler of ``paddle-rep export``; prints the written files (and the --backend check)."""
     from .models import create_model  # the model zoo is only needed by the command line
 
     kwargs = {} if args.num_classes is None else {"num_classes": args.num_classes}
     model = create_model(args.arch, **kwargs)
     if args.checkpoint:
         load_checkpoint(model, args.checkpoint)
-    result = export(model, args.out, args.input_shape, onnx=args.onnx, opset_version=args.opset,
-                    batch_size=args.batch_size)
-    for file in (result.model_file, result.params_file, result.onnx_file):
+    backend = args.backend
+    result = export(model, args.out, args.input_shape, onnx=args.onnx or backend in ("onnxruntime", "openvino"),
+                    opset_version=args.opset, batch_size=args.batch_size,
+                    fold_batch_sizes=_parse_sizes(args.fold_batch_sizes))
+    for file in (result.model_file, result.params_file, result.onnx_file, *result.fold_onnx_files.values()):
         if file:
             print(file)
+    if backend:
+        channels, height, width = parse_input_shape(args.input_shape)
+        shape = (args.batch_size or 2, channels, height or 64, width or 64)
+        error = check_backend(model, result, backend, shape, args.threads)
+        print(f"{backend}: max rel diff {error:.1e} vs the model on two inputs of {list(shape)}")
+        if error > CHECK_TOLERANCE:
+            raise ExportError(f"{backend} differs from the model by {error:.1e} (allowed {CHECK_TOLERANCE:.0e})")
     return 0
+
+
+# Every runtime measured <= 2e-6 rel on the zoo (float32 summation order); a wrong graph is >= 1e-3 off.
+CHECK_TOLERANCE = 1e-4
 
 
 def load_checkpoint(model: nn.Layer, checkpoint: str | Path) -> None:
