@@ -102,6 +102,35 @@ register_command("demo", "the whole story on real data: torch training, convert 
                  "fuse, export, inference", _lazy("demo", "add_arguments"), _lazy("demo", "run"))
 
 
+def _bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = "Every other argument goes to tools/bench.py (see python tools/bench.py --help)."
+
+
+def _bench_run(args: argparse.Namespace) -> int:
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "tools" / "bench.py"
+    if not script.is_file():
+        raise ReparamError(f"paddle-rep bench runs {script}, which only a source checkout has: clone the "
+                           "repository and pip install -e '.[cpu,torch,onnx,openvino,bench]'")
+    spec = importlib.util.spec_from_file_location("paddle_rep_bench", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    try:
+        return module.main(args.bench_args)
+    except SystemExit as exc:  # the tool's own argparse and argument checks
+        if isinstance(exc.code, int):
+            return exc.code
+        print(f"paddle-rep bench: error: {exc.code}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+register_command("bench", "benchmark torch_ref, paddle_rep and every deploy backend side by side "
+                 "(tools/bench.py; writes docs/perf/bench.{md,png,json} and the README table)",
+                 _bench_arguments, _bench_run)
+
+
 def _say(args: argparse.Namespace, text: str) -> None:
     if not args.quiet:
         print(text)
@@ -146,7 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message="When training, we now always track")  # Paddle BN, once per layer
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra and args.command != "bench":  # only bench passes arguments on (to tools/bench.py)
+            parser.parse_args(argv)  # reports them as argparse always did
+        args.bench_args = extra
     except SystemExit as exc:  # argparse exits on --help and on usage errors
         return int(exc.code or 0)
     _configure_logging(args)
