@@ -82,9 +82,9 @@ def parse_input_shape(shape: str | Sequence) -> tuple[int, int | None, int | Non
     return dims[0], dims[1], dims[2]
 
 
-def _check_batch(name: str, value) -> None:
+def _check_batch(name: str, value, or_none: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+        raise ValueError(f"{name} must be a positive int{' or None' if or_none else ''}, got {value!r}")
 
 
 def _saved_model_file(prefix: str, since: float) -> str:
@@ -148,7 +148,7 @@ def export(model: nn.Layer, path: str | Path, input_shape: str | Sequence, *, dt
     if not prefix or prefix.endswith(("/", *MODEL_SUFFIXES, PARAMS_SUFFIX, ".onnx")):
         raise ValueError(f"path is a file prefix such as 'out/model' (suffixes are added), got {prefix!r}")
     if batch_size is not None:
-        _check_batch("batch_size", batch_size)
+        _check_batch("batch_size", batch_size, or_none=True)
     if fold_batch_sizes is None:
         fold_batch_sizes = (batch_size or 1,)
     fold_batch_sizes = tuple(sorted(set(fold_batch_sizes)))
@@ -284,7 +284,7 @@ class Predictor:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if threads is not None:
-            _check_batch("threads", threads)
+            _check_batch("threads", threads, or_none=True)
         self.backend = backend
         self._threads = threads
         self._sessions: dict[str, Callable[[np.ndarray], np.ndarray]] = {}

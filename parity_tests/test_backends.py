@@ -184,7 +184,7 @@ def test_bad_backend_arguments(exported) -> None:
         Predictor(files, "tensorrt")
     with pytest.raises(ValueError, match="export with onnx=True"):
         Predictor(ExportedModel(files.model_file, files.params_file), "openvino")
-    with pytest.raises(ValueError, match="threads must be a positive int"):
+    with pytest.raises(ValueError, match="threads must be a positive int or None, got 0"):
         Predictor(files, "onnxruntime", threads=0)
     with pytest.raises(ValueError, match="fold_batch_sizes item must be a positive int"):
         paddle_rep.export(build("rep_tiny", {}), Path(files.model_file).parent / "x", (3, 8, 8), onnx=True,
