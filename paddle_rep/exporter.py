@@ -40,14 +40,16 @@ class ExportedModel:
     """Files written by :func:`export`.
 
     ``onnx_file`` (None unless ONNX was asked for) is the batch-independent graph; ``fold_onnx_files``
-    maps a batch size to an ONNX graph of that batch with ODConv's batch fold (only for models
-    with ODConv layers; see :func:`export`).
+    maps a batch size to an ONNX graph of that batch with ODConv's batch fold, ``fold_paddle_files``
+    to the Paddle program (model file, params file) it came from (only for models with ODConv
+    layers; see :func:`export`).
     """
 
     model_file: str
     params_file: str
     onnx_file: str | None = None
     fold_onnx_files: dict[int, str] = field(default_factory=dict)
+    fold_paddle_files: dict[int, tuple[str, str]] = field(default_factory=dict)
 
 
 BACKENDS = ("paddle", "onnxruntime", "openvino")
@@ -138,9 +140,10 @@ def export(model: nn.Layer, path: str | Path, input_shape: str | Sequence, *, dt
     upstream's batch fold: the fold is a conv whose weights are computed per input, and Paddle's
     oneDNN conv kernel, in inference, caches the reordered weights of its first call and reuses
     them for every later input (measured: up to 33 % error on the second input). ONNX Runtime and
-    OpenVINO run the fold correctly, and much faster, but its group count fixes the batch, so with
-    ``onnx=True`` a model with ODConv layers also gets one fold graph per batch size in
-    ``fold_batch_sizes`` (default: ``batch_size``, or 1), ``<path>.fold_b<N>.onnx``;
+    OpenVINO run the fold correctly, and much faster, and so does Paddle Inference with oneDNN
+    off; but its group count fixes the batch, so with ``onnx=True`` a model with ODConv layers also
+    gets one fold graph per batch size in ``fold_batch_sizes`` (default: ``batch_size``, or 1):
+    ``<path>.fold_b<N>.onnx`` and the Paddle program ``<path>.fold_b<N>`` it came from;
     :class:`Predictor` serves any batch from them by splitting it into chunks of those sizes.
     """
     channels, height, width = parse_input_shape(input_shape)
@@ -170,16 +173,16 @@ def export(model: nn.Layer, path: str | Path, input_shape: str | Sequence, *, dt
     if not onnx:
         return result
     onnx_file = export_onnx(result, prefix + ".onnx", opset_version=opset_version)
-    folds = {}
+    folds, paddle_folds = {}, {}
     if fold_model is not None:
         for layer in _foldable(fold_model):
             layer.formulation = "fold"
-        with tempfile.TemporaryDirectory() as tmp:
-            for size in fold_batch_sizes:
-                saved = _save_static(copy.deepcopy(fold_model), str(Path(tmp) / f"fold_b{size}"),
-                                     [size, channels, height, width], dtype, input_name)
-                folds[size] = export_onnx(saved, f"{prefix}.fold_b{size}.onnx", opset_version=opset_version)
-    return ExportedModel(result.model_file, result.params_file, onnx_file, folds)
+        for size in fold_batch_sizes:
+            saved = _save_static(copy.deepcopy(fold_model), f"{prefix}.fold_b{size}", [size, channels, height, width],
+                                 dtype, input_name)
+            paddle_folds[size] = (saved.model_file, saved.params_file)
+            folds[size] = export_onnx(saved, f"{prefix}.fold_b{size}.onnx", opset_version=opset_version)
+    return ExportedModel(result.model_file, result.params_file, onnx_file, folds, paddle_folds)
 
 
 def _fix_onnx_batch(model) -> None:
@@ -274,9 +277,11 @@ class Predictor:
     ``backend``: ``"paddle"`` (Paddle Inference, the default; ``use_onednn`` switches oneDNN on,
     off by default because it reorders float32 sums), ``"onnxruntime"`` or ``"openvino"`` (both
     read the ONNX file; export with ``onnx=True``). ``threads`` sets the runtime's intra-op thread
-    count (None: its default). For a model with ODConv layers the ONNX backends run the exact
-    batch-fold graphs of the export (``fold=False``: the unfold graph): a batch is split into
-    chunks of the exported fold batch sizes, largest first, each graph's session built on first use.
+    count (None: its default). For a model with ODConv layers every backend runs the exact
+    batch-fold graphs of the export when it has them (``fold=False``: the unfold graph): a batch is
+    split into chunks of the exported fold batch sizes, largest first, each graph's session built
+    on first use. Paddle runs its fold programs with oneDNN off whatever ``use_onednn`` says: the
+    oneDNN conv would answer every input with the kernels of the first.
     """
 
     def __init__(self, exported: ExportedModel, backend: str = "paddle", threads: int | None = None, *,
@@ -289,8 +294,15 @@ class Predictor:
         self._threads = threads
         self._sessions: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
         self._folds: dict[int, str] = {}
+        self._use_gpu = use_gpu
         if backend == "paddle":
-            self._run = _paddle_runner(exported, threads, use_onednn, use_gpu)
+            if fold and exported.fold_paddle_files:
+                self._paddle_folds = exported.fold_paddle_files
+                self._folds = {size: files[0] for size, files in sorted(exported.fold_paddle_files.items(),
+                                                                        reverse=True)}
+                self._run = self._run_folds
+            else:
+                self._run = _paddle_runner(exported, threads, use_onednn, use_gpu)
             return
         _require("onnxruntime" if backend == "onnxruntime" else "openvino", f"the {backend} backend")
         if fold and exported.fold_onnx_files:
@@ -302,11 +314,16 @@ class Predictor:
         else:
             self._run = self._session(exported.onnx_file)
 
-    def _session(self, onnx_file: str) -> Callable[[np.ndarray], np.ndarray]:
-        if onnx_file not in self._sessions:
-            build = _onnxruntime_runner if self.backend == "onnxruntime" else _openvino_runner
-            self._sessions[onnx_file] = build(onnx_file, self._threads)
-        return self._sessions[onnx_file]
+    def _session(self, file: str) -> Callable[[np.ndarray], np.ndarray]:
+        if file not in self._sessions:
+            if self.backend == "paddle":  # a fold program: oneDNN off (see the class docstring)
+                size = next(s for s, f in self._folds.items() if f == file)
+                self._sessions[file] = _paddle_runner(ExportedModel(*self._paddle_folds[size]), self._threads,
+                                                      False, self._use_gpu)
+            else:
+                build = _onnxruntime_runner if self.backend == "onnxruntime" else _openvino_runner
+                self._sessions[file] = build(file, self._threads)
+        return self._sessions[file]
 
     def _run_folds(self, x: np.ndarray) -> np.ndarray:
         outputs, start = [], 0
@@ -446,7 +463,9 @@ def run_cli(args: argparse.Namespace) -> int:
     result = export(model, args.out, args.input_shape, onnx=args.onnx or backend in ("onnxruntime", "openvino"),
                     opset_version=args.opset, batch_size=args.batch_size,
                     fold_batch_sizes=_parse_sizes(args.fold_batch_sizes))
-    for file in (result.model_file, result.params_file, result.onnx_file, *result.fold_onnx_files.values()):
+    folds = [f for size in sorted(result.fold_onnx_files) for f in (*result.fold_paddle_files[size],
+                                                                      result.fold_onnx_files[size])]
+    for file in (result.model_file, result.params_file, result.onnx_file, *folds):
         if file:
             print(file)
     if backend:

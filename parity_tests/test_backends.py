@@ -34,7 +34,9 @@ FOLD_SIZES = (1, 2)
 BATCHES = (3, 1)
 # backend id -> (Predictor arguments, tolerance kind)
 BACKENDS = {
-    "paddle-onednn": (dict(backend="paddle", use_onednn=True), "static_graph_onednn"),
+    "paddle-onednn-unfold": (dict(backend="paddle", use_onednn=True, fold=False), "static_graph_onednn"),
+    # Fold programs run with oneDNN off (a model without ODConv keeps oneDNN: see the test).
+    "paddle-fold": (dict(backend="paddle", use_onednn=True), "static_graph"),
     "onnxruntime-fold": (dict(backend="onnxruntime"), "onnxruntime"),
     "onnxruntime-unfold": (dict(backend="onnxruntime", fold=False), "onnxruntime"),
     "openvino-fold": (dict(backend="openvino"), "openvino"),
@@ -103,6 +105,8 @@ def exported(tmp_path_factory):
 def test_backend_round_trip(exported, arch: str, kwargs: dict, backend: str) -> None:
     fused, files, size = exported(arch, kwargs)
     options, kind = BACKENDS[backend]
+    if backend == "paddle-fold" and not files.fold_paddle_files:
+        kind = "static_graph_onednn"
     predictor = Predictor(files, threads=1, **options)
     results = []
     for batch in BATCHES:
@@ -121,11 +125,23 @@ def test_backend_differs_from_another_weight_set(exported) -> None:
     for backend in ("onnxruntime", "openvino"):
         assert not helpers.measure(backend, Predictor(files, backend)(x), dygraph(other, x), backend,
                                    "float32").ok
+    assert not helpers.measure("paddle", Predictor(files)(x), dygraph(other, x), "static_graph", "float32").ok
+
+
+def test_paddle_fold_program_with_onednn_is_stale(exported) -> None:
+    """Why Paddle's fold programs run without oneDNN: with it, the second input gets the first's kernels."""
+    fused, files, size = exported("rep_tiny", {})
+    model_file, params_file = files.fold_paddle_files[2]
+    onednn = Predictor(ExportedModel(model_file, params_file), use_onednn=True)
+    first, second = (helpers.seeded_input((2, 3, size, size), "float32", seed=s) for s in (1, 2))
+    assert helpers.measure("first", onednn(first), dygraph(fused, first), "static_graph_onednn", "float32").ok
+    assert not helpers.measure("second", onednn(second), dygraph(fused, second), "static_graph_onednn",
+                               "float32").ok
 
 
 def test_fold_graphs_hold_the_batch_fold(exported) -> None:
     _, files, _ = exported("rep_tiny", {})
-    assert sorted(files.fold_onnx_files) == list(FOLD_SIZES)
+    assert sorted(files.fold_onnx_files) == sorted(files.fold_paddle_files) == list(FOLD_SIZES)
     for size, file in files.fold_onnx_files.items():
         graph = onnx.load(file).graph
         groups = [a.i for n in graph.node if n.op_type == "Conv" for a in n.attribute if a.name == "group"]
@@ -139,7 +155,7 @@ def test_fold_graphs_hold_the_batch_fold(exported) -> None:
 
 def test_model_without_odconv_has_no_fold_graphs(exported) -> None:
     _, files, _ = exported("acnet_cifar_quick", {})
-    assert files.fold_onnx_files == {}
+    assert files.fold_onnx_files == {} and files.fold_paddle_files == {}
 
 
 def test_onnx_output_batch_is_dynamic_and_checked(exported, tmp_path: Path, capfd) -> None:
