@@ -29,7 +29,8 @@ def test_bench_quick_smoke(tmp_path: Path) -> None:
         assert se["times"][key]["median"] > 0, key
     # ODConv: the fold graph of the run's batch is the backends' default, the other ways of serving a batch too.
     od = rows["ODConv2D k3 kn4"]
-    for key in ("onnxruntime", "onnxruntime unfold", "onnxruntime fold b1 x2", "openvino", "openvino unfold"):
+    for key in ("predictor fold", "onnxruntime", "onnxruntime unfold", "onnxruntime fold b1 x2", "openvino",
+                "openvino unfold"):
         assert od["times"][key]["median"] > 0 and key in od["diffs"], key
     assert "### Deploy backends" in table and "fastest / torch fused" in table
     # Every measured form computes the same function as torch_ref's fused block (float32 noise only).

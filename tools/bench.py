@@ -363,9 +363,13 @@ def run_case(case: Case, args: argparse.Namespace, workdir: Path) -> Row:
         for key, fused in (("predictor (oneDNN)", True), ("predictor train-form", False)):
             files = export(pm, f"{stem}_{fused}", case.shape[1:], reparameterize=fused,
                            onnx=fused and bool(onnx_backends), fold_batch_sizes=sorted({1, batch}))
-            predictor = Predictor(files, use_onednn=True, threads=args.threads)
+            predictor = Predictor(files, use_onednn=True, threads=args.threads, fold=False)
             row.times[key] = timeit(lambda p=predictor: p(x), w, r)
             row.diffs[key.replace(" (oneDNN)", "")] = rel_diff(predictor(x2), ref2)
+            if fused and files.fold_paddle_files and "paddle" in args.backends:
+                predictor_ = Predictor(files, threads=args.threads)  # fold programs, oneDNN off
+                row.times["predictor fold"] = timeit(lambda p=predictor_: p(x), w, r)
+                row.diffs["predictor fold"] = rel_diff(predictor_(x2), ref2)
             if fused:
                 for key_, predictor_ in _onnx_predictors(files, onnx_backends, batch, args.threads):
                     row.times[key_] = timeit(lambda p=predictor_: p(x), w, r)
@@ -436,7 +440,8 @@ def _fmt(value: float | None, suffix: str = "x") -> str:
     return "" if value is None else f"{value:.2f}{suffix}"
 
 
-DEPLOY_BACKENDS = ["predictor (oneDNN)", "onnxruntime", "openvino"]  # the default path of each backend
+# The default path of each backend ("predictor fold": Paddle Inference on ODConv's fold programs, oneDNN off).
+DEPLOY_BACKENDS = ["predictor (oneDNN)", "predictor fold", "onnxruntime", "openvino"]
 
 
 def _deploy_columns(rows: list[Row]) -> list[str]:
@@ -458,7 +463,8 @@ def _render_deploy(rows: list[Row]) -> list[str]:
         return []
     lines = ["", "### Deploy backends (eval forward of the exported fused model), ms (ratio to torch fused; "
              "max rel error on a second input)", "",
-             "Backends: Paddle Inference with oneDNN (ODConv in the unfold form); ONNX Runtime and OpenVINO "
+             "Backends: Paddle Inference with oneDNN (ODConv in the unfold form), and on ODConv's fold programs "
+             "for this batch with oneDNN off (`predictor fold`); ONNX Runtime and OpenVINO "
              "(f32) on the paddle2onnx file, ODConv models on the batch-fold graph exported for this batch. "
              "`unfold`: the batch-independent graph; `fold b1 xN`: the batch-1 fold graph run once per sample.",
              "", "| case | input | torch fused | " + " | ".join(columns) + " | fastest / torch fused |",
@@ -480,8 +486,8 @@ def _render_deploy(rows: list[Row]) -> list[str]:
 def readme_table(rows: list[Row]) -> str:
     """The README's performance table: whole models, each backend's ratio to torch fused eager."""
     lines = ["| model, " + (f"batch {rows[0].shape[0]}, {rows[0].shape[2]}x{rows[0].shape[3]}" if rows else "")
-             + " | torch fused | Paddle fused (dygraph) | Paddle Inference (oneDNN) | ONNX Runtime | OpenVINO "
-             "| fastest / torch |", "|---|---:|---:|---:|---:|---:|---:|"]
+             + " | torch fused | Paddle fused (dygraph) | Paddle Inference (oneDNN) | Paddle Inference, ODConv fold "
+             "| ONNX Runtime | OpenVINO | fastest / torch |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     def cell(row: Row, key: str) -> str:
         t = row.times.get(key)
         return "" if t is None else f"{t.median * 1e3:.1f} ms ({_fmt(_ratio(row, key, 'torch fused'))})"
@@ -489,7 +495,8 @@ def readme_table(rows: list[Row]) -> str:
     for row in rows:
         best = best_deploy(row)
         lines.append(f"| {row.name} | {_ms(row, 'torch fused')} ms | {cell(row, 'paddle fused')} | "
-                     f"{cell(row, 'predictor (oneDNN)')} | {cell(row, 'onnxruntime')} | {cell(row, 'openvino')} | "
+                     f"{cell(row, 'predictor (oneDNN)')} | {cell(row, 'predictor fold')} | "
+                     f"{cell(row, 'onnxruntime')} | {cell(row, 'openvino')} | "
                      + ("" if best is None else f"**{best[1]:.2f}x** {best[0].replace(' (oneDNN)', '')}") + " |")
     return "\n".join(lines) + "\n"
 
