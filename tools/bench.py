@@ -374,7 +374,7 @@ def run_case(case: Case, args: argparse.Namespace, workdir: Path) -> Row:
                 for key_, predictor_ in _onnx_predictors(files, onnx_backends, batch, args.threads):
                     row.times[key_] = timeit(lambda p=predictor_: p(x), w, r)
                     row.diffs[key_] = rel_diff(predictor_(x2), ref2)
-    if case.odconv:
+    if case.odconv and not args.no_formulations:
         _odconv_variants(pm, xp, ref, row, w, r)
     if not args.no_train:
         xtt = rng.standard_normal(case.train_shape).astype("float32")
@@ -626,6 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-train", action="store_true", help="skip training steps")
     parser.add_argument("--no-predictor", action="store_true", help="skip the exported predictor")
     parser.add_argument("--no-convert", action="store_true", help="skip the checkpoint conversion benchmark")
+    parser.add_argument("--no-formulations", action="store_true", help="skip the ODConv dygraph formulations")
     parser.add_argument("--convert-model", help="checkpoint for the conversion benchmark (default repvgg_b3, "
                         "quick rep_tiny)")
     parser.add_argument("--convert-repeat", type=int, help="conversion runs per variant, best kept (default 3)")
@@ -648,7 +649,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--backends: unknown {unknown}; choose from {BACKENDS}")
     if args.out is None:
         args.out = Path("results") if quick else ROOT / "docs" / "perf"
-    full_run = not (quick or args.only or args.no_models or args.no_blocks or args.no_predictor)
+    full_run = not (quick or args.only or args.no_models or args.no_blocks or args.no_predictor
+                    or args.no_formulations)
     if args.readme is None and full_run and not args.no_readme:
         args.readme = ROOT / "README.md"
     thread_call = set_threads(args.threads)
