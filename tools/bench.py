@@ -2,16 +2,19 @@
 
 Per case (each block, then whole models) it times the eval forward of: torch_ref training form and
 fused, paddle_rep dygraph training form and fused, the exported ``paddle.inference`` predictor
-(oneDNN on) of the fused and of the training-form model, and a straightforward Paddle RepVGG port
-(written here, for the RepVGG rows); plus a
+(oneDNN on) of the fused and of the training-form model, every deploy backend of
+``paddle_rep.exporter.Predictor`` on the fused export (ONNX Runtime, OpenVINO; for ODConv models
+also Paddle Inference on the fold programs, the unfold graph and the batch-1 fold graph run per
+sample), and a straightforward Paddle RepVGG port (written here, for the RepVGG rows); plus a
 training step (forward + backward) in each framework. ODConv rows compare the batch fold, a
 per-sample loop, the unfold export formulation and upstream's 6-D broadcast-and-sum aggregation
 (time and Paddle's peak allocated memory). Conversion of a B3-size checkpoint against the floor
 reuses ``tools/bench_convert.py``. Both frameworks run with the same thread count; every figure is
 the median of ``--repeat`` runs after a warm-up, and ratios come from the same run.
 
-    python tools/bench.py                 # full run (~10 min on 2 cores) into results/
-    python tools/bench.py --quick         # tiny sizes, a few seconds of timing
+    python tools/bench.py                 # full run into docs/perf/bench.{md,png,json} + the README table
+    python tools/bench.py --quick         # tiny sizes, a smoke run into results/
+    paddle-rep bench [same arguments]     # the same tool
 """
 
 import argparse
