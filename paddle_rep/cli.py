@@ -3,7 +3,7 @@
 Subcommands live in :data:`COMMANDS` (name -> :class:`Command`); add one with :func:`register_command`.
 Exit codes: 0 success, 1 other paddle-rep error, 2 bad usage or arguments, 3 unreadable, unsafe or
 corrupt checkpoint, 4 checkpoint does not fit the architecture, 5 verification above tolerance,
-6 a needed optional package (torch, safetensors, h5py) is missing.
+6 a needed optional package (torch, safetensors, h5py, onnxruntime, openvino, ...) is missing.
 """
 
 import argparse
@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import ArchMismatchError, CheckpointError, ReparamError, VerificationError
+from .errors import ArchMismatchError, CheckpointError, MissingPackageError, ReparamError, VerificationError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHECKPOINT, EXIT_ARCH, EXIT_VERIFY, EXIT_MISSING_DEPENDENCY = range(7)
 
@@ -120,6 +120,35 @@ register_command("demo", "the whole story on real data: torch training, convert 
                  "fuse, export, inference", _lazy("demo", "add_arguments"), _lazy("demo", "run"))
 
 
+def _bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = "Every other argument goes to tools/bench.py (see python tools/bench.py --help)."
+
+
+def _bench_run(args: argparse.Namespace) -> int:
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "tools" / "bench.py"
+    if not script.is_file():
+        raise ReparamError(f"paddle-rep bench runs {script}, which only a source checkout has: clone the "
+                           "repository and pip install -e '.[cpu,torch,onnx,openvino,bench]'")
+    spec = importlib.util.spec_from_file_location("paddle_rep_bench", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    try:
+        return module.main(args.bench_args)
+    except SystemExit as exc:  # the tool's own argparse and argument checks
+        if isinstance(exc.code, int):
+            return exc.code
+        print(f"paddle-rep bench: error: {exc.code}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+register_command("bench", "benchmark torch_ref, paddle_rep and every deploy backend side by side "
+                 "(tools/bench.py; writes docs/perf/bench.{md,png,json} and the README table)",
+                 _bench_arguments, _bench_run)
+
+
 def _say(args: argparse.Namespace, text: str) -> None:
     if not args.quiet:
         print(text)
@@ -147,6 +176,7 @@ def _configure_logging(args: argparse.Namespace) -> None:
 
 # First match wins: the specific checkpoint errors before their ReparamError / ValueError bases.
 _EXIT_CODES: tuple[tuple[type, int], ...] = (
+    (MissingPackageError, EXIT_MISSING_DEPENDENCY),  # also a ReparamError
     (VerificationError, EXIT_VERIFY),
     (ArchMismatchError, EXIT_ARCH),
     (CheckpointError, EXIT_CHECKPOINT),
@@ -163,7 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message="When training, we now always track")  # Paddle BN, once per layer
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra and args.command != "bench":  # only bench passes arguments on (to tools/bench.py)
+            parser.parse_args(argv)  # reports them as argparse always did
+        args.bench_args = extra
     except SystemExit as exc:  # argparse exits on --help and on usage errors
         return int(exc.code or 0)
     _configure_logging(args)

@@ -73,3 +73,16 @@ class BatchNormKernelError(ReparamError, RuntimeError):
         super().__init__(message)
         self.key = key
         self.read = read
+
+
+class MissingPackageError(ReparamError, ImportError):
+    """An optional package is not installed; the message names it and the pip extra that installs it."""
+
+    def __init__(self, message: str, package: str, extra: str) -> None:
+        super().__init__(message)
+        self.package = package
+        self.extra = extra
+
+
+class MissingExportPackageError(MissingPackageError, ExportError):
+    """A package needed by ONNX export or by a non-default inference backend is missing."""

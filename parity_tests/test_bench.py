@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -22,9 +24,45 @@ def test_bench_quick_smoke(tmp_path: Path) -> None:
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = {r["name"]: r for r in json.loads((tmp_path / "bench.json").read_text())["rows"]}
     se = rows["RepVGGBlock + SE"]
-    for key in ("torch fused", "paddle fused", "predictor (oneDNN)", "plain port fused", "paddle train step"):
+    for key in ("torch fused", "paddle fused", "predictor (oneDNN)", "plain port fused", "paddle train step",
+                "onnxruntime", "openvino"):
         assert se["times"][key]["median"] > 0, key
+    # ODConv: the fold graph of the run's batch is the backends' default, the other ways of serving a batch too.
+    od = rows["ODConv2D k3 kn4"]
+    for key in ("predictor fold", "onnxruntime", "onnxruntime unfold", "onnxruntime fold b1 x2", "openvino",
+                "openvino unfold"):
+        assert od["times"][key]["median"] > 0 and key in od["diffs"], key
+    assert "### Deploy backends" in table and "fastest / torch fused" in table
     # Every measured form computes the same function as torch_ref's fused block (float32 noise only).
     for row in rows.values():
         for what, diff in row["diffs"].items():
             assert diff < 1e-4, (row["name"], what, diff)
+
+
+def test_bench_rewrites_only_the_marked_readme_table(tmp_path: Path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_tool", ROOT / "tools" / "bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    row = bench.Row("repvgg_a0", (8, 3, 224, 224))
+    for key, ms in (("torch fused", 80.0), ("paddle fused", 600.0), ("predictor (oneDNN)", 48.0),
+                    ("onnxruntime", 50.0), ("openvino", 40.0)):
+        row.times[key] = bench.Timing(ms / 1e3, ms / 1e3, ms / 1e3)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{bench.README_START}\nold table\n{bench.README_END}\noutro\n")
+    bench.update_readme(readme, bench.readme_table([row]))
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "old table" not in text
+    assert "| repvgg_a0 | 80.0 ms |" in text and "**0.50x** openvino" in text and "48.0 ms (0.60x)" in text
+    readme.write_text("no markers\n")
+    with pytest.raises(SystemExit, match="markers"):
+        bench.update_readme(readme, "x")
+
+
+def test_cli_bench_passes_arguments_to_the_tool(capsys) -> None:
+    from paddle_rep import cli
+
+    # Arguments the subcommand does not know reach tools/bench.py, whose own check answers.
+    assert cli.main(["bench", "--backends", "tensorrt", "--no-convert"]) == cli.EXIT_USAGE
+    assert "--backends: unknown ['tensorrt']" in capsys.readouterr().err

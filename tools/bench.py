@@ -2,16 +2,19 @@
 
 Per case (each block, then whole models) it times the eval forward of: torch_ref training form and
 fused, paddle_rep dygraph training form and fused, the exported ``paddle.inference`` predictor
-(oneDNN on) of the fused and of the training-form model, and a straightforward Paddle RepVGG port
-(written here, for the RepVGG rows); plus a
+(oneDNN on) of the fused and of the training-form model, every deploy backend of
+``paddle_rep.exporter.Predictor`` on the fused export (ONNX Runtime, OpenVINO; for ODConv models
+also Paddle Inference on the fold programs, the unfold graph and the batch-1 fold graph run per
+sample), and a straightforward Paddle RepVGG port (written here, for the RepVGG rows); plus a
 training step (forward + backward) in each framework. ODConv rows compare the batch fold, a
 per-sample loop, the unfold export formulation and upstream's 6-D broadcast-and-sum aggregation
 (time and Paddle's peak allocated memory). Conversion of a B3-size checkpoint against the floor
 reuses ``tools/bench_convert.py``. Both frameworks run with the same thread count; every figure is
 the median of ``--repeat`` runs after a warm-up, and ratios come from the same run.
 
-    python tools/bench.py                 # full run (~10 min on 2 cores) into results/
-    python tools/bench.py --quick         # tiny sizes, a few seconds of timing
+    python tools/bench.py                 # full run into docs/perf/bench.{md,png,json} + the README table
+    python tools/bench.py --quick         # tiny sizes, a smoke run into results/
+    paddle-rep bench [same arguments]     # the same tool
 """
 
 import argparse
@@ -46,11 +49,12 @@ from paddle.nn import functional as F  # noqa: E402
 import paddle_rep  # noqa: E402
 import torch_ref  # noqa: E402
 from paddle_rep import interop  # noqa: E402
-from paddle_rep.exporter import Predictor, export  # noqa: E402
+from paddle_rep.exporter import BACKENDS, ExportedModel, Predictor, export  # noqa: E402
 from paddle_rep.models import create_model  # noqa: E402
 from paddle_rep.odconv import ODConv2D  # noqa: E402
 
 logger = logging.getLogger("bench")
+ROOT = Path(__file__).resolve().parents[1]
 
 # --- harness ----------------------------------------------------------------------------------
 
@@ -357,12 +361,23 @@ def run_case(case: Case, args: argparse.Namespace, workdir: Path) -> Row:
         with torch.no_grad():
             ref2 = tf(torch.from_numpy(x2)).numpy()
         stem = workdir / case.name.replace(" ", "_")
+        onnx_backends = [b for b in args.backends if b != "paddle"]
+        batch = case.shape[0]
         for key, fused in (("predictor (oneDNN)", True), ("predictor train-form", False)):
-            predictor = Predictor(export(pm, f"{stem}_{fused}", case.shape[1:], reparameterize=fused),
-                                  use_onednn=True, threads=args.threads)
+            files = export(pm, f"{stem}_{fused}", case.shape[1:], reparameterize=fused,
+                           onnx=fused and bool(onnx_backends), fold_batch_sizes=sorted({1, batch}))
+            predictor = Predictor(files, use_onednn=True, threads=args.threads, fold=False)
             row.times[key] = timeit(lambda p=predictor: p(x), w, r)
             row.diffs[key.replace(" (oneDNN)", "")] = rel_diff(predictor(x2), ref2)
-    if case.odconv:
+            if fused and files.fold_paddle_files and "paddle" in args.backends:
+                predictor_ = Predictor(files, threads=args.threads)  # fold programs, oneDNN off
+                row.times["predictor fold"] = timeit(lambda p=predictor_: p(x), w, r)
+                row.diffs["predictor fold"] = rel_diff(predictor_(x2), ref2)
+            if fused:
+                for key_, predictor_ in _onnx_predictors(files, onnx_backends, batch, args.threads):
+                    row.times[key_] = timeit(lambda p=predictor_: p(x), w, r)
+                    row.diffs[key_] = rel_diff(predictor_(x2), ref2)
+    if case.odconv and not args.no_formulations:
         _odconv_variants(pm, xp, ref, row, w, r)
     if not args.no_train:
         xtt = rng.standard_normal(case.train_shape).astype("float32")
@@ -374,6 +389,20 @@ def run_case(case: Case, args: argparse.Namespace, workdir: Path) -> Row:
             plain = plain_port(pm)
             row.times["plain port train step"] = timeit(_paddle_train_step(plain, paddle.to_tensor(xtt)), w, r)
     return row
+
+
+def _onnx_predictors(files: ExportedModel, backends: list[str], batch: int, threads: int):
+    """The ONNX backends' predictors: the default path (ODConv's fold graph of this batch when the
+    model has one); for ODConv models also the other ways of serving a batch (the batch-independent
+    unfold graph, and the batch-1 fold graph run once per sample)."""
+    for backend in backends:
+        yield backend, Predictor(files, backend, threads)
+        if files.fold_onnx_files:
+            yield f"{backend} unfold", Predictor(files, backend, threads, fold=False)
+            if batch > 1:
+                one = ExportedModel(files.model_file, files.params_file, files.onnx_file,
+                                    {1: files.fold_onnx_files[1]})
+                yield f"{backend} fold b1 x{batch}", Predictor(one, backend, threads)
 
 
 def _odconv_variants(model: nn.Layer, xp: paddle.Tensor, ref: np.ndarray, row: Row, w: int, r: int) -> None:
@@ -414,6 +443,80 @@ def _fmt(value: float | None, suffix: str = "x") -> str:
     return "" if value is None else f"{value:.2f}{suffix}"
 
 
+# The default path of each backend ("predictor fold": Paddle Inference on ODConv's fold programs, oneDNN off).
+DEPLOY_BACKENDS = ["predictor (oneDNN)", "predictor fold", "onnxruntime", "openvino"]
+
+
+def _deploy_columns(rows: list[Row]) -> list[str]:
+    present = {k for r in rows for k in r.times}
+    extra = sorted(k for k in present if k.startswith(("onnxruntime ", "openvino ")))
+    return [k for k in DEPLOY_BACKENDS if k in present] + extra
+
+
+def best_deploy(row: Row) -> tuple[str, float] | None:
+    """The fastest backend's default path and its ratio to torch fused (None without deploy figures)."""
+    ratios = [(k, _ratio(row, k, "torch fused")) for k in DEPLOY_BACKENDS if k in row.times]
+    ratios = [(k, v) for k, v in ratios if v is not None]
+    return min(ratios, key=lambda kv: kv[1]) if ratios else None
+
+
+def _render_deploy(rows: list[Row]) -> list[str]:
+    columns = _deploy_columns(rows)
+    if not columns:
+        return []
+    lines = ["", "### Deploy backends (eval forward of the exported fused model), ms (ratio to torch fused; "
+             "max rel error on a second input)", "",
+             "Backends: Paddle Inference with oneDNN (ODConv in the unfold form), and on ODConv's fold programs "
+             "for this batch with oneDNN off (`predictor fold`); ONNX Runtime and OpenVINO "
+             "(f32) on the paddle2onnx file, ODConv models on the batch-fold graph exported for this batch. "
+             "`unfold`: the batch-independent graph; `fold b1 xN`: the batch-1 fold graph run once per sample.",
+             "", "| case | input | torch fused | " + " | ".join(columns) + " | fastest / torch fused |",
+             "|---|---|---:|" + "---:|" * (len(columns) + 1)]
+    for row in rows:
+        cells = []
+        for key in columns:
+            t = row.times.get(key)
+            diff = row.diffs.get(key.replace(" (oneDNN)", ""))
+            cells.append("" if t is None else f"{t.median * 1e3:.1f} ({_fmt(_ratio(row, key, 'torch fused'))}, "
+                         f"{diff:.0e})")
+        best = best_deploy(row)
+        best_s = "" if best is None else f"**{best[1]:.2f}x** ({best[0].replace(' (oneDNN)', '')})"
+        lines.append(f"| {row.name} | {'x'.join(map(str, row.shape))} | {_ms(row, 'torch fused')} | "
+                     + " | ".join(cells) + f" | {best_s} |")
+    return lines
+
+
+def readme_table(rows: list[Row]) -> str:
+    """The README's performance table: whole models, each backend's ratio to torch fused eager."""
+    lines = ["| model, " + (f"batch {rows[0].shape[0]}, {rows[0].shape[2]}x{rows[0].shape[3]}" if rows else "")
+             + " | torch fused | Paddle fused (dygraph) | Paddle Inference (oneDNN) | Paddle Inference, ODConv fold "
+             "| ONNX Runtime | OpenVINO | fastest / torch |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    def cell(row: Row, key: str) -> str:
+        t = row.times.get(key)
+        return "" if t is None else f"{t.median * 1e3:.1f} ms ({_fmt(_ratio(row, key, 'torch fused'))})"
+
+    for row in rows:
+        best = best_deploy(row)
+        lines.append(f"| {row.name} | {_ms(row, 'torch fused')} ms | {cell(row, 'paddle fused')} | "
+                     f"{cell(row, 'predictor (oneDNN)')} | {cell(row, 'predictor fold')} | "
+                     f"{cell(row, 'onnxruntime')} | {cell(row, 'openvino')} | "
+                     + ("" if best is None else f"**{best[1]:.2f}x** {best[0].replace(' (oneDNN)', '')}") + " |")
+    return "\n".join(lines) + "\n"
+
+
+README_START, README_END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
+
+
+def update_readme(readme: Path, table: str) -> None:
+    """Replace the table between the bench markers in ``readme`` (the markers must be there)."""
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        raise SystemExit(f"{readme} has no {README_START} ... {README_END} markers")
+    head, rest = text.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    readme.write_text(f"{head}{README_START}\n{table}{README_END}{tail}")
+
+
 def render(rows: list[Row], convert: list[dict], meta: dict) -> str:
     lines = [f"Median of {meta['repeat']} runs after {meta['warmup']} warm-up, {meta['threads']} threads in both "
              f"frameworks ({meta['thread_call']}); {meta['machine']}; torch {torch.__version__}, "
@@ -435,6 +538,7 @@ def render(rows: list[Row], convert: list[dict], meta: dict) -> str:
                      f" | {_fmt(_ratio(row, 'torch train-form', 'torch fused'))}"
                      f" | {_fmt(_ratio(row, 'paddle train-form', 'paddle fused'))}"
                      f" | {_fmt(_ratio(row, 'predictor train-form', 'predictor (oneDNN)'))} | {plain} | {diffs} |")
+    lines += _render_deploy(rows)
     train_rows = [r for r in rows if "torch train step" in r.times]
     if train_rows:
         lines += ["", "### Training step (forward + backward, train mode), ms", "",
@@ -478,7 +582,8 @@ def chart(rows: list[Row], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series = ["torch train-form", "paddle train-form", "paddle fused", "predictor (oneDNN)"]
+    present = {k for r in rows for k in r.times}
+    series = ["torch train-form", "paddle fused"] + [k for k in DEPLOY_BACKENDS if k in present]
     names = [r.name for r in rows]
     fig, ax = plt.subplots(figsize=(10, 0.55 * len(rows) + 1.8))
     height = 0.8 / len(series)
@@ -486,12 +591,13 @@ def chart(rows: list[Row], path: Path) -> None:
         values = [_ratio(r, key, "torch fused") or 0.0 for r in rows]
         ax.barh([y + i * height for y in range(len(rows))], values, height, label=key)
     ax.axvline(1.0, color="black", linewidth=1)
-    ax.axvline(0.8, color="grey", linestyle="--", linewidth=1, label="0.8x target (predictor)")
+    ax.axvline(0.6, color="grey", linestyle="--", linewidth=1, label="0.6x target (fastest deploy path)")
     ax.set_yticks([y + 0.4 - height / 2 for y in range(len(rows))], names)
     ax.invert_yaxis()
     ax.set_xscale("log")
     ax.set_xlabel("forward time relative to torch_ref fused, eager (lower is faster; log scale)")
-    ax.set_title("paddle-rep vs torch_ref, eval forward, same process and threads")
+    ax.set_title("paddle-rep vs torch_ref, eval forward, same process and threads\n"
+                 "(predictor = Paddle Inference; onnxruntime / openvino: exported ONNX)")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -504,7 +610,12 @@ def chart(rows: list[Row], path: Path) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (a smoke run)")
-    parser.add_argument("--out", type=Path, default=Path("results"), help="folder for bench.md/.png/.json")
+    parser.add_argument("--out", type=Path, help="folder for bench.md/.png/.json (default docs/perf, quick results/)")
+    parser.add_argument("--readme", type=Path, help="README whose performance table is rewritten (default README.md "
+                        "next to tools/ on a full run with every case; never with --quick)")
+    parser.add_argument("--no-readme", action="store_true", help="leave the README alone")
+    parser.add_argument("--backends", default=",".join(BACKENDS),
+                        help=f"deploy backends to time, comma-separated (default {','.join(BACKENDS)})")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for both frameworks")
     parser.add_argument("--repeat", type=int, help="timed runs per figure (default 5, quick 2)")
     parser.add_argument("--warmup", type=int, help="untimed runs first (default 2, quick 1)")
@@ -518,6 +629,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-train", action="store_true", help="skip training steps")
     parser.add_argument("--no-predictor", action="store_true", help="skip the exported predictor")
     parser.add_argument("--no-convert", action="store_true", help="skip the checkpoint conversion benchmark")
+    parser.add_argument("--no-formulations", action="store_true", help="skip the ODConv dygraph formulations")
     parser.add_argument("--convert-model", help="checkpoint for the conversion benchmark (default repvgg_b3, "
                         "quick rep_tiny)")
     parser.add_argument("--convert-repeat", type=int, help="conversion runs per variant, best kept (default 3)")
@@ -534,6 +646,16 @@ def main(argv: list[str] | None = None) -> int:
             setattr(args, name, small if quick else full)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("paddle_rep").setLevel(logging.WARNING)
+    args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = sorted(set(args.backends) - set(BACKENDS))
+    if unknown:
+        raise SystemExit(f"--backends: unknown {unknown}; choose from {BACKENDS}")
+    if args.out is None:
+        args.out = Path("results") if quick else ROOT / "docs" / "perf"
+    full_run = not (quick or args.only or args.no_models or args.no_blocks or args.no_predictor
+                    or args.no_formulations)
+    if args.readme is None and full_run and not args.no_readme:
+        args.readme = ROOT / "README.md"
     thread_call = set_threads(args.threads)
     paddle.set_device("cpu")
 
@@ -565,6 +687,9 @@ def main(argv: list[str] | None = None) -> int:
                   "times": {k: vars(v) for k, v in r.times.items()}} for r in rows]}, indent=1))
     if rows:
         chart(rows, args.out / "bench.png")
+    if args.readme is not None and not args.no_readme:
+        update_readme(args.readme, readme_table([r for r in rows if r.shape[1] == 3]))
+        print(f"updated the performance table in {args.readme}")
     print(text)
     print(f"wrote {args.out / 'bench.md'}, {args.out / 'bench.png'} and {args.out / 'bench.json'} "
           f"in {time.perf_counter() - started:.0f} s")

@@ -1,0 +1,260 @@
+"""Inference backends of exported models (paddle_rep.exporter.Predictor): Paddle Inference with oneDNN,
+ONNX Runtime and OpenVINO, the latter two on the batch-independent ONNX graph and on ODConv's
+batch-fold graphs; ONNX metadata; missing optional packages; the export CLI's --backend check.
+
+Every predictor is fed two different inputs per shape and two batch sizes (3 is served by the
+batch-2 and batch-1 fold graphs together), in that order, so a runtime that keeps something of
+its first call shows. Zoo nets have randomised BN statistics and affine parameters.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import paddle
+import pytest
+from paddle import nn
+
+import paddle_rep
+from paddle_rep import cli, reparameterize_model
+from paddle_rep.convert.verify import default_input_size
+from paddle_rep.errors import ExportError, MissingPackageError
+from paddle_rep.exporter import ExportedModel, Predictor
+from paddle_rep.models import create_model
+from parity_tests import helpers
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("openvino")
+pytest.importorskip("paddle2onnx")
+
+ROOT = Path(__file__).resolve().parents[1]
+FOLD_SIZES = (1, 2)
+BATCHES = (3, 1)
+# backend id -> (Predictor arguments, tolerance kind)
+BACKENDS = {
+    "paddle-onednn-unfold": (dict(backend="paddle", use_onednn=True, fold=False), "static_graph_onednn"),
+    # Fold programs run with oneDNN off (a model without ODConv keeps oneDNN: see the test).
+    "paddle-fold": (dict(backend="paddle", use_onednn=True), "static_graph"),
+    "onnxruntime-fold": (dict(backend="onnxruntime"), "onnxruntime"),
+    "onnxruntime-unfold": (dict(backend="onnxruntime", fold=False), "onnxruntime"),
+    "openvino-fold": (dict(backend="openvino"), "openvino"),
+    "openvino-unfold": (dict(backend="openvino", fold=False), "openvino"),
+}
+
+# Small inputs in the default suite: all three block families (rep_tiny: ODConv kernel_num 4); the
+# rest, depthwise ODConv (od_mobilenetv2, ~80 s to export) included, in `slow`.
+_ZOO_DEFAULT = [("rep_tiny", {}), ("acnet_cifar_quick", {}), ("repvgg_a0", {})]
+ZOO = [pytest.param(arch, kwargs, id=arch) for arch, kwargs in _ZOO_DEFAULT]
+ZOO += [pytest.param(arch, kwargs, id=f"{arch}-kn{kwargs['kernel_num']}" if kwargs else arch,
+                     marks=pytest.mark.slow)
+        for arch in paddle_rep.list_models()
+        for kwargs in ([{}, {"kernel_num": 4}] if arch.startswith("od_") else [{}])
+        if (arch, kwargs) not in _ZOO_DEFAULT]
+
+
+def randomize_paddle_bn(model: nn.Layer, rng: np.random.Generator) -> None:
+    for layer in model.sublayers(include_self=True):
+        if isinstance(layer, nn.layer.norm._BatchNormBase):
+            n, dtype = layer._mean.shape[0], layer._mean.dtype
+            layer._mean.set_value(paddle.to_tensor(rng.normal(0.0, 0.5, n), dtype=dtype))
+            layer._variance.set_value(paddle.to_tensor(rng.uniform(0.5, 2.0, n), dtype=dtype))
+            if layer.weight is not None:
+                layer.weight.set_value(paddle.to_tensor(rng.uniform(0.5, 1.5, n), dtype=dtype))
+                layer.bias.set_value(paddle.to_tensor(rng.normal(0.0, 0.5, n), dtype=dtype))
+
+
+def build(arch: str, kwargs: dict, seed: int = 0) -> nn.Layer:
+    paddle.seed(seed)
+    model = create_model(arch, num_classes=10, **kwargs)
+    randomize_paddle_bn(model, np.random.default_rng(seed))
+    model.eval()
+    return model
+
+
+def input_size(arch: str) -> int:
+    return 32 if default_input_size(arch) == 32 else 64 if arch.startswith("repvgg_b") else 32
+
+
+def dygraph(model: nn.Layer, x: np.ndarray) -> np.ndarray:
+    with paddle.no_grad():
+        return model(paddle.to_tensor(x)).numpy()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """Each model exported once (lazily, ONNX and fold graphs included): key -> (fused model, files, size)."""
+    root = tmp_path_factory.mktemp("backends")
+    cache = {}
+
+    def get(arch: str, kwargs: dict) -> tuple[nn.Layer, ExportedModel, int]:
+        key = (arch, tuple(sorted(kwargs.items())))
+        if key not in cache:
+            model, size = build(arch, kwargs), input_size(arch)
+            files = paddle_rep.export(model, root / f"{arch}{len(cache)}" / "model", (3, size, size), onnx=True,
+                                      fold_batch_sizes=FOLD_SIZES)
+            cache[key] = (reparameterize_model(model), files, size)
+        return cache[key]
+
+    return get
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+@pytest.mark.parametrize(("arch", "kwargs"), ZOO)
+def test_backend_round_trip(exported, arch: str, kwargs: dict, backend: str) -> None:
+    fused, files, size = exported(arch, kwargs)
+    options, kind = BACKENDS[backend]
+    if backend == "paddle-fold" and not files.fold_paddle_files:
+        kind = "static_graph_onednn"
+    predictor = Predictor(files, threads=1, **options)
+    results = []
+    for batch in BATCHES:
+        for seed in (1, 2):  # a second, different input of the same shape
+            x = helpers.seeded_input((batch, 3, size, size), "float32", seed=10 * batch + seed)
+            results.append(helpers.measure(f"{arch} {backend} batch {batch} input {seed}", predictor(x),
+                                           dygraph(fused, x), kind, "float32"))
+    helpers.assert_all_close(results)
+
+
+def test_backend_differs_from_another_weight_set(exported) -> None:
+    """Negative control: the same comparison against a differently initialised model fails."""
+    _, files, size = exported("rep_tiny", {})
+    other = reparameterize_model(build("rep_tiny", {}, seed=1))
+    x = helpers.seeded_input((2, 3, size, size), "float32", seed=0)
+    for backend in ("onnxruntime", "openvino"):
+        assert not helpers.measure(backend, Predictor(files, backend)(x), dygraph(other, x), backend,
+                                   "float32").ok
+    assert not helpers.measure("paddle", Predictor(files)(x), dygraph(other, x), "static_graph", "float32").ok
+
+
+def test_paddle_fold_program_with_onednn_is_stale(exported) -> None:
+    """Why Paddle's fold programs run without oneDNN: with it, the second input gets the first's kernels."""
+    fused, files, size = exported("rep_tiny", {})
+    model_file, params_file = files.fold_paddle_files[2]
+    onednn = Predictor(ExportedModel(model_file, params_file), use_onednn=True)
+    first, second = (helpers.seeded_input((2, 3, size, size), "float32", seed=s) for s in (1, 2))
+    assert helpers.measure("first", onednn(first), dygraph(fused, first), "static_graph_onednn", "float32").ok
+    assert not helpers.measure("second", onednn(second), dygraph(fused, second), "static_graph_onednn",
+                               "float32").ok
+
+
+def test_fold_graphs_hold_the_batch_fold(exported) -> None:
+    _, files, _ = exported("rep_tiny", {})
+    assert sorted(files.fold_onnx_files) == sorted(files.fold_paddle_files) == list(FOLD_SIZES)
+    for size, file in files.fold_onnx_files.items():
+        graph = onnx.load(file).graph
+        groups = [a.i for n in graph.node if n.op_type == "Conv" for a in n.attribute if a.name == "group"]
+        assert graph.input[0].type.tensor_type.shape.dim[0].dim_value == size
+        if size > 1:  # rep_tiny's ODConv has groups=1: the fold conv runs groups * batch
+            assert size in groups, (file, groups)
+    unfold = onnx.load(files.onnx_file).graph
+    assert unfold.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch
+    assert not any(a.name == "group" and a.i == 2 for n in unfold.node for a in n.attribute)
+
+
+def test_model_without_odconv_has_no_fold_graphs(exported) -> None:
+    _, files, _ = exported("acnet_cifar_quick", {})
+    assert files.fold_onnx_files == {} and files.fold_paddle_files == {}
+
+
+def test_onnx_output_batch_is_dynamic_and_checked(exported, tmp_path: Path, capfd) -> None:
+    import paddle2onnx
+
+    _, files, size = exported("rep_tiny", {})
+    model = onnx.load(files.onnx_file)
+    onnx.checker.check_model(model, full_check=True)
+    batch = model.graph.input[0].type.tensor_type.shape.dim[0].dim_param
+    assert batch and model.graph.output[0].type.tensor_type.shape.dim[0].dim_param == batch
+    x = helpers.seeded_input((3, 3, size, size), "float32", seed=0)
+    capfd.readouterr()
+    ort.InferenceSession(files.onnx_file, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    assert "Expected shape" not in capfd.readouterr().err
+    # Negative controls: paddle2onnx's own file gives the output another batch (a second symbol, or 1
+    # for od_mobilenetv2), and a batch-1 output makes ONNX Runtime warn on this run.
+    raw = tmp_path / "raw.onnx"
+    paddle2onnx.export(files.model_file, files.params_file, save_file=str(raw), opset_version=13,
+                       optimize_tool="None")
+    raw_graph = onnx.load(str(raw)).graph
+    assert raw_graph.output[0].type.tensor_type.shape.dim[0].dim_param != \
+        raw_graph.input[0].type.tensor_type.shape.dim[0].dim_param
+    model.graph.output[0].type.tensor_type.shape.dim[0].dim_value = 1
+    onnx.save(model, str(tmp_path / "batch1.onnx"))
+    capfd.readouterr()
+    ort.InferenceSession(str(tmp_path / "batch1.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    assert "Expected shape from model of {1,10}" in capfd.readouterr().err
+
+
+def test_fold_batch_that_cannot_be_split(exported, tmp_path: Path) -> None:
+    _, files, size = exported("rep_tiny", {})
+    only_two = ExportedModel(files.model_file, files.params_file, files.onnx_file, {2: files.fold_onnx_files[2]})
+    predictor = Predictor(only_two, "onnxruntime")
+    assert predictor(helpers.seeded_input((4, 3, size, size), "float32", seed=0)).shape == (4, 10)
+    with pytest.raises(ValueError, match=r"batch 3 cannot be split .*\[2\]"):
+        predictor(helpers.seeded_input((3, 3, size, size), "float32", seed=0))
+
+
+def test_bad_backend_arguments(exported) -> None:
+    _, files, _ = exported("rep_tiny", {})
+    with pytest.raises(ValueError, match="backend must be one of"):
+        Predictor(files, "tensorrt")
+    with pytest.raises(ValueError, match="export with onnx=True"):
+        Predictor(ExportedModel(files.model_file, files.params_file), "openvino")
+    with pytest.raises(ValueError, match="threads must be a positive int or None, got 0"):
+        Predictor(files, "onnxruntime", threads=0)
+    with pytest.raises(ValueError, match="fold_batch_sizes item must be a positive int"):
+        paddle_rep.export(build("rep_tiny", {}), Path(files.model_file).parent / "x", (3, 8, 8), onnx=True,
+                          fold_batch_sizes=(0,))
+
+
+@pytest.mark.parametrize(("module", "backend", "extra"), [("onnxruntime", "onnxruntime", "onnx"),
+                                                         ("openvino", "openvino", "openvino")])
+def test_missing_backend_package(exported, monkeypatch, module: str, backend: str, extra: str) -> None:
+    _, files, _ = exported("rep_tiny", {})
+    monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail
+    with pytest.raises(MissingPackageError, match=rf"pip install 'paddle-rep\[{extra}\]'") as info:
+        Predictor(files, backend)
+    assert (info.value.package, info.value.extra) == (module, extra)
+    assert isinstance(info.value, ImportError)
+
+
+def test_cli_missing_package_exit_code(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "paddle2onnx", None)
+    code = cli.main(["export", str(tmp_path / "m"), "--arch", "rep_tiny", "--input-shape", "3,8,8",
+                     "--backend", "onnxruntime"])
+    assert code == cli.EXIT_MISSING_DEPENDENCY
+
+
+def test_failed_onnx_conversion_keeps_the_earlier_file(exported, tmp_path: Path, monkeypatch) -> None:
+    import paddle2onnx
+
+    from paddle_rep.exporter import export_onnx
+
+    _, files, _ = exported("rep_tiny", {})
+    target = tmp_path / "good.onnx"
+    export_onnx(files, target)
+    before = target.read_bytes()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("converter failed")
+
+    monkeypatch.setattr(paddle2onnx, "export", broken)
+    with pytest.raises(ExportError, match="paddle2onnx could not convert"):
+        export_onnx(files, target)
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.onnx"]  # no partial or temporary file
+
+
+def test_cli_export_backend_check_is_quiet(tmp_path: Path) -> None:
+    """`paddle-rep export --backend` checks the runtime; Paddle's PIR/glog lines and ONNX Runtime's
+    warnings do not reach the user (a subprocess: those come from C++ straight to the descriptors)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "paddle_rep", "export", str(tmp_path / "m"), "--arch", "rep_tiny",
+         "--input-shape", "3,16,16", "--backend", "onnxruntime", "--fold-batch-sizes", "1,2", "--threads", "1"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.strip() == "", result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert str(tmp_path / "m.fold_b2.onnx") in lines and str(tmp_path / "m.onnx") in lines
+    error = float(lines[-1].split("max rel diff ")[1].split()[0])
+    assert lines[-1].startswith("onnxruntime: max rel diff") and error < 1e-5, lines[-1]
