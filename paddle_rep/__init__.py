@@ -6,8 +6,8 @@ importing Paddle, and importing the package never imports torch.
 
 from typing import TYPE_CHECKING
 
-from ._lazy import lazy_exports
-from ._logging import quiet_package_logger
+from .core.lazy import lazy_exports
+from .core.logs import quiet_package_logger
 
 __version__ = "0.1.0"
 

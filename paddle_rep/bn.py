@@ -16,14 +16,14 @@ import numpy as np
 import paddle
 from paddle import nn
 
+from .core.checks import check_choice
+
 RUNNING_VAR_MODES = ("torch", "paddle")
 _default_mode = "torch"
 
 
 def _check_mode(mode: str) -> str:
-    if mode not in RUNNING_VAR_MODES:
-        raise ValueError(f"running-variance mode must be one of {RUNNING_VAR_MODES}, got {mode!r}")
-    return mode
+    return check_choice("running-variance mode", mode, RUNNING_VAR_MODES)
 
 
 def set_bn_running_var_mode(mode: str) -> str:

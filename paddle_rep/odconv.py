@@ -21,7 +21,7 @@ import paddle
 from paddle import nn
 from paddle.nn import functional as F
 
-from ._validate import check_conv_args, check_input_channels, check_int
+from ._validate import check_choice, check_conv_args, check_input_channels, check_int
 from .bn import BatchNorm2D
 from .pooling import global_avg_pool
 
@@ -30,9 +30,7 @@ FORMULATIONS = ("auto", "fold", "unfold")
 
 
 def _check_formulation(formulation: str) -> str:
-    if formulation not in FORMULATIONS:
-        raise ValueError(f"formulation must be one of {FORMULATIONS}, got {formulation!r}")
-    return formulation
+    return check_choice("formulation", formulation, FORMULATIONS)
 
 
 def _kaiming_fan_out(out_channels: int, kernel_area: int) -> nn.initializer.Initializer:

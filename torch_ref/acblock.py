@@ -11,7 +11,7 @@ import logging
 import torch
 from torch import nn
 
-from paddle_rep._validate import check_conv_args, check_input_channels, check_padding_mode
+from paddle_rep.core.checks import check_conv_args, check_input_channels, check_padding_mode
 
 from . import fusion
 

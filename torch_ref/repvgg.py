@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from paddle_rep._validate import check_conv_args, check_input_channels, check_padding_mode
+from paddle_rep.core.checks import check_conv_args, check_input_channels, check_padding_mode
 
 from . import fusion
 

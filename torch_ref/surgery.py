@@ -14,9 +14,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from paddle_rep import _surgery_common as common
-from paddle_rep._surgery_common import CONVERTED_FROM, ConversionReport, ConvSpec, RevertReport
-from paddle_rep.errors import ConversionError
+from paddle_rep.core import surgery_plan as common
+from paddle_rep.core.errors import ConversionError
+from paddle_rep.core.surgery_plan import CONVERTED_FROM, ConversionReport, ConvSpec, RevertReport
 
 from .acblock import ACBlock
 from .fusion import is_batch_norm

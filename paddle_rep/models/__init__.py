@@ -6,7 +6,7 @@ so the pure-Python parts (``_registry``, ``_specs``) import without Paddle.
 
 from typing import TYPE_CHECKING
 
-from .._lazy import lazy_exports
+from ..core.lazy import lazy_exports
 
 _EXPORTS = {
     "create_model": "_registry",

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from paddle_rep.core.schedules import set_temperature
 from paddle_rep.models._specs import INVERTED_RESIDUAL_SETTING, OD_MOBILENETV2_WIDTHS, make_divisible
-from paddle_rep.schedules import set_temperature
 
 from ..odconv import ODConv2d
 from ._registry import register_model

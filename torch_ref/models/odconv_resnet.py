@@ -9,8 +9,8 @@ all three convs of a Bottleneck are ODConv; stem, downsample and head stay plain
 import torch
 from torch import nn
 
+from paddle_rep.core.schedules import set_temperature
 from paddle_rep.models._specs import OD_RESNET_SPECS
-from paddle_rep.schedules import set_temperature
 
 from ..odconv import ODConv2d
 from ._registry import register_model
