@@ -1,0 +1,147 @@
+"""The package layout's import rules, read from the source (AST of every module, no import run).
+
+- ``paddle_rep/core`` imports neither framework, only the standard library, numpy and itself;
+- ``torch_ref`` imports no Paddle, and of ``paddle_rep`` only ``paddle_rep.core``;
+- the rest of ``paddle_rep`` imports torch (or ``torch_ref``) only in the modules listed in
+  :data:`TORCH_ALLOWED`, each for a reason given there.
+"""
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Modules of paddle_rep (outside core) that may import torch or torch_ref, all inside a function.
+TORCH_ALLOWED = {
+    "paddle_rep.convert.arch": {"torch_ref"},  # builds the torch reference model for the strict check
+    "paddle_rep.convert.load": {"torch"},  # reads .pth files (restricted unpickler)
+    "paddle_rep.convert.verify": {"torch", "torch_ref"},  # runs the torch reference to verify a conversion
+    "paddle_rep.convert.write": {"torch"},  # writes .pth files
+    "paddle_rep.demo": {"torch", "torch_ref"},  # the demo trains the torch reference first
+}
+FRAMEWORKS = ("paddle", "torch", "torch_ref")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(path: Path, source: str | None = None) -> set[str]:
+    """Absolute names of every module the file imports, at any depth (relative imports resolved).
+
+    ``source`` stands in for the file's text (the negative controls use it).
+    """
+    module = _module_name(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    names: set[str] = set()
+    text = path.read_text(encoding="utf-8") if source is None else source
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                prefix = ".".join(base + ([node.module] if node.module else []))
+            else:
+                prefix = node.module or ""
+            names.add(prefix)
+            # ``from . import x`` / ``from pkg import sub`` may import a submodule: count pkg.x too
+            names.update(f"{prefix}.{alias.name}" for alias in node.names if alias.name != "*")
+    return names
+
+
+def _top(name: str) -> str:
+    return name.split(".")[0]
+
+
+def _is_under(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def _files(folder: str) -> list[Path]:
+    files = sorted((ROOT / folder).rglob("*.py"))
+    assert files, f"no Python files under {folder}"
+    return files
+
+
+def core_violations(path: Path, source: str | None = None) -> list[str]:
+    """Imports of a paddle_rep/core module that break the core's rule."""
+    bad = []
+    for name in _imports(path, source):
+        top = _top(name)
+        if top in FRAMEWORKS:
+            bad.append(f"{name} (a framework)")
+        elif top == "paddle_rep" and not _is_under(name, "paddle_rep.core"):
+            # ``from . import x`` inside core resolves to paddle_rep.core.x, so this is outside core
+            bad.append(f"{name} (paddle_rep outside core)")
+        elif top not in ("paddle_rep", "numpy") and top not in sys.stdlib_module_names:
+            bad.append(f"{name} (not stdlib or numpy)")
+    return bad
+
+
+def torch_ref_violations(path: Path, source: str | None = None) -> list[str]:
+    """Imports of a torch_ref module that break its rule."""
+    bad = []
+    for name in _imports(path, source):
+        if _top(name) == "paddle":
+            bad.append(f"{name} (Paddle)")
+        elif _top(name) == "paddle_rep" and name != "paddle_rep" and not _is_under(name, "paddle_rep.core"):
+            bad.append(f"{name} (paddle_rep outside core)")
+        elif name == "paddle_rep":
+            bad.append("paddle_rep (its __init__ is the Paddle package; import paddle_rep.core.*)")
+    return bad
+
+
+def paddle_rep_torch_imports(path: Path, source: str | None = None) -> set[str]:
+    """``torch`` / ``torch_ref`` if the module imports them anywhere."""
+    return {_top(name) for name in _imports(path, source) if _top(name) in ("torch", "torch_ref")}
+
+
+@pytest.mark.parametrize("path", _files("paddle_rep/core"), ids=lambda p: p.name)
+def test_core_imports_no_framework(path: Path) -> None:
+    assert core_violations(path) == []
+
+
+@pytest.mark.parametrize("path", _files("torch_ref"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_torch_ref_imports_only_the_core(path: Path) -> None:
+    assert torch_ref_violations(path) == []
+
+
+def test_torch_outside_core_only_where_needed() -> None:
+    found = {}
+    for path in _files("paddle_rep"):
+        if _is_under(_module_name(path), "paddle_rep.core"):
+            continue
+        tops = paddle_rep_torch_imports(path)
+        if tops:
+            found[_module_name(path)] = tops
+    assert found == TORCH_ALLOWED
+
+
+def test_the_walker_sees_what_it_must_refuse() -> None:
+    """Negative control: each rule fires on source that breaks it (the walk is not vacuous)."""
+    core = ROOT / "paddle_rep" / "core" / "probe.py"
+    core_source = ("import numpy\nimport paddle.nn\nfrom .. import fusion\nfrom .errors import ReparamError\n"
+                   "def f():\n    import torch\n    import scipy\n")
+    assert sorted(core_violations(core, core_source)) == [
+        "paddle.nn (a framework)", "paddle_rep (paddle_rep outside core)",
+        "paddle_rep.fusion (paddle_rep outside core)",
+        "scipy (not stdlib or numpy)", "torch (a framework)",
+    ]
+    ref = ROOT / "torch_ref" / "models" / "probe.py"
+    ref_source = ("import torch\nfrom paddle_rep.models import _specs\nfrom paddle_rep.core import checks\n"
+                  "import paddle_rep\ndef f():\n    from paddle import nn\n")
+    assert sorted(torch_ref_violations(ref, ref_source)) == [
+        "paddle (Paddle)", "paddle.nn (Paddle)",
+        "paddle_rep (its __init__ is the Paddle package; import paddle_rep.core.*)",
+        "paddle_rep.models (paddle_rep outside core)", "paddle_rep.models._specs (paddle_rep outside core)",
+    ]
+    demo = ROOT / "paddle_rep" / "probe.py"
+    assert paddle_rep_torch_imports(demo, "from . import cli\ndef f():\n    import torch_ref.models\n") == {"torch_ref"}
