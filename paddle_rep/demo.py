@@ -21,14 +21,10 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="rep_tiny", help="registry model taking in_channels (default rep_tiny)")
-    parser.add_argument("--epochs", type=int, default=4, help="torch training epochs (default 4)")
-    parser.add_argument("--paddle-steps", type=int, default=10, help="steps trained on in both frameworks")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("paddle_rep_demo"), help="working folder")
-    parser.add_argument("--surgery", choices=("acb", "repvgg", "none"), default="acb",
-                        help="also put these blocks into a plain CNN with convert_model, train, fuse back")
+    """Deprecated alias of :func:`paddle_rep.cli.add_demo_arguments`, where the CLI declares them."""
+    from .cli import add_demo_arguments
+
+    add_demo_arguments(parser)
 
 
 def _median_ms(fn: Callable[[], object], repeats: int = 7) -> float:
@@ -110,7 +106,8 @@ def _surgery(to: str, data, batch_size: int, seed: int) -> str:
             f"accuracy {accuracy:.4f}")
 
 
-def run(args: argparse.Namespace) -> int:
+def run_cli(args: argparse.Namespace) -> int:
+    """Handler of ``paddle-rep demo``."""
     import paddle
     import torch
     from tqdm.auto import tqdm
@@ -262,3 +259,6 @@ def run(args: argparse.Namespace) -> int:
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     agreed = all(int((predictions[n] == predictions["torch"]).sum()) == len(y_test) for n in predictions)
     return 0 if agreed else 1
+
+
+run = run_cli  # deprecated alias (the handler's old name)
