@@ -19,11 +19,15 @@ _EXPORTS = {
     "SEBlock": "repvgg",
     "ODConv2D": "odconv",
     "BatchNorm2D": "bn",
+    "set_default_running_var_mode": "bn",
+    "set_model_running_var_mode": "bn",
     "set_bn_running_var_mode": "bn",
     "set_running_var_mode": "bn",
     "reparameterize_model": "reparam",
+    "PaddleRepError": "errors",
     "ReparamError": "errors",
     "MappingError": "errors",
+    "SurgeryError": "errors",
     "ConversionError": "errors",
     "convert_model": "surgery",
     "revert_model": "surgery",
@@ -39,20 +43,24 @@ _EXPORTS = {
     "VerificationError": "errors",
 }
 
-__all__ = sorted(_EXPORTS)
+# Old names, served by their modules with a DeprecationWarning until the next release.
+_DEPRECATED = frozenset({"ReparamError", "ConversionError", "set_bn_running_var_mode", "set_running_var_mode"})
 
+__all__ = sorted(set(_EXPORTS) - _DEPRECATED)
+
+# For type checkers only: the same names as _EXPORTS less _DEPRECATED (parity_tests/test_layout.py checks).
 if TYPE_CHECKING:
     from .acblock import ACBlock as ACBlock
     from .bn import BatchNorm2D as BatchNorm2D
-    from .bn import set_bn_running_var_mode as set_bn_running_var_mode
-    from .bn import set_running_var_mode as set_running_var_mode
+    from .bn import set_default_running_var_mode as set_default_running_var_mode
+    from .bn import set_model_running_var_mode as set_model_running_var_mode
     from .convert import convert_checkpoint as convert_checkpoint
     from .errors import ArchMismatchError as ArchMismatchError
     from .errors import CheckpointError as CheckpointError
-    from .errors import ConversionError as ConversionError
     from .errors import ExportError as ExportError
     from .errors import MappingError as MappingError
-    from .errors import ReparamError as ReparamError
+    from .errors import PaddleRepError as PaddleRepError
+    from .errors import SurgeryError as SurgeryError
     from .errors import UnknownModelError as UnknownModelError
     from .errors import UnsafeCheckpointError as UnsafeCheckpointError
     from .errors import VerificationError as VerificationError

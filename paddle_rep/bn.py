@@ -8,8 +8,10 @@ native kernel and rescales its running variance around it: with ``c = n / (n - 1
 ``c * (m * (v / c) + (1 - m) * var_b) = m * v + (1 - m) * c * var_b``, torch's update. The batch
 statistics normalise a training batch, so the rescaled buffer never reaches an output, and the
 correction costs two multiplications of a C-vector instead of a second variance reduction.
-``set_bn_running_var_mode("paddle")`` switches newly built blocks back to native BN, and
-:func:`set_running_var_mode` switches the BNs of an existing model.
+``set_default_running_var_mode("paddle")`` switches newly built blocks back to native BN, and
+:func:`set_model_running_var_mode` switches the BNs of an existing model. (Their old names,
+``set_bn_running_var_mode`` and ``set_running_var_mode``, differ by three letters; they are
+served with a DeprecationWarning until the next release.)
 """
 
 import numpy as np
@@ -17,6 +19,8 @@ import paddle
 from paddle import nn
 
 from .core.checks import check_choice
+from .core.deprecation import deprecated_aliases
+from .core.walk import set_on_sublayers
 
 RUNNING_VAR_MODES = ("torch", "paddle")
 _default_mode = "torch"
@@ -26,16 +30,11 @@ def _check_mode(mode: str) -> str:
     return check_choice("running-variance mode", mode, RUNNING_VAR_MODES)
 
 
-def set_bn_running_var_mode(mode: str) -> str:
+def set_default_running_var_mode(mode: str) -> str:
     """Set how BNs built from now on update ``_variance``; returns the previous mode."""
     global _default_mode
     previous, _default_mode = _default_mode, _check_mode(mode)
     return previous
-
-
-def get_bn_running_var_mode() -> str:
-    """The running-variance mode new blocks use ("torch" unless changed)."""
-    return _default_mode
 
 
 class BatchNorm2D(nn.BatchNorm2D):
@@ -73,12 +72,10 @@ class BatchNorm2D(nn.BatchNorm2D):
                 self._variance.set_value(self._variance * bessel)
 
 
-def set_running_var_mode(model: nn.Layer, mode: str) -> int:
+def set_model_running_var_mode(model: nn.Layer, mode: str) -> int:
     """Set the running-variance mode of every :class:`BatchNorm2D` in ``model``; returns how many."""
-    _check_mode(mode)
-    count = 0
-    for layer in model.sublayers(include_self=True):
-        if isinstance(layer, BatchNorm2D):
-            layer.running_var_mode = mode
-            count += 1
-    return count
+    return set_on_sublayers(model, BatchNorm2D, "running_var_mode", _check_mode(mode))
+
+
+__getattr__ = deprecated_aliases(__name__, globals(), {"set_bn_running_var_mode": "set_default_running_var_mode",
+                                                       "set_running_var_mode": "set_model_running_var_mode"})

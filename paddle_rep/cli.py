@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ArchMismatchError, CheckpointError, ReparamError, VerificationError
+from .errors import ArchMismatchError, CheckpointError, PaddleRepError, VerificationError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHECKPOINT, EXIT_ARCH, EXIT_VERIFY, EXIT_MISSING_DEPENDENCY = range(7)
 
@@ -176,13 +176,13 @@ def _configure_logging(args: argparse.Namespace) -> None:
         logging.getLogger(name).setLevel(level)
 
 
-# First match wins: the specific checkpoint errors before their ReparamError / ValueError bases.
+# First match wins: the specific checkpoint errors before their PaddleRepError / ValueError bases.
 _EXIT_CODES: tuple[tuple[type, int], ...] = (
     (VerificationError, EXIT_VERIFY),
     (ArchMismatchError, EXIT_ARCH),
     (CheckpointError, EXIT_CHECKPOINT),
     (ValueError, EXIT_USAGE),  # ReparamErrors that are ValueErrors included
-    (ReparamError, EXIT_ERROR),
+    (PaddleRepError, EXIT_ERROR),
     (ImportError, EXIT_MISSING_DEPENDENCY),
 )
 # The pip extra that brings a framework a subcommand imports on use.
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         _configure_logging(args)
         prog = f"paddle-rep {args.command}"
         return COMMANDS[args.command].run(args)
-    except (ReparamError, ValueError, ImportError) as err:
+    except (PaddleRepError, ValueError, ImportError) as err:
         code = next(code for kind, code in _EXIT_CODES if isinstance(err, kind))
         prefix = "" if isinstance(err, VerificationError) else "error: "  # the report already says what failed
         print(f"{prog}: {prefix}{_error_text(err)}", file=sys.stderr)

@@ -20,7 +20,7 @@ import paddle
 from paddle import nn
 
 from .errors import ExportError, MappingError
-from .odconv import ODConv2D
+from .odconv import set_formulation
 from .reparam import reparameterize_model
 
 logger = logging.getLogger(__name__)
@@ -91,9 +91,7 @@ def export(model: nn.Layer, path: str | Path, input_shape: str | Sequence, *, dt
     model.eval()
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
-    for layer in model.sublayers(include_self=True):
-        if isinstance(layer, ODConv2D):
-            layer.formulation = "unfold"  # see the docstring: the fold is wrong under oneDNN
+    set_formulation(model, "unfold")  # see the docstring: the fold is wrong under oneDNN
     spec = paddle.static.InputSpec([batch_size, channels, height, width], dtype, input_name)
     static = paddle.jit.to_static(model, input_spec=[spec], full_graph=True)
     Path(prefix).parent.mkdir(parents=True, exist_ok=True)

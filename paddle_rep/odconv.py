@@ -23,6 +23,7 @@ from paddle.nn import functional as F
 
 from ._validate import check_choice, check_conv_args, check_input_channels, check_int
 from .bn import BatchNorm2D
+from .core.walk import set_on_sublayers
 from .pooling import global_avg_pool
 
 # "auto": batch fold in dygraph, unfold + batched matmul in a static graph (export).
@@ -213,10 +214,4 @@ class ODConv2D(nn.Layer):
 
 def set_formulation(model: nn.Layer, formulation: str) -> int:
     """Set :attr:`ODConv2D.formulation` on every ODConv2D in ``model``; returns how many."""
-    _check_formulation(formulation)
-    count = 0
-    for layer in model.sublayers(include_self=True):
-        if isinstance(layer, ODConv2D):
-            layer.formulation = formulation
-            count += 1
-    return count
+    return set_on_sublayers(model, ODConv2D, "formulation", _check_formulation(formulation))

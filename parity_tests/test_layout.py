@@ -8,6 +8,7 @@
 
 import ast
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,83 @@ def test_the_walker_sees_what_it_must_refuse() -> None:
     ]
     demo = ROOT / "paddle_rep" / "probe.py"
     assert paddle_rep_torch_imports(demo, "from . import cli\ndef f():\n    import torch_ref.models\n") == {"torch_ref"}
+
+
+# ---------------------------------------------------------------- the lazy-export lists, written once
+
+def _lazy_export_tables(init: Path) -> tuple[dict[str, str], frozenset[str], dict[str, str]]:
+    """``_EXPORTS``, ``_DEPRECATED`` and the TYPE_CHECKING imports (name -> module) of a package __init__."""
+    tree = ast.parse(init.read_text(encoding="utf-8"))
+    exports: dict[str, str] = {}
+    deprecated: frozenset[str] = frozenset()
+    typed: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            if node.targets[0].id == "_EXPORTS":
+                exports = ast.literal_eval(node.value)
+            elif node.targets[0].id == "_DEPRECATED":
+                deprecated = frozenset(ast.literal_eval(node.value.args[0]))
+        elif isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            for item in node.body:
+                assert isinstance(item, ast.ImportFrom) and item.level == 1, ast.dump(item)
+                for alias in item.names:
+                    assert alias.asname == alias.name, f"{alias.name} is not re-exported as itself"
+                    typed[alias.name] = item.module
+    return exports, deprecated, typed
+
+
+@pytest.mark.parametrize("package", ["paddle_rep", "paddle_rep/models"])
+def test_type_checking_block_lists_the_lazy_exports(package: str) -> None:
+    """The TYPE_CHECKING imports name each lazy export once, from the module _EXPORTS gives."""
+    exports, deprecated, typed = _lazy_export_tables(ROOT / package / "__init__.py")
+    assert exports and typed
+    assert deprecated <= set(exports)
+    current = {name: module for name, module in exports.items() if name not in deprecated}
+    assert typed == current
+
+
+def test_lazy_export_check_sees_a_missing_name(tmp_path: Path) -> None:
+    """Negative control: a name left out of the TYPE_CHECKING block, or from the wrong module, is seen."""
+    source = (ROOT / "paddle_rep" / "__init__.py").read_text(encoding="utf-8")
+    for broken in (source.replace("    from .exporter import export as export\n", ""),
+                   source.replace("from .exporter import export as export", "from .odconv import export as export")):
+        assert broken != source
+        (tmp_path / "__init__.py").write_text(broken, encoding="utf-8")
+        exports, deprecated, typed = _lazy_export_tables(tmp_path / "__init__.py")
+        assert typed != {name: module for name, module in exports.items() if name not in deprecated}
+
+
+@pytest.mark.parametrize("old, new", [
+    ("ReparamError", "PaddleRepError"), ("ConversionError", "SurgeryError"),
+    ("set_bn_running_var_mode", "set_default_running_var_mode"),
+    ("set_running_var_mode", "set_model_running_var_mode"),
+])
+def test_old_names_still_work_with_a_deprecation_warning(old: str, new: str) -> None:
+    import paddle_rep
+
+    paddle_rep.__dict__.pop(old, None)  # the lazy hook caches; make this access reach the module
+    with pytest.warns(DeprecationWarning, match=new):
+        value = getattr(paddle_rep, old)
+    assert value is getattr(paddle_rep, new)
+    assert old not in paddle_rep.__all__ and new in paddle_rep.__all__
+
+
+def test_old_module_paths_still_import() -> None:
+    """The modules that moved into paddle_rep.core stay importable at their old paths, as the same objects."""
+    import importlib
+
+    from paddle_rep.core import checks, errors, interop, schedules, surgery_plan
+
+    pairs = [("paddle_rep.errors", errors), ("paddle_rep.interop", interop), ("paddle_rep.schedules", schedules),
+             ("paddle_rep._validate", checks), ("paddle_rep._surgery_common", surgery_plan)]
+    for old, new in pairs:
+        module = importlib.import_module(old)
+        defined = [name for name, value in vars(new).items() if not name.startswith("_")
+                   and not isinstance(value, types.ModuleType)
+                   and getattr(value, "__module__", new.__name__) == new.__name__]
+        assert defined, old
+        for name in defined:
+            assert getattr(module, name) is getattr(new, name), f"{old}.{name}"
+    with pytest.warns(DeprecationWarning, match="SurgeryReport"):
+        from paddle_rep._surgery_common import ConversionReport
+    assert ConversionReport is surgery_plan.SurgeryReport

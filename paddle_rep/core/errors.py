@@ -1,23 +1,31 @@
-"""Exceptions raised by paddle-rep; all derive from :class:`ReparamError`."""
+"""Exceptions raised by paddle-rep; all derive from :class:`PaddleRepError`.
+
+Old names, served with a DeprecationWarning until the next release: ``ReparamError`` (now
+:class:`PaddleRepError`: it is the base of every error, checkpoint errors included, not of
+re-parameterization ones) and ``ConversionError`` (now :class:`SurgeryError`: it is raised by
+``convert_model`` / ``revert_model``, not by the checkpoint converter ``paddle_rep.convert``).
+"""
+
+from .deprecation import deprecated_aliases
 
 
-class ReparamError(Exception):
+class PaddleRepError(Exception):
     """Base class of every paddle-rep error."""
 
 
-class MappingError(ReparamError, ValueError):
+class MappingError(PaddleRepError, ValueError):
     """A state dict cannot be mapped between the frameworks (names the key at fault)."""
 
 
-class UnknownModelError(ReparamError, ValueError):
+class UnknownModelError(PaddleRepError, ValueError):
     """``create_model`` got a name that no builder registered (the message lists close matches)."""
 
 
-class ExportError(ReparamError, RuntimeError):
+class ExportError(PaddleRepError, RuntimeError):
     """Exporting an inference or ONNX model failed, or an optional exporter is missing."""
 
 
-class CheckpointError(ReparamError, ValueError):
+class CheckpointError(PaddleRepError, ValueError):
     """A checkpoint file cannot be used: unreadable, corrupt, not a checkpoint, or a bad tensor.
 
     ``path`` is the file at fault and ``key`` the state-dict key, when one is to blame.
@@ -44,7 +52,7 @@ class ArchMismatchError(CheckpointError):
         self.mismatched = mismatched
 
 
-class VerificationError(ReparamError):
+class VerificationError(PaddleRepError):
     """The converted model's outputs differ from the source model's beyond the verify tolerance.
 
     ``comparisons`` holds every comparison made (passing ones too), so all figures can be shown.
@@ -55,5 +63,9 @@ class VerificationError(ReparamError):
         self.comparisons = comparisons
 
 
-class ConversionError(ReparamError, ValueError):
-    """A model cannot be converted to or restored from re-param blocks (names the layer or pattern at fault)."""
+class SurgeryError(PaddleRepError, ValueError):
+    """``convert_model`` / ``revert_model`` cannot change a model as asked (names the layer or pattern at fault)."""
+
+
+__getattr__ = deprecated_aliases(__name__, globals(), {"ReparamError": "PaddleRepError",
+                                                       "ConversionError": "SurgeryError"})

@@ -5,6 +5,8 @@ linearly from ``temp_init`` to 1 over the first ``temp_epoch`` epochs, updated e
 and evaluates at 1.0.
 """
 
+from .walk import sublayers
+
 EVAL_TEMPERATURE = 1.0
 
 
@@ -28,8 +30,7 @@ def set_temperature(model: object, temperature: float) -> int:
 
     The framework-free form of upstream's ``net_update_temperature``.
     """
-    walk = model.sublayers(include_self=True) if hasattr(model, "sublayers") else model.modules()
-    layers = [layer for layer in walk if callable(getattr(layer, "update_temperature", None))]
+    layers = [layer for layer in sublayers(model) if callable(getattr(layer, "update_temperature", None))]
     for layer in layers:
         layer.update_temperature(temperature)
     return len(layers)

@@ -11,7 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .checks import check_choice
-from .errors import ConversionError
+from .deprecation import deprecated_aliases
+from .errors import SurgeryError
 
 BLOCK_KINDS = ("acb", "repvgg", "odconv")
 # Attribute set on every block convert_model creates: the ConvSpec of the conv it replaced.
@@ -46,8 +47,12 @@ class ConvSpec:
 
 
 @dataclass
-class ConversionReport:
-    """What :func:`convert_model` did: converted layer names, skipped ones with the reason."""
+class SurgeryReport:
+    """What :func:`convert_model` did: converted layer names, skipped ones with the reason.
+
+    Called ``ConversionReport`` before (still served, with a DeprecationWarning, until the next
+    release); renamed because the checkpoint converter has a ``ConversionReport`` of its own.
+    """
 
     to: str
     converted: list[str] = field(default_factory=list)
@@ -179,21 +184,21 @@ def ineligible_reason(to: str, spec: ConvSpec) -> str | None:
 
 
 def plan_conversion(convs: dict[str, ConvSpec | str], to: str, include: str | Sequence[str] | None,
-                    exclude: str | Sequence[str] | None) -> ConversionReport:
+                    exclude: str | Sequence[str] | None) -> SurgeryReport:
     """Decide, for every conv name, convert or skip (with the reason).
 
     ``convs`` maps each conv's dotted name to its spec or to the reason it cannot be a block.
     A pattern matching no conv, or an exact include name (no wildcard) whose conv cannot be
-    converted, raises :class:`ConversionError` before anything changes.
+    converted, raises :class:`SurgeryError` before anything changes.
     """
     includes, excludes = _as_patterns(include, "include"), _as_patterns(exclude, "exclude")
     for what, patterns in (("include", includes), ("exclude", excludes)):
         for pattern in patterns:
             if not any(fnmatch.fnmatchcase(name, pattern) for name in convs):
                 examples = ", ".join(list(convs)[:5]) or "none"
-                raise ConversionError(f"{what} pattern {pattern!r} matches no Conv2D layer (conv names: {examples}...)")
+                raise SurgeryError(f"{what} pattern {pattern!r} matches no Conv2D layer (conv names: {examples}...)")
     explicit = {p for p in includes if not _WILDCARDS & set(p)}
-    report, refused = ConversionReport(to), []
+    report, refused = SurgeryReport(to), []
     for name, spec in convs.items():
         excluded_by = _first_match(name, excludes)
         if excluded_by is not None:
@@ -210,8 +215,11 @@ def plan_conversion(convs: dict[str, ConvSpec | str], to: str, include: str | Se
         else:
             report.skipped[name] = reason
     if refused:
-        raise ConversionError(f"cannot convert the layers named in include to {to!r}: " + "; ".join(refused))
+        raise SurgeryError(f"cannot convert the layers named in include to {to!r}: " + "; ".join(refused))
     return report
+
+
+__getattr__ = deprecated_aliases(__name__, globals(), {"ConversionReport": "SurgeryReport"})
 
 
 def _first_match(name: str, patterns: Iterable[str]) -> str | None:

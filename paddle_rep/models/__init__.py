@@ -23,6 +23,7 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
+# For type checkers only: the same names as _EXPORTS (parity_tests/test_layout.py checks).
 if TYPE_CHECKING:
     from ._registry import create_model as create_model
     from ._registry import list_models as list_models
