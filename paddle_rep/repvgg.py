@@ -29,12 +29,6 @@ class ConvBN(nn.Sequential):
         )
 
 
-def conv_bn(in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int,
-            groups: int = 1) -> ConvBN:
-    """Upstream's factory name for :class:`ConvBN`."""
-    return ConvBN(in_channels, out_channels, kernel_size, stride, padding, groups)
-
-
 class SEBlock(nn.Layer):
     """Squeeze-and-excitation with 1x1 convs ``down`` and ``up`` (upstream ``se_block.py``).
 
