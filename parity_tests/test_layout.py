@@ -226,3 +226,48 @@ def test_old_module_paths_still_import() -> None:
     with pytest.warns(DeprecationWarning, match="SurgeryReport"):
         from paddle_rep._surgery_common import ConversionReport
     assert ConversionReport is surgery_plan.SurgeryReport
+
+
+# ---------------------------------------------------------------- the deploy protocol, written once
+
+def test_every_reparameterizable_block_uses_the_deploy_protocol() -> None:
+    import inspect
+
+    import paddle_rep.acblock
+    import paddle_rep.repvgg
+    import torch_ref.acblock
+    import torch_ref.repvgg
+    from paddle_rep.core.deploy import DeployProtocol
+
+    blocks = [cls for module in (paddle_rep.acblock, paddle_rep.repvgg, torch_ref.acblock, torch_ref.repvgg)
+              for _, cls in inspect.getmembers(module, inspect.isclass)
+              if cls.__module__ == module.__name__ and hasattr(cls, "switch_to_deploy")]
+    assert len(blocks) >= 4
+    for cls in blocks:
+        assert issubclass(cls, DeployProtocol), cls
+        # the protocol's methods are the mixin's, not written out again in the block
+        for method in ("switch_to_deploy", "reparameterize", "re_parameterize", "is_repped"):
+            assert method not in vars(cls), f"{cls.__qualname__}.{method}"
+
+
+def test_deploy_protocol_fuses_once() -> None:
+    from paddle_rep.core.deploy import DeployProtocol
+
+    class Block(DeployProtocol):
+        def __init__(self, deploy: bool) -> None:
+            self.deploy, self.fused = deploy, 0
+
+        def _fuse_branches(self) -> None:
+            self.fused += 1
+
+    block = Block(deploy=False)
+    assert not block.is_repped
+    block.reparameterize()
+    block.switch_to_deploy()
+    block.re_parameterize()
+    assert block.is_repped and block.fused == 1
+    built_fused = Block(deploy=True)
+    built_fused.switch_to_deploy()
+    assert built_fused.is_repped and built_fused.fused == 0
+    with pytest.raises(NotImplementedError, match="_fuse_branches"):
+        DeployProtocol.__new__(type("Bare", (DeployProtocol,), {"deploy": False})).switch_to_deploy()
