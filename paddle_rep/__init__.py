@@ -6,8 +6,8 @@ importing Paddle, and importing the package never imports torch.
 
 from typing import TYPE_CHECKING
 
-from ._lazy import lazy_exports
-from ._logging import quiet_package_logger
+from .core.lazy import lazy_exports
+from .core.logs import quiet_package_logger
 
 __version__ = "0.1.0"
 
@@ -25,11 +25,15 @@ _EXPORTS = {
     "SyncBatchNorm": "bn",
     "convert_sync_batchnorm": "bn",
     "BatchNormKernelError": "errors",
+    "set_default_running_var_mode": "bn",
+    "set_model_running_var_mode": "bn",
     "set_bn_running_var_mode": "bn",
     "set_running_var_mode": "bn",
     "reparameterize_model": "reparam",
+    "PaddleRepError": "errors",
     "ReparamError": "errors",
     "MappingError": "errors",
+    "SurgeryError": "errors",
     "ConversionError": "errors",
     "convert_model": "surgery",
     "revert_model": "surgery",
@@ -45,24 +49,28 @@ _EXPORTS = {
     "VerificationError": "errors",
 }
 
-__all__ = sorted(_EXPORTS)
+# Old names, served by their modules with a DeprecationWarning until the next release.
+_DEPRECATED = frozenset({"ReparamError", "ConversionError", "set_bn_running_var_mode", "set_running_var_mode"})
 
+__all__ = sorted(set(_EXPORTS) - _DEPRECATED)
+
+# For type checkers only: the same names as _EXPORTS less _DEPRECATED (parity_tests/test_layout.py checks).
 if TYPE_CHECKING:
     from .acblock import ACBlock as ACBlock
     from .bn import BatchNorm1D as BatchNorm1D
     from .bn import BatchNorm2D as BatchNorm2D
     from .bn import SyncBatchNorm as SyncBatchNorm
     from .bn import convert_sync_batchnorm as convert_sync_batchnorm
-    from .bn import set_bn_running_var_mode as set_bn_running_var_mode
-    from .bn import set_running_var_mode as set_running_var_mode
+    from .bn import set_default_running_var_mode as set_default_running_var_mode
+    from .bn import set_model_running_var_mode as set_model_running_var_mode
     from .convert import convert_checkpoint as convert_checkpoint
     from .errors import ArchMismatchError as ArchMismatchError
     from .errors import BatchNormKernelError as BatchNormKernelError
     from .errors import CheckpointError as CheckpointError
-    from .errors import ConversionError as ConversionError
     from .errors import ExportError as ExportError
     from .errors import MappingError as MappingError
-    from .errors import ReparamError as ReparamError
+    from .errors import PaddleRepError as PaddleRepError
+    from .errors import SurgeryError as SurgeryError
     from .errors import UnknownModelError as UnknownModelError
     from .errors import UnsafeCheckpointError as UnsafeCheckpointError
     from .errors import VerificationError as VerificationError

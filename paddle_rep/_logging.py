@@ -1,17 +1,3 @@
-"""The package loggers' defaults, shared by paddle_rep and torch_ref (pure Python, no framework)."""
+"""Old home of the package-logger defaults; they live in :mod:`paddle_rep.core.logs`."""
 
-import logging
-
-
-def quiet_package_logger(name: str) -> logging.Logger:
-    """The logger ``name`` with a NullHandler, at WARNING unless a level was set before import.
-
-    ``import paddle`` sets the root logger to INFO with a console handler, which would print the
-    library's routine INFO lines (files saved, conversion summaries) for every Paddle user;
-    ``logging.getLogger(name).setLevel(logging.INFO)`` shows them.
-    """
-    logger = logging.getLogger(name)
-    logger.addHandler(logging.NullHandler())
-    if logger.level == logging.NOTSET:
-        logger.setLevel(logging.WARNING)
-    return logger
+from .core.logs import quiet_package_logger as quiet_package_logger

@@ -17,6 +17,7 @@ from paddle.nn import functional as F
 from . import fusion
 from ._validate import check_conv_args, check_input_channels, check_padding_mode
 from .bn import BatchNorm2D
+from .core.deploy import DeployProtocol
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def asymmetric_padding(kernel_size: int, padding: int, dilation: int) -> tuple[i
     return center - padding, (0, padding), (padding, 0)
 
 
-class ACBlock(nn.Layer):
+class ACBlock(DeployProtocol, nn.Layer):
     """kxk conv + BN, plus kx1 and 1xk conv + BN branches, fusable into one kxk conv."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
@@ -52,7 +53,6 @@ class ACBlock(nn.Layer):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.groups, self.padding_mode = kernel_size, groups, padding_mode
         self.deploy = deploy
-        self.is_repped = deploy
         self.crop, self.hor_padding, self.ver_padding = asymmetric_padding(kernel_size, padding, dilation)
         if deploy:
             self.fused_conv = nn.Conv2D(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
@@ -122,16 +122,9 @@ class ACBlock(nn.Layer):
         ])
 
     @paddle.no_grad()
-    def switch_to_deploy(self) -> None:
-        """Fuse the three branches into ``fused_conv`` in place; a no-op once fused."""
-        if self.deploy:
-            return
+    def _fuse_branches(self) -> None:
+        """Fuse the three branches into ``fused_conv`` and delete them (via :meth:`switch_to_deploy`)."""
         kernel, bias = self.get_equivalent_kernel_bias()
         self.fused_conv = fusion.make_fused_conv(self.square_conv, kernel, bias)
         for name in ("square_conv", "square_bn", "ver_conv", "hor_conv", "ver_bn", "hor_bn"):
             delattr(self, name)
-        self.deploy = True
-        self.is_repped = True
-
-    reparameterize = switch_to_deploy
-    re_parameterize = switch_to_deploy

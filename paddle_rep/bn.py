@@ -15,8 +15,10 @@ answer is cached. Where the kernel is biased the layer rescales the buffer aroun
 torch's update, for two multiplications of a C-vector; where it is unbiased it does nothing. The
 rescaled buffer never reaches an output, as a training batch normalises with batch statistics.
 
-``running_var_mode="paddle"`` (or ``set_bn_running_var_mode("paddle")`` before building, or
-:func:`set_running_var_mode` on a model) keeps whatever the kernel does.
+``running_var_mode="paddle"`` (or ``set_default_running_var_mode("paddle")`` before building, or
+:func:`set_model_running_var_mode` on a model) keeps whatever the kernel does. (Their old names,
+``set_bn_running_var_mode`` and ``set_running_var_mode``, are served with a DeprecationWarning
+until the next release.)
 """
 
 import logging
@@ -30,6 +32,9 @@ import paddle.distributed as dist
 from paddle import nn
 from paddle.nn import functional as F
 
+from .core.checks import check_choice
+from .core.deprecation import deprecated_aliases
+from .core.walk import set_on_sublayers
 from .errors import BatchNormKernelError
 
 logger = logging.getLogger(__name__)
@@ -49,21 +54,14 @@ _default_mode = "torch"
 
 
 def _check_mode(mode: str) -> str:
-    if mode not in RUNNING_VAR_MODES:
-        raise ValueError(f"running-variance mode must be one of {RUNNING_VAR_MODES}, got {mode!r}")
-    return mode
+    return check_choice("running-variance mode", mode, RUNNING_VAR_MODES)
 
 
-def set_bn_running_var_mode(mode: str) -> str:
+def set_default_running_var_mode(mode: str) -> str:
     """Set how BNs built from now on update ``_variance``; returns the previous mode."""
     global _default_mode
     previous, _default_mode = _default_mode, _check_mode(mode)
     return previous
-
-
-def get_bn_running_var_mode() -> str:
-    """The running-variance mode new blocks use ("torch" unless changed)."""
-    return _default_mode
 
 
 # --- the kernel probe ---------------------------------------------------------------------------
@@ -360,12 +358,10 @@ def convert_sync_batchnorm(layer: nn.Layer) -> nn.Layer:
     return SyncBatchNorm.convert_sync_batchnorm(layer)
 
 
-def set_running_var_mode(model: nn.Layer, mode: str) -> int:
+def set_model_running_var_mode(model: nn.Layer, mode: str) -> int:
     """Set the running-variance mode of every paddle-rep BN in ``model``; returns how many."""
-    _check_mode(mode)
-    count = 0
-    for layer in model.sublayers(include_self=True):
-        if isinstance(layer, _TorchVariance):
-            layer.running_var_mode = mode
-            count += 1
-    return count
+    return set_on_sublayers(model, _TorchVariance, "running_var_mode", _check_mode(mode))
+
+
+__getattr__ = deprecated_aliases(__name__, globals(), {"set_bn_running_var_mode": "set_default_running_var_mode",
+                                                       "set_running_var_mode": "set_model_running_var_mode"})

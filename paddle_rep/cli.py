@@ -1,6 +1,10 @@
 """The ``paddle-rep`` command line (also ``python -m paddle_rep``).
 
 Subcommands live in :data:`COMMANDS` (name -> :class:`Command`); add one with :func:`register_command`.
+This module declares every subcommand's arguments itself and imports a subcommand's handler only when
+that subcommand runs, so ``--help`` needs neither Paddle nor torch. Handlers are named ``run_cli(args)``
+in their module (``paddle_rep.exporter``, ``.train``, ``.demo``); convert and list, thin wrappers of
+library calls, have theirs here.
 Exit codes: 0 success, 1 other paddle-rep error, 2 bad usage or arguments, 3 unreadable, unsafe or
 corrupt checkpoint, 4 checkpoint does not fit the architecture, 5 verification above tolerance,
 6 a needed optional package (torch, safetensors, h5py, onnxruntime, openvino, ...) is missing.
@@ -12,8 +16,9 @@ import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from .errors import ArchMismatchError, CheckpointError, MissingPackageError, ReparamError, VerificationError
+from .errors import ArchMismatchError, CheckpointError, MissingPackageError, PaddleRepError, VerificationError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHECKPOINT, EXIT_ARCH, EXIT_VERIFY, EXIT_MISSING_DEPENDENCY = range(7)
 
@@ -53,7 +58,7 @@ def _convert_arguments(parser: argparse.ArgumentParser) -> None:
                         help="--verify input height and width (default 224, 32 for CIFAR models)")
 
 
-def _convert_run(args: argparse.Namespace) -> int:
+def _convert_run_cli(args: argparse.Namespace) -> int:
     from .convert import convert_checkpoint
     from .convert.arch import parse_model_args
 
@@ -70,14 +75,14 @@ def _convert_run(args: argparse.Namespace) -> int:
 
 
 register_command("convert", "convert a checkpoint between torch/timm/mmpretrain and Paddle layouts",
-                 _convert_arguments, _convert_run)
+                 _convert_arguments, _convert_run_cli)
 
 
 def _verify_file_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dst", help="a file written by paddle-rep convert; checked against DST.json's sha256")
 
 
-def _verify_file_run(args: argparse.Namespace) -> int:
+def _verify_file_run_cli(args: argparse.Namespace) -> int:
     from .convert.write import check_output
 
     sidecar = check_output(args.dst)
@@ -86,11 +91,11 @@ def _verify_file_run(args: argparse.Namespace) -> int:
 
 
 register_command("verify-file", "check a converted file against the sha256 in its JSON sidecar",
-                 _verify_file_arguments, _verify_file_run)
+                 _verify_file_arguments, _verify_file_run_cli)
 
 
-def _lazy(module: str, function: str) -> Callable:
-    """A subcommand part imported on use, so ``paddle-rep convert`` never pays for Paddle's import."""
+def _lazy(module: str, function: str = "run_cli") -> Callable:
+    """A subcommand handler imported on use, so ``paddle-rep convert`` never pays for Paddle's import."""
     def call(arg):
         import importlib
 
@@ -102,7 +107,7 @@ def _list_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pattern", nargs="?", help="shell-style filter, e.g. 'repvgg_b*'")
 
 
-def _list_run(args: argparse.Namespace) -> int:
+def _list_run_cli(args: argparse.Namespace) -> int:
     from .models import list_models
 
     for name in list_models(args.pattern):
@@ -110,27 +115,81 @@ def _list_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-register_command("list", "list the registered models", _list_arguments, _list_run)
+# paddle_rep.exporter.BACKENDS, spelled here so that building the parser imports no Paddle; test_cli checks.
+EXPORT_BACKENDS = ("paddle", "onnxruntime", "openvino")
+
+
+def add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``paddle-rep export`` (handled by :func:`paddle_rep.exporter.run_cli`)."""
+    parser.add_argument("out", help="output prefix, e.g. exported/repvgg_a0")
+    parser.add_argument("--arch", required=True, help="model name (see `paddle-rep list`)")
+    parser.add_argument("--checkpoint", help="Paddle state dict (.pdparams) of the unfused model")
+    parser.add_argument("--input-shape", default="3,224,224",
+                        help="C,H,W of one sample; H or W may be '?' for a dynamic size (default 3,224,224)")
+    parser.add_argument("--num-classes", type=int, help="passed to the model builder")
+    parser.add_argument("--batch-size", type=int, help="fix the batch (default dynamic)")
+    parser.add_argument("--onnx", action="store_true", help="also write OUT.onnx (needs paddle2onnx)")
+    parser.add_argument("--opset", type=int, default=13, help="ONNX opset (default 13)")
+    parser.add_argument("--backend", choices=EXPORT_BACKENDS,
+                        help="check the exported model with this runtime on two seeded inputs against the "
+                             "model itself (onnxruntime and openvino imply --onnx)")
+    parser.add_argument("--fold-batch-sizes", default=None, metavar="N[,N...]",
+                        help="batch sizes of ODConv's batch-fold ONNX graphs (default: --batch-size, or 1)")
+    parser.add_argument("--threads", type=int, help="runtime threads for the --backend check")
+
+
+# The defaults of paddle_rep.train.TrainConfig, spelled here so that building the parser imports no
+# Paddle; test_cli checks that the two agree.
+TRAIN_DEFAULTS = {"arch": "rep_tiny", "epochs": 3, "batch_size": 64, "lr": 0.05, "seed": 0, "temp_epochs": 1}
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``paddle-rep train`` and ``tools/train.py`` (handled by :func:`paddle_rep.train.run_cli`)."""
+    defaults = TRAIN_DEFAULTS
+    parser.add_argument("--arch", default=defaults["arch"], help="registry model (default rep_tiny)")
+    parser.add_argument("--out", required=True, type=Path, help="folder for checkpoints and metrics.json")
+    parser.add_argument("--epochs", type=int, default=defaults["epochs"])
+    parser.add_argument("--steps", type=int, default=None, help="stop after this many optimizer steps")
+    parser.add_argument("--batch-size", type=int, default=defaults["batch_size"], help="global batch size")
+    parser.add_argument("--lr", type=float, default=defaults["lr"])
+    parser.add_argument("--seed", type=int, default=defaults["seed"])
+    parser.add_argument("--temp-epochs", type=int, default=defaults["temp_epochs"])
+    parser.add_argument("--sync-bn", action="store_true", help="convert BNs to SyncBatchNorm (GPU, or one process)")
+    parser.add_argument("--save-every-rank", action="store_true", help="also write rank{N}.pdparams")
+
+
+def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``paddle-rep demo`` (handled by :func:`paddle_rep.demo.run_cli`)."""
+    parser.add_argument("--model", default="rep_tiny", help="registry model taking in_channels (default rep_tiny)")
+    parser.add_argument("--epochs", type=int, default=4, help="torch training epochs (default 4)")
+    parser.add_argument("--paddle-steps", type=int, default=10, help="steps trained on in both frameworks")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("paddle_rep_demo"), help="working folder")
+    parser.add_argument("--surgery", choices=("acb", "repvgg", "none"), default="acb",
+                        help="also put these blocks into a plain CNN with convert_model, train, fuse back")
+
+
+register_command("list", "list the registered models", _list_arguments, _list_run_cli)
 register_command("export", "re-parameterize a model and save a Paddle inference model (and ONNX)",
-                 _lazy("exporter", "add_arguments"), _lazy("exporter", "run_cli"))
+                 add_export_arguments, _lazy("exporter"))
 register_command("train", "train a registry model on the shipped digits with Paddle (one process; "
-                 "tools/train.py under paddle.distributed.launch for several)",
-                 _lazy("train", "add_arguments"), _lazy("train", "run"))
+                 "tools/train.py under paddle.distributed.launch for several)", add_train_arguments, _lazy("train"))
 register_command("demo", "the whole story on real data: torch training, convert --verify, Paddle training, "
-                 "fuse, export, inference", _lazy("demo", "add_arguments"), _lazy("demo", "run"))
+                 "fuse, export, inference", add_demo_arguments, _lazy("demo"))
 
 
 def _bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = "Every other argument goes to tools/bench.py (see python tools/bench.py --help)."
 
 
-def _bench_run(args: argparse.Namespace) -> int:
+def _bench_run_cli(args: argparse.Namespace) -> int:
     import importlib.util
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[1] / "tools" / "bench.py"
     if not script.is_file():
-        raise ReparamError(f"paddle-rep bench runs {script}, which only a source checkout has: clone the "
+        raise PaddleRepError(f"paddle-rep bench runs {script}, which only a source checkout has: clone the "
                            "repository and pip install -e '.[cpu,torch,onnx,openvino,bench]'")
     spec = importlib.util.spec_from_file_location("paddle_rep_bench", script)
     module = importlib.util.module_from_spec(spec)
@@ -146,7 +205,7 @@ def _bench_run(args: argparse.Namespace) -> int:
 
 register_command("bench", "benchmark torch_ref, paddle_rep and every deploy backend side by side "
                  "(tools/bench.py; writes docs/perf/bench.{md,png,json} and the README table)",
-                 _bench_arguments, _bench_run)
+                 _bench_arguments, _bench_run_cli)
 
 
 def _say(args: argparse.Namespace, text: str) -> None:
@@ -174,39 +233,49 @@ def _configure_logging(args: argparse.Namespace) -> None:
         logging.getLogger(name).setLevel(level)
 
 
-# First match wins: the specific checkpoint errors before their ReparamError / ValueError bases.
+# First match wins: the specific checkpoint errors before their PaddleRepError / ValueError bases.
 _EXIT_CODES: tuple[tuple[type, int], ...] = (
-    (MissingPackageError, EXIT_MISSING_DEPENDENCY),  # also a ReparamError
+    (MissingPackageError, EXIT_MISSING_DEPENDENCY),  # also a PaddleRepError
     (VerificationError, EXIT_VERIFY),
     (ArchMismatchError, EXIT_ARCH),
     (CheckpointError, EXIT_CHECKPOINT),
     (ValueError, EXIT_USAGE),  # ReparamErrors that are ValueErrors included
-    (ReparamError, EXIT_ERROR),
+    (PaddleRepError, EXIT_ERROR),
     (ImportError, EXIT_MISSING_DEPENDENCY),
 )
+# The pip extra that brings a framework a subcommand imports on use.
+_EXTRAS = {"paddle": "cpu", "torch": "torch"}
+
+
+def _error_text(err: BaseException) -> str:
+    if isinstance(err, ModuleNotFoundError) and err.name in _EXTRAS:
+        return f"{err} (pip install 'paddle-rep[{_EXTRAS[err.name]}]')"
+    return str(err)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; returns its exit code (see the module docstring)."""
-    # Before build_parser(): some subcommands' argument modules import Paddle.
+    # Before any handler runs: the handlers import Paddle.
     warnings.filterwarnings("ignore", message="No ccache found")  # Paddle's import-time build-tool notice
     warnings.filterwarnings("ignore", message="When training, we now always track")  # Paddle BN, once per layer
-    parser = build_parser()
+    prog = "paddle-rep"
     try:
-        args, extra = parser.parse_known_args(argv)
-        if extra and args.command != "bench":  # only bench passes arguments on (to tools/bench.py)
-            parser.parse_args(argv)  # reports them as argparse always did
-        args.bench_args = extra
-    except SystemExit as exc:  # argparse exits on --help and on usage errors
-        return int(exc.code or 0)
-    _configure_logging(args)
-    prog = f"paddle-rep {args.command}"
-    try:
+        # Inside the try: a subcommand registered by a plugin may import a missing package here.
+        parser = build_parser()
+        try:
+            args, extra = parser.parse_known_args(argv)
+            if extra and args.command != "bench":  # only bench passes arguments on (to tools/bench.py)
+                parser.parse_args(argv)  # reports them as argparse always did
+            args.bench_args = extra
+        except SystemExit as exc:  # argparse exits on --help and on usage errors
+            return int(exc.code or 0)
+        _configure_logging(args)
+        prog = f"paddle-rep {args.command}"
         return COMMANDS[args.command].run(args)
-    except (ReparamError, ValueError, ImportError) as err:
+    except (PaddleRepError, ValueError, ImportError) as err:
         code = next(code for kind, code in _EXIT_CODES if isinstance(err, kind))
         prefix = "" if isinstance(err, VerificationError) else "error: "  # the report already says what failed
-        print(f"{prog}: {prefix}{err}", file=sys.stderr)
+        print(f"{prog}: {prefix}{_error_text(err)}", file=sys.stderr)
         return code
 
 if __name__ == "__main__":

@@ -21,14 +21,10 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="rep_tiny", help="registry model taking in_channels (default rep_tiny)")
-    parser.add_argument("--epochs", type=int, default=4, help="torch training epochs (default 4)")
-    parser.add_argument("--paddle-steps", type=int, default=10, help="steps trained on in both frameworks")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("paddle_rep_demo"), help="working folder")
-    parser.add_argument("--surgery", choices=("acb", "repvgg", "none"), default="acb",
-                        help="also put these blocks into a plain CNN with convert_model, train, fuse back")
+    """Deprecated alias of :func:`paddle_rep.cli.add_demo_arguments`, where the CLI declares them."""
+    from .cli import add_demo_arguments
+
+    add_demo_arguments(parser)
 
 
 def _median_ms(fn: Callable[[], object], repeats: int = 7) -> float:
@@ -110,29 +106,17 @@ def _surgery(to: str, data, batch_size: int, seed: int) -> str:
             f"accuracy {accuracy:.4f}")
 
 
-def run(args: argparse.Namespace) -> int:
-    import paddle
+def _train_torch(args: argparse.Namespace, data, model_args: dict):
+    """Phase 1: train the torch reference with upstream's recipe (SGD, momentum 0.9, L2, temperature 30 -> 1)."""
     import torch
     from tqdm.auto import tqdm
 
     import torch_ref
 
-    from . import cli, interop
-    from .data import batches, digits_for_model
-    from .exporter import Predictor, export
-    from .losses import classification_loss
-    from .models import create_model
-    from .models._registry import registry
-    from .reparam import reparameterize_model
-    from .schedules import EVAL_TEMPERATURE, get_temperature, set_temperature
+    from .data import batches
+    from .schedules import get_temperature, set_temperature
 
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    data, model_args = digits_for_model(registry.builder(args.model), seed=args.seed)
     iters = len(data.y_train) // args.batch_size
-    say = print
-
-    # 1. Train in torch (the reference), with upstream's recipe: SGD, momentum 0.9, L2, temperature 30 -> 1.
     torch.manual_seed(args.seed)
     torch_model = torch_ref.create_model(args.model, **model_args)
     optimizer = torch.optim.SGD(torch_model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
@@ -147,28 +131,50 @@ def run(args: argparse.Namespace) -> int:
             loss.backward()
             optimizer.step()
             progress.set_postfix(loss=f"{loss.item():.3f}")
-    torch_ckpt = out / "torch_model.pth"
+    torch_ckpt = args.out / "torch_model.pth"
     torch.save({"state_dict": torch_model.state_dict(), "epoch": args.epochs}, torch_ckpt)
-    say(f"trained {args.model} in torch for {args.epochs} epochs; saved {torch_ckpt}")
+    print(f"trained {args.model} in torch for {args.epochs} epochs; saved {torch_ckpt}")
+    return torch_model, torch_ckpt
 
-    # 2. Convert with the command line, verified against torch.
-    paddle_ckpt = out / "paddle_model.pdparams"
+
+def _convert(args: argparse.Namespace, data, model_args: dict, torch_ckpt: Path):
+    """Phase 2: ``paddle-rep convert --verify`` on the torch checkpoint, then load it strictly.
+
+    Returns the Paddle model, or the convert command's exit code when it failed.
+    """
+    from . import cli
+    from .exporter import load_checkpoint
+    from .models import create_model
+
+    paddle_ckpt = args.out / "paddle_model.pdparams"
     convert_args = ["convert", str(torch_ckpt), str(paddle_ckpt), "--arch", args.model, "--verify",
                     "--input-size", str(data.x_train.shape[-1])]
     if "in_channels" in model_args:
         convert_args += ["--model-arg", f"in_channels={model_args['in_channels']}"]
     code = cli.main(convert_args)
     if code != 0:
-        say(f"conversion failed (exit {code})")
+        print(f"conversion failed (exit {code})")
         return code
     paddle_model = create_model(args.model, **model_args)
-    from .convert.load import read_checkpoint
+    load_checkpoint(paddle_model, paddle_ckpt)
+    return paddle_model
 
-    missing, unexpected = paddle_model.set_state_dict(read_checkpoint(paddle_ckpt).state)
-    if missing or unexpected:
-        raise RuntimeError(f"converted checkpoint does not fit: missing {missing}, unexpected {unexpected}")
 
-    # 3. Continue training in both frameworks from the same state, on the same batches.
+def _train_both(args: argparse.Namespace, data, torch_model, paddle_model) -> tuple[float, float]:
+    """Phase 3: continue training in both frameworks from the same state, on the same batches.
+
+    Returns the largest relative loss gap and the largest relative parameter/statistic gap.
+    """
+    import paddle
+    import torch
+
+    import torch_ref
+
+    from . import interop
+    from .data import batches
+    from .losses import classification_loss
+    from .schedules import EVAL_TEMPERATURE, set_temperature
+
     torch_opt = torch.optim.SGD(torch_model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     paddle_opt = paddle.optimizer.Momentum(learning_rate=0.01, momentum=0.9, parameters=paddle_model.parameters(),
                                            weight_decay=1e-4)
@@ -190,11 +196,25 @@ def run(args: argparse.Namespace) -> int:
         loss_gap = max(loss_gap, abs(float(paddle_loss) - torch_loss.item()) / max(abs(torch_loss.item()), 1e-12))
     state_gap = _max_rel(interop.to_torch(paddle_model.state_dict(), dtype=None),
                          {k: v.numpy() for k, v in torch_model.state_dict().items()})
-    say(f"continued {args.paddle_steps} steps in both: max loss gap {loss_gap:.1e} rel, "
-        f"max parameter/statistic gap {state_gap:.1e} rel")
+    print(f"continued {args.paddle_steps} steps in both: max loss gap {loss_gap:.1e} rel, "
+          f"max parameter/statistic gap {state_gap:.1e} rel")
+    return loss_gap, state_gap
 
-    # 4. Evaluate, fuse, evaluate again.
-    x_test, y_test = data.x_test, data.y_test
+
+def _fuse_and_export(args: argparse.Namespace, data, torch_model, paddle_model):
+    """Phases 4 and 5: evaluate, fuse, evaluate again; export with a dynamic batch and run ``paddle.inference``.
+
+    Returns the test logits of every form, the fused models and the predictor.
+    """
+    import paddle
+    import torch
+
+    import torch_ref
+
+    from .exporter import Predictor, export
+    from .reparam import reparameterize_model
+
+    x_test = data.x_test
     torch_model.eval()
     paddle_model.eval()
 
@@ -211,55 +231,85 @@ def run(args: argparse.Namespace) -> int:
     paddle_fused = reparameterize_model(paddle_model)
     logits["torch fused"] = torch_logits(torch_fused)
     logits["paddle fused"] = paddle_logits(paddle_fused)
-
-    # 5. Export with a dynamic batch and run the saved model with paddle.inference.
-    exported = export(paddle_fused, out / "inference" / "model", tuple(x_test.shape[1:]), reparameterize=False)
+    exported = export(paddle_fused, args.out / "inference" / "model", tuple(x_test.shape[1:]), reparameterize=False)
     predictor = Predictor(exported)
-    logits["paddle inference"] = np.concatenate([predictor(x_test[i:i + 50]) for i in range(0, len(y_test), 50)])
+    logits["paddle inference"] = np.concatenate([predictor(x_test[i:i + 50]) for i in range(0, len(x_test), 50)])
+    return logits, torch_fused, paddle_fused, predictor
 
-    # 6. The table.
-    predictions = {name: value.argmax(1) for name, value in logits.items()}
-    accuracy = {name: float((p == y_test).mean()) for name, p in predictions.items()}
-    reference = logits["torch"]
-    scale = float(np.abs(reference).max())
-    batch = x_test[:args.batch_size]
+
+def _time_forms(batch: np.ndarray, torch_model, torch_fused, paddle_model, paddle_fused, predictor) -> dict:
+    """Median milliseconds per batch of every model form."""
+    import paddle
+    import torch
+
     with torch.no_grad(), paddle.no_grad():
-        timings = {
+        return {
             "torch train-form": _median_ms(lambda: torch_model(torch.from_numpy(batch))),
             "torch fused": _median_ms(lambda: torch_fused(torch.from_numpy(batch))),
             "paddle train-form": _median_ms(lambda: paddle_model(paddle.to_tensor(batch))),
             "paddle fused": _median_ms(lambda: paddle_fused(paddle.to_tensor(batch))),
             "paddle inference": _median_ms(lambda: predictor(batch)),
         }
+
+
+def _compare_forms(logits: dict, y_test: np.ndarray) -> tuple[dict, list[tuple[str, str, str, str]], bool]:
+    """Accuracy of every form, its table rows, and whether every form predicts what torch predicts."""
+    predictions = {name: value.argmax(1) for name, value in logits.items()}
+    accuracy = {name: float((p == y_test).mean()) for name, p in predictions.items()}
+    reference = logits["torch"]
+    scale = float(np.abs(reference).max())
     rows = []
     for name in logits:
         agree = int((predictions[name] == predictions["torch"]).sum())
         diff = float(np.abs(logits[name] - reference).max()) / scale
         rows.append((name, f"{accuracy[name]:.4f}", f"{agree}/{len(y_test)}", f"{diff:.1e}"))
-    say("")
-    say(f"| {args.model} on digits ({len(y_test)} test images) | accuracy | same prediction as torch "
-        "| max logit diff vs torch (rel) |")
-    say("|---|---|---|---|")
-    for row in rows:
-        say("| " + " | ".join(row) + " |")
-    say("")
-    say("| model form | trainable parameters | time per batch of "
-        f"{len(batch)} (ms, median) | vs train-form |")
-    say("|---|---|---|---|")
-    counts = {"torch": (_trainable(torch_model), _trainable(torch_fused)),
-              "paddle": (_trainable(paddle_model), _trainable(paddle_fused))}
+    agreed = all(int((predictions[n] == predictions["torch"]).sum()) == len(y_test) for n in predictions)
+    return accuracy, rows, agreed
+
+
+def _tables(model_name: str, rows: list, tested: int, timings: dict, counts: dict, batch_size: int) -> list[str]:
+    """Phase 6: the Markdown tables: accuracy and agreement, then parameters and time per form."""
+    lines = ["", f"| {model_name} on digits ({tested} test images) | accuracy | same prediction as torch "
+             "| max logit diff vs torch (rel) |", "|---|---|---|---|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines += ["", f"| model form | trainable parameters | time per batch of {batch_size} (ms, median) "
+              "| vs train-form |", "|---|---|---|---|"]
     for name, ms in timings.items():
         framework = name.split()[0]
         fused = "train-form" not in name
         base = timings[f"{framework} train-form"]
-        say(f"| {name} | {counts[framework][fused]:,} | {ms:.2f} | {base / ms:.2f}x |")
-    say("")
-    say(f"training in both frameworks for {args.paddle_steps} steps: loss gap {loss_gap:.1e}, "
-        f"state gap {state_gap:.1e} (relative)")
+        lines.append(f"| {name} | {counts[framework][fused]:,} | {ms:.2f} | {base / ms:.2f}x |")
+    return lines
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Handler of ``paddle-rep demo``: the phases in order, then the tables and ``summary.json``."""
+    from .data import digits_for_model
+    from .models._registry import registry
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    data, model_args = digits_for_model(registry.builder(args.model), seed=args.seed)
+    torch_model, torch_ckpt = _train_torch(args, data, model_args)
+    paddle_model = _convert(args, data, model_args, torch_ckpt)
+    if isinstance(paddle_model, int):
+        return paddle_model
+    loss_gap, state_gap = _train_both(args, data, torch_model, paddle_model)
+    logits, torch_fused, paddle_fused, predictor = _fuse_and_export(args, data, torch_model, paddle_model)
+    accuracy, rows, agreed = _compare_forms(logits, data.y_test)
+    batch = data.x_test[:args.batch_size]
+    timings = _time_forms(batch, torch_model, torch_fused, paddle_model, paddle_fused, predictor)
+    counts = {"torch": (_trainable(torch_model), _trainable(torch_fused)),
+              "paddle": (_trainable(paddle_model), _trainable(paddle_fused))}
+    lines = _tables(args.model, rows, len(data.y_test), timings, counts, len(batch))
+    lines += ["", f"training in both frameworks for {args.paddle_steps} steps: loss gap {loss_gap:.1e}, "
+              f"state gap {state_gap:.1e} (relative)"]
+    print("\n".join(lines))
     if args.surgery != "none":
-        say(_surgery(args.surgery, data, args.batch_size, args.seed))
+        print(_surgery(args.surgery, data, args.batch_size, args.seed))
     summary = {"accuracy": accuracy, "timings_ms": timings, "loss_gap": loss_gap, "state_gap": state_gap,
                "parameters": counts, "max_rel_logit_diff": {r[0]: float(r[3]) for r in rows}}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    agreed = all(int((predictions[n] == predictions["torch"]).sum()) == len(y_test) for n in predictions)
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     return 0 if agreed else 1
+
+
+run = run_cli  # deprecated alias (the handler's old name)

@@ -407,22 +407,10 @@ def _openvino_runner(onnx_file: str, threads: int | None) -> Callable[[np.ndarra
 # --- command line: ``paddle-rep export`` (registered in paddle_rep.cli) -------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``paddle-rep export`` (run by :func:`run_cli`)."""
-    parser.add_argument("out", help="output prefix, e.g. exported/repvgg_a0")
-    parser.add_argument("--arch", required=True, help="model name (see `paddle-rep list`)")
-    parser.add_argument("--checkpoint", help="Paddle state dict (.pdparams) of the unfused model")
-    parser.add_argument("--input-shape", default="3,224,224",
-                        help="C,H,W of one sample; H or W may be '?' for a dynamic size (default 3,224,224)")
-    parser.add_argument("--num-classes", type=int, help="passed to the model builder")
-    parser.add_argument("--batch-size", type=int, help="fix the batch (default dynamic)")
-    parser.add_argument("--onnx", action="store_true", help="also write OUT.onnx (needs paddle2onnx)")
-    parser.add_argument("--opset", type=int, default=13, help="ONNX opset (default 13)")
-    parser.add_argument("--backend", choices=BACKENDS,
-                        help="check the exported model with this runtime on two seeded inputs against the "
-                             "model itself (onnxruntime and openvino imply --onnx)")
-    parser.add_argument("--fold-batch-sizes", default=None, metavar="N[,N...]",
-                        help="batch sizes of ODConv's batch-fold ONNX graphs (default: --batch-size, or 1)")
-    parser.add_argument("--threads", type=int, help="runtime threads for the --backend check")
+    """Deprecated alias of :func:`paddle_rep.cli.add_export_arguments`, where the CLI declares them."""
+    from .cli import add_export_arguments
+
+    add_export_arguments(parser)
 
 
 def _parse_sizes(text: str | None) -> tuple[int, ...] | None:

@@ -21,8 +21,9 @@ import paddle
 from paddle import nn
 from paddle.nn import functional as F
 
-from ._validate import check_conv_args, check_input_channels, check_int
+from ._validate import check_choice, check_conv_args, check_input_channels, check_int
 from .bn import BatchNorm2D
+from .core.walk import set_on_sublayers
 from .pooling import global_avg_pool
 
 # "auto": batch fold in dygraph, unfold + batched matmul in a static graph (export).
@@ -30,9 +31,7 @@ FORMULATIONS = ("auto", "fold", "unfold")
 
 
 def _check_formulation(formulation: str) -> str:
-    if formulation not in FORMULATIONS:
-        raise ValueError(f"formulation must be one of {FORMULATIONS}, got {formulation!r}")
-    return formulation
+    return check_choice("formulation", formulation, FORMULATIONS)
 
 
 def _kaiming_fan_out(out_channels: int, kernel_area: int) -> nn.initializer.Initializer:
@@ -215,10 +214,4 @@ class ODConv2D(nn.Layer):
 
 def set_formulation(model: nn.Layer, formulation: str) -> int:
     """Set :attr:`ODConv2D.formulation` on every ODConv2D in ``model``; returns how many."""
-    _check_formulation(formulation)
-    count = 0
-    for layer in model.sublayers(include_self=True):
-        if isinstance(layer, ODConv2D):
-            layer.formulation = formulation
-            count += 1
-    return count
+    return set_on_sublayers(model, ODConv2D, "formulation", _check_formulation(formulation))

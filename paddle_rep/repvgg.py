@@ -14,6 +14,7 @@ from paddle.nn import functional as F
 from . import fusion
 from ._validate import check_conv_args, check_input_channels, check_padding_mode
 from .bn import BatchNorm2D
+from .core.deploy import DeployProtocol
 from .pooling import global_avg_pool
 
 
@@ -27,12 +28,6 @@ class ConvBN(nn.Sequential):
                                groups=groups, padding_mode=padding_mode, bias_attr=False)),
             ("bn", BatchNorm2D(out_channels)),
         )
-
-
-def conv_bn(in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int,
-            groups: int = 1) -> ConvBN:
-    """Upstream's factory name for :class:`ConvBN`."""
-    return ConvBN(in_channels, out_channels, kernel_size, stride, padding, groups)
 
 
 class SEBlock(nn.Layer):
@@ -54,7 +49,7 @@ class SEBlock(nn.Layer):
         return inputs * x.reshape([-1, self.input_channels, 1, 1])
 
 
-class RepVGGBlock(nn.Layer):
+class RepVGGBlock(DeployProtocol, nn.Layer):
     """3x3 conv-BN + 1x1 conv-BN (+ identity BN) -> optional SE -> ReLU; fuses to one 3x3 conv."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
@@ -71,7 +66,6 @@ class RepVGGBlock(nn.Layer):
             raise ValueError(f"RepVGGBlock supports dilation=1 only, got {dilation}")
         check_padding_mode(padding_mode)
         self.deploy = deploy
-        self.is_repped = deploy
         self.groups = groups
         self.in_channels, self.out_channels = in_channels, out_channels
         self.nonlinearity = nn.ReLU()
@@ -132,19 +126,12 @@ class RepVGGBlock(nn.Layer):
         return (equivalent ** 2 / (t3 ** 2 + t1 ** 2)).sum() + l2_ring
 
     @paddle.no_grad()
-    def switch_to_deploy(self) -> None:
-        """Fuse the branches into ``rbr_reparam`` in place and delete them; keeps SE; idempotent."""
-        if self.deploy:
-            return
+    def _fuse_branches(self) -> None:
+        """Fuse the branches into ``rbr_reparam`` and delete them; keeps SE (via :meth:`switch_to_deploy`)."""
         kernel, bias = self.get_equivalent_kernel_bias()
         self.rbr_reparam = fusion.make_fused_conv(self.rbr_dense.conv, kernel, bias)
         for name in ("rbr_dense", "rbr_1x1", "rbr_identity"):
             delattr(self, name)
-        self.deploy = True
-        self.is_repped = True
-
-    reparameterize = switch_to_deploy
-    re_parameterize = switch_to_deploy
 
 
 class RepVGGplusBlock(RepVGGBlock):

@@ -1,35 +1,5 @@
-"""ODConv's temperature schedule, framework-free (shared by ``paddle_rep`` and ``torch_ref``).
+"""ODConv's temperature schedule (kept importable here; defined in :mod:`paddle_rep.core.schedules`)."""
 
-Upstream (``utils/misc.py::get_temperature`` and ``main.py``) anneals the attention temperature
-linearly from ``temp_init`` to 1 over the first ``temp_epoch`` epochs, updated every iteration,
-and evaluates at 1.0.
-"""
-
-EVAL_TEMPERATURE = 1.0
-
-
-def get_temperature(iteration: int, epoch: int, iter_per_epoch: int, temp_epoch: int = 10,
-                    temp_init: float = 30.0) -> float:
-    """Temperature at ``iteration`` (0-based, within ``epoch``); 30 -> 1 linearly by default.
-
-    Upstream calls it with ``batch_idx + 1`` after each step and with ``(0, start_epoch)``
-    before training, so a fresh start begins at ``temp_init`` and epoch ``temp_epoch - 1``
-    ends at exactly 1.0.
-    """
-    if iter_per_epoch < 1 or temp_epoch < 1:
-        raise ValueError(f"iter_per_epoch and temp_epoch must be >= 1, got {iter_per_epoch}, {temp_epoch}")
-    total = iter_per_epoch * temp_epoch
-    current = iteration + epoch * iter_per_epoch
-    return 1.0 + max(0.0, (temp_init - 1.0) * (total - current) / total)
-
-
-def set_temperature(model: object, temperature: float) -> int:
-    """Call ``update_temperature`` on every sub-layer of a Paddle or torch model; returns how many.
-
-    The framework-free form of upstream's ``net_update_temperature``.
-    """
-    walk = model.sublayers(include_self=True) if hasattr(model, "sublayers") else model.modules()
-    layers = [layer for layer in walk if callable(getattr(layer, "update_temperature", None))]
-    for layer in layers:
-        layer.update_temperature(temperature)
-    return len(layers)
+from .core.schedules import EVAL_TEMPERATURE as EVAL_TEMPERATURE
+from .core.schedules import get_temperature as get_temperature
+from .core.schedules import set_temperature as set_temperature

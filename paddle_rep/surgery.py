@@ -34,9 +34,9 @@ import paddle
 from paddle import nn
 
 from . import _surgery_common as common
-from ._surgery_common import CONVERTED_FROM, ConversionReport, ConvSpec, RevertReport
+from ._surgery_common import CONVERTED_FROM, ConvSpec, RevertReport, SurgeryReport
 from .acblock import ACBlock
-from .errors import ConversionError
+from .errors import SurgeryError
 from .fusion import device_of, is_batch_norm
 from .odconv import Attention, ODConv2D
 from .reparam import reparameterize_model
@@ -171,7 +171,7 @@ def _init_block(to: str, block: nn.Layer, conv: nn.Conv2D) -> None:
 
 def convert_model(model: nn.Layer, to: str, *, include: str | Sequence[str] | None = None,
                   exclude: str | Sequence[str] | None = None, inplace: bool = False,
-                  **block_kwargs) -> tuple[nn.Layer, ConversionReport]:
+                  **block_kwargs) -> tuple[nn.Layer, SurgeryReport]:
     """Replace every eligible ``nn.Conv2D`` of ``model`` by an ACBlock / RepVGGBlock / ODConv2D.
 
     ``to`` is "acb" (square odd kernel >= 3), "repvgg" (3x3, padding 1, stride 1 or 2) or
@@ -180,7 +180,7 @@ def convert_model(model: nn.Layer, to: str, *, include: str | Sequence[str] | No
     to the block (e.g. ``kernel_num``, ``reduction`` for ODConv). The converted model's eval
     output equals the original's. Returns ``(model, report)``; with ``inplace=False`` a deep
     copy is converted. Raises ValueError for a bad ``to`` or block argument and
-    :class:`ConversionError` for a pattern matching no conv or an exact include name that
+    :class:`SurgeryError` for a pattern matching no conv or an exact include name that
     cannot be converted.
     """
     to = common.check_to(to)
@@ -267,11 +267,11 @@ def _fold_biases(model: nn.Layer, report: RevertReport, specs: dict[str, ConvSpe
     by float64 rounding, while a BN whose input is also used elsewhere moves it by the bias.
     (In float32, rounding amplified through a deep trained net reaches ~1e-4 and would mask it.)
     """
-    biased = [name for name in report.restored if not specs[name].has_bias]
+    gained_bias = [name for name in report.restored if not specs[name].has_bias]
     bns = {name for name, layer in model.named_sublayers() if is_batch_norm(layer)}
-    consumers = _trace_consumers(model, biased, example_input)
+    consumers = _trace_consumers(model, gained_bias, example_input)
     folds = {}
-    for name in biased:
+    for name in gained_bias:
         bn_name = common.pick_following_bn(name, consumers[name], bns)
         if bn_name is None:
             report.bias_kept[name] = f"no single BN consumes its output (consumers: {consumers[name] or 'none'})"
@@ -286,7 +286,7 @@ def _fold_biases(model: nn.Layer, report: RevertReport, specs: dict[str, ConvSpe
     worst = max(float((a - b).abs().max()) / max(float(b.abs().max()), 1e-300)
                 for a, b in zip(after, before, strict=True))
     if worst > FOLD_CHECK_REL:
-        raise ConversionError(
+        raise SurgeryError(
             f"folding conv biases into BNs changed the output by {worst:.2e} relative: a BN's input is also "
             f"used elsewhere ({folds}); call revert_model without example_input to keep the biases")
     _apply_folds(model, folds, specs)
@@ -300,7 +300,7 @@ def revert_model(model: nn.Layer, *, example_input: object = None,
     Each restored conv has the original geometry and the fused bias. Where the original had
     no bias and ``example_input`` (a tensor or tuple of tensors for ``model(*inputs)``) is
     given, the bias is folded into the BN that alone consumes the conv's output, and the
-    model's output on ``example_input`` is checked to be unchanged (:class:`ConversionError`
+    model's output on ``example_input`` is checked to be unchanged (:class:`SurgeryError`
     otherwise); the state dict then matches the original model's keys and shapes. ODConv
     blocks stay (reported in ``skipped``). Returns ``(model, report)`` in eval mode.
     """

@@ -25,6 +25,7 @@ import paddle
 import paddle.distributed as dist
 
 from .bn import SyncBatchNorm, convert_sync_batchnorm
+from .cli import add_train_arguments
 from .data import batches as digit_batches
 from .data import digits_for_model
 from .losses import classification_loss
@@ -52,17 +53,8 @@ class TrainConfig:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = TrainConfig()
-    parser.add_argument("--arch", default=defaults.arch, help="registry model (default rep_tiny)")
-    parser.add_argument("--out", required=True, type=Path, help="folder for checkpoints and metrics.json")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--steps", type=int, default=None, help="stop after this many optimizer steps")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="global batch size")
-    parser.add_argument("--lr", type=float, default=defaults.lr)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--temp-epochs", type=int, default=defaults.temp_epochs)
-    parser.add_argument("--sync-bn", action="store_true", help="convert BNs to SyncBatchNorm (GPU, or one process)")
-    parser.add_argument("--save-every-rank", action="store_true", help="also write rank{N}.pdparams")
+    """Deprecated alias of :func:`paddle_rep.cli.add_train_arguments`, where the CLI declares them."""
+    add_train_arguments(parser)
 
 
 def shard(x: np.ndarray, rank: int, world_size: int) -> np.ndarray:
@@ -142,7 +134,8 @@ def train(config: TrainConfig, out: Path) -> dict:
     return metrics
 
 
-def run(args: argparse.Namespace) -> int:
+def run_cli(args: argparse.Namespace) -> int:
+    """Handler of ``paddle-rep train`` and ``tools/train.py``."""
     config = TrainConfig(arch=args.arch, epochs=args.epochs, steps=args.steps, batch_size=args.batch_size,
                          lr=args.lr, seed=args.seed, temp_epochs=args.temp_epochs, sync_bn=args.sync_bn,
                          save_every_rank=args.save_every_rank)
@@ -156,6 +149,9 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``tools/train.py`` (what ``paddle.distributed.launch`` runs on every rank)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
+    add_train_arguments(parser)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return run(parser.parse_args(argv))
+    return run_cli(parser.parse_args(argv))
+
+
+run = run_cli  # deprecated alias (the handler's old name)

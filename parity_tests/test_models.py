@@ -130,7 +130,7 @@ def test_structure_matches_between_frameworks(name: str, deploy: bool) -> None:
     assert not wrong, f"shapes differ (paddle, torch): {wrong}"
 
 
-# repvgg.md section 3: trainable params (train, deploy) and state-dict keys (train incl.
+# docs/reference_figures.md, RepVGG: trainable params (train, deploy) and state-dict keys (train incl.
 # num_batches_tracked, deploy), verified against the official code.
 REPVGG_TABLE = {
     "repvgg_a0": (9_108_968, 8_309_384), "repvgg_a1": (14_092_264, 12_789_864),
@@ -153,7 +153,7 @@ def test_repvgg_official_parameter_and_key_counts(name: str) -> None:
         assert len(torch_model.state_dict()) == REPVGG_KEYS[name[len("repvgg_")]][int(deploy)]
 
 
-# odconv.md section 5: README params in millions (2 decimals) and key counts (kernel_num 1 / 4).
+# docs/reference_figures.md, ODConv: README params in millions (2 decimals) and key counts (kernel_num 1 / 4).
 ODCONV_TABLE = [
     ("od_resnet18", 1, 11.94, 314), ("od_resnet18", 4, 44.90, 346),
     ("od_resnet50", 1, 28.64, 832), ("od_resnet50", 4, 90.67, 928),

@@ -2,8 +2,8 @@
 
 A comparison passes when ``max|actual - expected| <= rel * max|expected|``: scaling by the
 reference's magnitude is what makes one number fit outputs of size 1 and weight gradients of
-size 1e3 alike (a fixed atol fails on the latter). Figures quoted are measured maxima from
-``../shared/reference/paddle_vs_torch.md``; each bound keeps a margin of about 5x or more.
+size 1e3 alike (a fixed atol fails on the latter). Figures quoted are measured maxima (how they were
+measured: ``docs/reference_figures.md``); each bound keeps a margin of about 5x or more.
 Never raise a value to make a test pass: find the cause.
 """
 

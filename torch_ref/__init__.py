@@ -4,7 +4,7 @@ Faithful to the official code (same constructor arguments, attribute and state-d
 so official checkpoints load with ``strict=True``. Never imports paddle.
 """
 
-from paddle_rep._logging import quiet_package_logger  # pure Python: imports no framework
+from paddle_rep.core.logs import quiet_package_logger  # pure Python: imports no framework
 
 from .acblock import ACBlock as ACBlock
 from .losses import classification_loss as classification_loss

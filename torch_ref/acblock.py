@@ -11,7 +11,8 @@ import logging
 import torch
 from torch import nn
 
-from paddle_rep._validate import check_conv_args, check_input_channels, check_padding_mode
+from paddle_rep.core.checks import check_conv_args, check_input_channels, check_padding_mode
+from paddle_rep.core.deploy import DeployProtocol
 
 from . import fusion
 
@@ -26,7 +27,7 @@ def asymmetric_padding(kernel_size: int, padding: int, dilation: int) -> tuple[i
     return center - padding, (0, padding), (padding, 0)
 
 
-class ACBlock(nn.Module):
+class ACBlock(DeployProtocol, nn.Module):
     """kxk conv + BN, plus kx1 and 1xk conv + BN branches, fusable into one kxk conv."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
@@ -43,7 +44,6 @@ class ACBlock(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.groups, self.padding_mode = kernel_size, groups, padding_mode
         self.deploy = deploy
-        self.is_repped = deploy
         self.crop, hor_padding, ver_padding = asymmetric_padding(kernel_size, padding, dilation)
         if deploy:
             self.fused_conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
@@ -100,16 +100,9 @@ class ACBlock(nn.Module):
         ])
 
     @torch.no_grad()
-    def switch_to_deploy(self) -> None:
-        """Fuse the three branches into ``fused_conv`` in place; a no-op once fused."""
-        if self.deploy:
-            return
+    def _fuse_branches(self) -> None:
+        """Fuse the three branches into ``fused_conv`` and delete them (via :meth:`switch_to_deploy`)."""
         kernel, bias = self.get_equivalent_kernel_bias()
         self.fused_conv = fusion.make_fused_conv(self.square_conv, kernel, bias)
         for name in ("square_conv", "square_bn", "ver_conv", "hor_conv", "ver_bn", "hor_bn"):
             delattr(self, name)
-        self.deploy = True
-        self.is_repped = True
-
-    reparameterize = switch_to_deploy
-    re_parameterize = switch_to_deploy

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from paddle_rep._validate import check_conv_args, check_input_channels, check_int
+from paddle_rep.core.checks import check_conv_args, check_input_channels, check_int
 
 
 class Attention(nn.Module):

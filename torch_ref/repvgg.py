@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from paddle_rep._validate import check_conv_args, check_input_channels, check_padding_mode
+from paddle_rep.core.checks import check_conv_args, check_input_channels, check_padding_mode
+from paddle_rep.core.deploy import DeployProtocol
 
 from . import fusion
 
@@ -40,7 +41,7 @@ class SEBlock(nn.Module):
         return inputs * x.view(-1, self.input_channels, 1, 1)
 
 
-class RepVGGBlock(nn.Module):
+class RepVGGBlock(DeployProtocol, nn.Module):
     """3x3 conv-BN + 1x1 conv-BN (+ identity BN) -> optional SE -> ReLU; fuses to one 3x3 conv."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
@@ -57,7 +58,6 @@ class RepVGGBlock(nn.Module):
             raise ValueError(f"RepVGGBlock supports dilation=1 only, got {dilation}")
         check_padding_mode(padding_mode)
         self.deploy = deploy
-        self.is_repped = deploy
         self.groups = groups
         self.in_channels, self.out_channels = in_channels, out_channels
         self.nonlinearity = nn.ReLU()
@@ -118,19 +118,12 @@ class RepVGGBlock(nn.Module):
         return (equivalent ** 2 / (t3 ** 2 + t1 ** 2)).sum() + l2_ring
 
     @torch.no_grad()
-    def switch_to_deploy(self) -> None:
-        """Fuse the branches into ``rbr_reparam`` in place and delete them; keeps SE; idempotent."""
-        if self.deploy:
-            return
+    def _fuse_branches(self) -> None:
+        """Fuse the branches into ``rbr_reparam`` and delete them; keeps SE (via :meth:`switch_to_deploy`)."""
         kernel, bias = self.get_equivalent_kernel_bias()
         self.rbr_reparam = fusion.make_fused_conv(self.rbr_dense.conv, kernel, bias)
         for name in ("rbr_dense", "rbr_1x1", "rbr_identity"):
             delattr(self, name)
-        self.deploy = True
-        self.is_repped = True
-
-    reparameterize = switch_to_deploy
-    re_parameterize = switch_to_deploy
 
 
 class RepVGGplusBlock(RepVGGBlock):

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from paddle_rep import _surgery_common as common
-from paddle_rep._surgery_common import CONVERTED_FROM, ConversionReport, ConvSpec, RevertReport
-from paddle_rep.errors import ConversionError
+from paddle_rep.core import surgery_plan as common
+from paddle_rep.core.errors import SurgeryError
+from paddle_rep.core.surgery_plan import CONVERTED_FROM, ConvSpec, RevertReport, SurgeryReport
 
 from .acblock import ACBlock
 from .fusion import is_batch_norm
@@ -136,7 +136,7 @@ def _init_block(to: str, block: nn.Module, conv: nn.Conv2d) -> None:
 
 def convert_model(model: nn.Module, to: str, *, include: str | Sequence[str] | None = None,
                   exclude: str | Sequence[str] | None = None, inplace: bool = False,
-                  **block_kwargs) -> tuple[nn.Module, ConversionReport]:
+                  **block_kwargs) -> tuple[nn.Module, SurgeryReport]:
     """Replace every eligible ``nn.Conv2d`` by an ACBlock / RepVGGBlock / ODConv2d; see ``paddle_rep.convert_model``."""
     to = common.check_to(to)
     common.check_block_kwargs(to, _BLOCKS[to], block_kwargs)
@@ -215,11 +215,11 @@ def _as_float64(value: object) -> object:
 
 def _fold_biases(model: nn.Module, report: RevertReport, specs: dict[str, ConvSpec], example_input: object) -> None:
     """Fold each restored conv's bias into the BN that alone consumes it, checked first on a float64 copy."""
-    biased = [name for name in report.restored if not specs[name].has_bias]
+    gained_bias = [name for name in report.restored if not specs[name].has_bias]
     bns = {name for name, module in model.named_modules() if is_batch_norm(module)}
-    consumers = _trace_consumers(model, biased, example_input)
+    consumers = _trace_consumers(model, gained_bias, example_input)
     folds = {}
-    for name in biased:
+    for name in gained_bias:
         bn_name = common.pick_following_bn(name, consumers[name], bns)
         if bn_name is None:
             report.bias_kept[name] = f"no single BN consumes its output (consumers: {consumers[name] or 'none'})"
@@ -233,7 +233,7 @@ def _fold_biases(model: nn.Module, report: RevertReport, specs: dict[str, ConvSp
     worst = max(float((a - b).abs().max()) / max(float(b.abs().max()), 1e-300)
                 for a, b in zip(after, before, strict=True))
     if worst > FOLD_CHECK_REL:
-        raise ConversionError(
+        raise SurgeryError(
             f"folding conv biases into BNs changed the output by {worst:.2e} relative: a BN's input is also "
             f"used elsewhere ({folds}); call revert_model without example_input to keep the biases")
     _apply_folds(model, folds, specs)

@@ -6,7 +6,7 @@ so the pure-Python parts (``_registry``, ``_specs``) import without Paddle.
 
 from typing import TYPE_CHECKING
 
-from .._lazy import lazy_exports
+from ..core.lazy import lazy_exports
 
 _EXPORTS = {
     "create_model": "_registry",
@@ -27,6 +27,7 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
+# For type checkers only: the same names as _EXPORTS (parity_tests/test_layout.py checks).
 if TYPE_CHECKING:
     from ._registry import create_model as create_model
     from ._registry import list_models as list_models

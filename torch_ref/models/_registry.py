@@ -1,8 +1,8 @@
-"""The torch model registry: one :class:`~paddle_rep.models._registry.ModelRegistry` for ``torch_ref.models``."""
+"""The torch model registry: one :class:`~paddle_rep.core.registry.ModelRegistry` for ``torch_ref.models``."""
 
 from typing import Any
 
-from paddle_rep.models._registry import MODEL_MODULES, ModelRegistry
+from paddle_rep.core.registry import MODEL_MODULES, ModelRegistry
 
 registry = ModelRegistry("torch_ref.models", MODEL_MODULES)
 register_model = registry.register

@@ -16,25 +16,31 @@ paddle_rep for them.
 """
 
 from collections import OrderedDict
+from itertools import accumulate
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from paddle_rep.models._specs import (
-    ACNET_CIFAR_RESNET_BLOCKS,
-    ACNET_RESNET_BLOCKS,
-    CIFAR_QUICK_DEPS,
-    CIFAR_QUICK_HIDDEN,
-    CIFAR_RESNET_WIDTHS,
-    VGG_DEPS,
-    VGG_HIDDEN,
-    VGG_POOL_AFTER,
-    uses_acb,
-)
-
 from ..acblock import ACBlock
 from ._registry import register_model
+
+# The networks' tables as upstream states them (``constants.py``, ``base_model``), written here
+# independently of paddle_rep's, so the structure test compares two statements.
+ACNET_RESNET_BLOCKS = {"acnet_resnet18": [2, 2, 2, 2], "acnet_resnet34": [3, 4, 6, 3]}
+ACNET_CIFAR_RESNET_BLOCKS = {"acnet_resnet56": (56 - 2) // 6}  # ResNet-(6n+2): n blocks per stage
+CIFAR_RESNET_WIDTHS = (16, 32, 64)
+CIFAR_QUICK_DEPS = (32, 32, 64)  # upstream CFQK_ORIGIN_DEPS
+CIFAR_QUICK_HIDDEN = 64
+VGG_DEPS = [64] * 2 + [128] * 2 + [256] * 3 + [512] * 3 + [512] * 3  # upstream VGG_ORIGIN_DEPS
+VGG_CONVS_PER_POOL = (2, 2, 3, 3, 3)  # the stem's five blocks, each closed by a 2x2 max pool
+VGG_POOL_AFTER = tuple(accumulate(VGG_CONVS_PER_POOL))  # 1-based conv indices followed by a pool
+VGG_HIDDEN = 512
+
+
+def uses_acb(kernel_size: int) -> bool:
+    """Upstream ``ACNetBuilder``: a 1x1 or a 7x7-and-larger conv stays conv + BN, the rest become ACBlocks."""
+    return not (kernel_size == 1 or kernel_size >= 7)
 
 # Upstream ``RESNET50_ORIGIN_DEPS_FLATTENED``: the stem, then per stage the projection's output
 # followed by (1x1, 3x3, 1x1) output channels of each bottleneck block (3, 4, 6, 3 blocks).

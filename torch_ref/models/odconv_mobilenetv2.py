@@ -10,11 +10,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from paddle_rep.models._specs import INVERTED_RESIDUAL_SETTING, OD_MOBILENETV2_WIDTHS, make_divisible
-from paddle_rep.schedules import set_temperature
+from paddle_rep.core.schedules import set_temperature
 
 from ..odconv import ODConv2d
 from ._registry import register_model
+
+# Upstream ``OD_MobileNetV2``'s default table: expansion t, output channels c, repeats n, first stride s.
+INVERTED_RESIDUAL_SETTING = [
+    # t, c, n, s
+    [1, 16, 1, 1],
+    [6, 24, 2, 2],
+    [6, 32, 3, 2],
+    [6, 64, 4, 2],
+    [6, 96, 3, 1],
+    [6, 160, 3, 2],
+    [6, 320, 1, 1],
+]
+OD_MOBILENETV2_WIDTHS = {"od_mobilenetv2_050": 0.5, "od_mobilenetv2_075": 0.75, "od_mobilenetv2_100": 1.0}
+
+
+def make_divisible(v: float, divisor: int, min_value: int | None = None) -> int:
+    """Upstream ``_make_divisible``: nearest multiple of ``divisor``, but not below 90% of ``v``."""
+    if min_value is None:
+        min_value = divisor
+    rounded = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * v else rounded
 
 
 class ConvBNReLU(nn.Sequential):

@@ -9,8 +9,7 @@ all three convs of a Bottleneck are ODConv; stem, downsample and head stay plain
 import torch
 from torch import nn
 
-from paddle_rep.models._specs import OD_RESNET_SPECS
-from paddle_rep.schedules import set_temperature
+from paddle_rep.core.schedules import set_temperature
 
 from ..odconv import ODConv2d
 from ._registry import register_model
@@ -127,7 +126,13 @@ class ODResNet(nn.Module):
         return self.fc(self.dropout(x))
 
 
-_BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
+# Upstream ``od_resnet18`` ... ``od_resnet101``: the block type and blocks per stage.
+OD_RESNET_ARCHS: dict[str, tuple[type[BasicBlock] | type[Bottleneck], list[int]]] = {
+    "od_resnet18": (BasicBlock, [2, 2, 2, 2]),
+    "od_resnet34": (BasicBlock, [3, 4, 6, 3]),
+    "od_resnet50": (Bottleneck, [3, 4, 6, 3]),
+    "od_resnet101": (Bottleneck, [3, 4, 23, 3]),
+}
 
 
 def _build(name: str, num_classes: int, deploy: bool, kernel_num: int, reduction: float,
@@ -135,8 +140,8 @@ def _build(name: str, num_classes: int, deploy: bool, kernel_num: int, reduction
     # ODConv's attentions depend on the input, so there is no static fused form: the deploy
     # model is the training-time model and ``deploy`` only keeps create_model's interface uniform.
     del deploy
-    block, layers = OD_RESNET_SPECS[name]
-    return ODResNet(_BLOCKS[block], list(layers), num_classes=num_classes, dropout=dropout, reduction=reduction,
+    block, layers = OD_RESNET_ARCHS[name]
+    return ODResNet(block, list(layers), num_classes=num_classes, dropout=dropout, reduction=reduction,
                     kernel_num=kernel_num)
 
 

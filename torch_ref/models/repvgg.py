@@ -11,10 +11,32 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from paddle_rep.models._specs import REPVGG_SPECS, groups_map
-
 from ..repvgg import RepVGGBlock
 from ._registry import register_model
+
+# Upstream's builder arguments, stated here independently of paddle_rep's tables so that the
+# structure test compares two statements. Layer indices count blocks from stage0 = 0.
+optional_groupwise_layers = [2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26]
+g2_map = {layer: 2 for layer in optional_groupwise_layers}
+g4_map = {layer: 4 for layer in optional_groupwise_layers}
+
+_A_BLOCKS, _B_BLOCKS, _D_BLOCKS = [2, 4, 14, 1], [4, 6, 16, 1], [8, 14, 24, 1]
+REPVGG_ARCHS: dict[str, dict] = {
+    "repvgg_a0": dict(num_blocks=_A_BLOCKS, width_multiplier=[0.75, 0.75, 0.75, 2.5]),
+    "repvgg_a1": dict(num_blocks=_A_BLOCKS, width_multiplier=[1, 1, 1, 2.5]),
+    "repvgg_a2": dict(num_blocks=_A_BLOCKS, width_multiplier=[1.5, 1.5, 1.5, 2.75]),
+    "repvgg_b0": dict(num_blocks=_B_BLOCKS, width_multiplier=[1, 1, 1, 2.5]),
+    "repvgg_b1": dict(num_blocks=_B_BLOCKS, width_multiplier=[2, 2, 2, 4]),
+    "repvgg_b1g2": dict(num_blocks=_B_BLOCKS, width_multiplier=[2, 2, 2, 4], override_groups_map=g2_map),
+    "repvgg_b1g4": dict(num_blocks=_B_BLOCKS, width_multiplier=[2, 2, 2, 4], override_groups_map=g4_map),
+    "repvgg_b2": dict(num_blocks=_B_BLOCKS, width_multiplier=[2.5, 2.5, 2.5, 5]),
+    "repvgg_b2g2": dict(num_blocks=_B_BLOCKS, width_multiplier=[2.5, 2.5, 2.5, 5], override_groups_map=g2_map),
+    "repvgg_b2g4": dict(num_blocks=_B_BLOCKS, width_multiplier=[2.5, 2.5, 2.5, 5], override_groups_map=g4_map),
+    "repvgg_b3": dict(num_blocks=_B_BLOCKS, width_multiplier=[3, 3, 3, 5]),
+    "repvgg_b3g2": dict(num_blocks=_B_BLOCKS, width_multiplier=[3, 3, 3, 5], override_groups_map=g2_map),
+    "repvgg_b3g4": dict(num_blocks=_B_BLOCKS, width_multiplier=[3, 3, 3, 5], override_groups_map=g4_map),
+    "repvgg_d2se": dict(num_blocks=_D_BLOCKS, width_multiplier=[2.5, 2.5, 2.5, 5], use_se=True),
+}
 
 
 def run_block(block: nn.Module, x: torch.Tensor, use_checkpoint: bool) -> torch.Tensor:
@@ -98,10 +120,7 @@ class RepVGG(nn.Module):
 
 
 def _build(name: str, num_classes: int, deploy: bool, use_checkpoint: bool) -> RepVGG:
-    spec = REPVGG_SPECS[name]
-    return RepVGG(list(spec.num_blocks), num_classes=num_classes, width_multiplier=list(spec.width_multiplier),
-                  override_groups_map=groups_map(spec.groups), deploy=deploy, use_se=spec.use_se,
-                  use_checkpoint=use_checkpoint)
+    return RepVGG(**REPVGG_ARCHS[name], num_classes=num_classes, deploy=deploy, use_checkpoint=use_checkpoint)
 
 
 @register_model

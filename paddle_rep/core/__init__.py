@@ -1,0 +1,15 @@
+"""The framework-free core of paddle-rep: what the Paddle package and the torch reference share.
+
+Every module here imports neither Paddle nor torch (numpy at most), and this package is the
+only part of ``paddle_rep`` that ``torch_ref`` may import; ``parity_tests/test_layout.py``
+walks the imports and fails on anything else. It holds plumbing, never an architecture table:
+each framework states its networks itself, so the structure test compares two statements.
+
+- :mod:`.errors` the typed exceptions; :mod:`.logs` the package loggers' defaults;
+  :mod:`.lazy` lazy package attributes; :mod:`.checks` argument checks;
+- :mod:`.registry` the name -> builder registry mechanics; :mod:`.surgery_plan` which convs
+  ``convert_model`` converts and the reports; :mod:`.schedules` ODConv's temperature schedule;
+- :mod:`.interop` the torch <-> Paddle state-dict mapping (numpy);
+- :mod:`.deploy` the blocks' deploy protocol (a mixin); :mod:`.walk` walking a model of either
+  framework; :mod:`.deprecation` old names served with a warning.
+"""

@@ -1,0 +1,58 @@
+"""Argument checks shared by the blocks of both frameworks: each error names the argument and the value."""
+
+from collections.abc import Sequence
+from typing import TypeVar
+
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+_Choice = TypeVar("_Choice")
+
+
+def check_choice(name: str, value: _Choice, choices: Sequence[_Choice]) -> _Choice:
+    """``value`` if it is one of ``choices``, else a ValueError naming ``name``, the choices and the value."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def check_int(name: str, value: object, minimum: int = 0) -> int:
+    """Reject tuples, floats and bools where the official code takes a plain int."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_conv_args(in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int,
+                    dilation: int, groups: int) -> None:
+    """Validate the geometry of a square conv block."""
+    check_int("in_channels", in_channels, 1)
+    check_int("out_channels", out_channels, 1)
+    check_int("kernel_size", kernel_size, 1)
+    check_int("stride", stride, 1)
+    check_int("padding", padding, 0)
+    check_int("dilation", dilation, 1)
+    check_int("groups", groups, 1)
+    if in_channels % groups:
+        raise ValueError(f"in_channels={in_channels} is not divisible by groups={groups}")
+    if out_channels % groups:
+        raise ValueError(f"out_channels={out_channels} is not divisible by groups={groups}")
+
+
+def check_padding_mode(padding_mode: str) -> str:
+    """One of :data:`PADDING_MODES`, the values ``nn.Conv2d`` takes."""
+    return check_choice("padding_mode", padding_mode, PADDING_MODES)
+
+
+def _shape_text(shape: list) -> str:
+    # A traced graph gives -1 or a symbolic value for a dynamic dimension: show "?".
+    return "[" + ", ".join(str(d) if isinstance(d, int) and d >= 0 else "?" for d in shape) + "]"
+
+
+def check_input_channels(block: str, expected: int, shape: list) -> None:
+    """A clear error for a wrong channel count instead of a kernel-level shape message."""
+    if len(shape) != 4:
+        raise ValueError(f"{block} expects a 4-D NCHW input, got shape {_shape_text(shape)}")
+    if shape[1] != expected:
+        raise ValueError(f"{block} expects {expected} input channels, got shape {_shape_text(shape)}")

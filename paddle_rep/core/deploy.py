@@ -1,0 +1,39 @@
+"""The deploy protocol of the re-parameterizable blocks, written once for both frameworks.
+
+``switch_to_deploy()`` is the official repositories' name; ``reparameterize()`` (timm) and
+``re_parameterize()`` (PaddleClas) are what other code calls, so every block answers to all
+three. Fusing is idempotent, and ``is_repped`` says whether it happened (``reparameterize_model``
+skips such layers).
+"""
+
+
+class DeployProtocol:
+    """Mixin: a block sets ``self.deploy`` in ``__init__`` and implements ``_fuse_branches()``.
+
+    ``_fuse_branches`` builds the fused layer from the training-time branches and deletes them,
+    under its framework's no-grad guard; this class calls it at most once.
+    """
+
+    deploy: bool
+
+    @property
+    def is_repped(self) -> bool:
+        """True once the block is in its fused (deploy) form, built so or switched."""
+        return self.deploy
+
+    def _fuse_branches(self) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement _fuse_branches()")
+
+    def switch_to_deploy(self) -> None:
+        """Fuse the training-time branches in place; a no-op once fused."""
+        if not self.deploy:
+            self._fuse_branches()
+            self.deploy = True
+
+    def reparameterize(self) -> None:
+        """Same as :meth:`switch_to_deploy` (timm's name)."""
+        self.switch_to_deploy()
+
+    def re_parameterize(self) -> None:
+        """Same as :meth:`switch_to_deploy` (PaddleClas's name)."""
+        self.switch_to_deploy()

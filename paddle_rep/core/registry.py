@@ -1,0 +1,74 @@
+"""Name -> builder registry mechanics shared by both frameworks (pure Python: imports neither).
+
+``paddle_rep.models`` and ``torch_ref.models`` each own one :class:`ModelRegistry`; the
+builders register themselves with ``@register_model`` when their module is imported, and
+the registry imports its modules on first use, so listing or creating a model is all a
+caller needs.
+"""
+
+import difflib
+import fnmatch
+import importlib
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from .errors import UnknownModelError
+
+logger = logging.getLogger(__name__)
+
+# The model modules of each framework's ``models`` package (mirrored file for file).
+MODEL_MODULES = ("repvgg", "repvggplus", "odconv_resnet", "odconv_mobilenetv2", "acnet", "tiny")
+
+
+class ModelRegistry:
+    """Builders by name for one framework; ``package`` holds :data:`MODEL_MODULES`."""
+
+    def __init__(self, package: str, modules: tuple[str, ...] = MODEL_MODULES) -> None:
+        self.package = package
+        self.modules = modules
+        self._builders: dict[str, Callable[..., Any]] = {}
+        self._loaded = False
+
+    def register(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorator: register ``fn`` under its own name; a second builder of that name is an error."""
+        name = fn.__name__
+        if name in self._builders and self._builders[name] is not fn:
+            raise ValueError(f"model {name!r} is already registered in {self.package}")
+        self._builders[name] = fn
+        return fn
+
+    def _load(self) -> None:
+        if not self._loaded:
+            for module in self.modules:
+                importlib.import_module(f"{self.package}.{module}")
+            self._loaded = True
+
+    def names(self, pattern: str | None = None) -> list[str]:
+        """Sorted model names, optionally filtered by a shell-style pattern such as ``"repvgg_b*"``."""
+        self._load()
+        names = sorted(self._builders)
+        return names if pattern is None else [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+
+    def builder(self, name: str) -> Callable[..., Any]:
+        """The builder of ``name``; :class:`UnknownModelError` lists the closest names."""
+        self._load()
+        try:
+            return self._builders[name]
+        except (KeyError, TypeError):
+            close = difflib.get_close_matches(str(name), self._builders, n=5, cutoff=0.5)
+            hint = f"did you mean {', '.join(close)}?" if close else "no close match"
+            raise UnknownModelError(
+                f"unknown model {name!r}: {hint} ({len(self._builders)} models; see list_models())"
+            ) from None
+
+    def create(self, name: str, **kwargs: Any) -> Any:
+        """Build ``name`` with ``kwargs``; an argument the builder lacks is a ValueError naming it."""
+        fn = self.builder(name)
+        params = inspect.signature(fn).parameters
+        unknown = sorted(set(kwargs) - set(params))
+        if unknown:
+            raise ValueError(f"{name} got unexpected argument(s) {unknown}; it accepts {sorted(params)}")
+        logger.debug("building %s.%s(%s)", self.package, name, kwargs)
+        return fn(**kwargs)

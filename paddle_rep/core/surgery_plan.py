@@ -1,0 +1,259 @@
+"""Framework-free half of model surgery: conv geometry, eligibility, name patterns, reports.
+
+``paddle_rep/surgery.py`` and ``torch_ref/surgery.py`` read the conv attributes of their
+framework into a :class:`ConvSpec` and leave every decision (which layers, why not) to this
+module, so both frameworks convert exactly the same layers for the same reasons.
+"""
+
+import fnmatch
+import inspect
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from .checks import check_choice
+from .deprecation import deprecated_aliases
+from .errors import SurgeryError
+
+BLOCK_KINDS = ("acb", "repvgg", "odconv")
+# Attribute set on every block convert_model creates: the ConvSpec of the conv it replaced.
+CONVERTED_FROM = "converted_from"
+# Geometry comes from the replaced conv, never from block_kwargs.
+GEOMETRY_ARGS = frozenset({"in_channels", "out_channels", "in_planes", "out_planes", "kernel_size", "stride",
+                           "padding", "dilation", "groups", "padding_mode"})
+# Block arguments that would break the function-preserving start (or the restore to one conv).
+REJECTED_ARGS = {
+    "deploy": "a deploy-form block has no branches to train; convert, train, then revert_model",
+    "use_affine": "the square BN must carry the conv's scale and bias, and the new branches start at gamma 0",
+    "reduce_gamma": "it rescales the square BN, so the converted model would no longer equal the original",
+    "gamma_init": "it rescales the square BN, so the converted model would no longer equal the original",
+    "use_se": "SE gates the output, which the original conv does not do, and cannot be fused away",
+}
+_WILDCARDS = set("*?[")
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """The geometry of a square, symmetric 2-D conv, as ints."""
+
+    in_channels: int
+    out_channels: int
+    kernel_size: int
+    stride: int
+    padding: int
+    dilation: int
+    groups: int
+    padding_mode: str
+    has_bias: bool
+
+
+@dataclass
+class SurgeryReport:
+    """What :func:`convert_model` did: converted layer names, skipped ones with the reason.
+
+    Called ``ConversionReport`` before (still served, with a DeprecationWarning, until the next
+    release); renamed because the checkpoint converter has a ``ConversionReport`` of its own.
+    """
+
+    to: str
+    converted: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        lines = [f"convert_model(to={self.to!r}): {len(self.converted)} converted, {len(self.skipped)} skipped"]
+        lines += [f"  converted {name}" for name in self.converted]
+        lines += [f"  skipped   {name}: {reason}" for name, reason in self.skipped.items()]
+        return "\n".join(lines)
+
+
+@dataclass
+class RevertReport:
+    """What :func:`revert_model` did: restored convs, where each bias went, what stayed a block."""
+
+    restored: list[str] = field(default_factory=list)
+    bias_folded: dict[str, str] = field(default_factory=dict)  # conv name -> BN that took its bias
+    bias_kept: dict[str, str] = field(default_factory=dict)  # conv name -> why it still has a bias
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        return (f"revert_model: {len(self.restored)} convs restored, {len(self.bias_folded)} biases folded, "
+                f"{len(self.bias_kept)} kept, {len(self.skipped)} blocks kept")
+
+    def __str__(self) -> str:
+        lines = [self.summary()]
+        lines += [f"  bias of {conv} folded into {bn}" for conv, bn in self.bias_folded.items()]
+        lines += [f"  bias of {conv} kept: {why}" for conv, why in self.bias_kept.items()]
+        lines += [f"  kept {name}: {why}" for name, why in self.skipped.items()]
+        return "\n".join(lines)
+
+
+# Reasons revert_model reports, the same in both frameworks.
+ODCONV_NOT_REVERTED = "ODConv's kernel depends on the input; it has no single-conv form"
+BIAS_NEEDS_EXAMPLE = "the original had none; pass example_input to fold it into the following BN"
+
+
+def check_to(to: object) -> str:
+    """One of :data:`BLOCK_KINDS`."""
+    return check_choice("to", to, BLOCK_KINDS)
+
+
+def check_block_kwargs(to: str, block_cls: type, block_kwargs: dict) -> None:
+    """Reject geometry, function-changing and unknown block arguments with a ValueError naming them."""
+    accepted = set(inspect.signature(block_cls.__init__).parameters) - {"self"}
+    for name in block_kwargs:
+        if name in GEOMETRY_ARGS:
+            raise ValueError(f"block argument {name!r} is copied from each replaced conv; do not pass it")
+        if name in REJECTED_ARGS and name in accepted:
+            raise ValueError(f"block argument {name!r} is not supported by convert_model: {REJECTED_ARGS[name]}")
+        if name not in accepted:
+            options = sorted(accepted - GEOMETRY_ARGS - set(REJECTED_ARGS))
+            raise ValueError(f"{block_cls.__name__} (to={to!r}) takes no argument {name!r}; options: {options}")
+
+
+def _as_patterns(value: str | Sequence[str] | None, what: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    patterns = (value,) if isinstance(value, str) else tuple(value)
+    if not all(isinstance(p, str) and p for p in patterns):
+        raise ValueError(f"{what} must be a non-empty string or a sequence of them, got {value!r}")
+    return patterns
+
+
+def _pair(name: str, value: object) -> tuple[int, int] | None:
+    """Two ints from an int or a length-2 sequence; None for anything else."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value, value
+    if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2:
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return int(value[0]), int(value[1])
+    return None
+
+
+def symmetric_padding(padding: object) -> int | None:
+    """One int for padding equal on all four sides (int, [p, p], [p, p, p, p], [[p, p], [p, p]]); else None."""
+    if isinstance(padding, int) and not isinstance(padding, bool):
+        return padding
+    if isinstance(padding, str) or not isinstance(padding, Sequence):
+        return None
+    flat: list = []
+    for item in padding:
+        flat.extend(item if isinstance(item, Sequence) and not isinstance(item, str) else [item])
+    if len(flat) in (2, 4) and all(isinstance(v, int) and not isinstance(v, bool) for v in flat):
+        if len(set(flat)) == 1:
+            return int(flat[0])
+    return None
+
+
+def make_spec(*, in_channels: int, out_channels: int, kernel_size: object, stride: object, padding: object,
+              dilation: object, groups: int, padding_mode: str, has_bias: bool,
+              channel_last: bool = False) -> ConvSpec | str:
+    """The :class:`ConvSpec` of a conv, or the reason it is not a square, symmetric NCHW conv."""
+    if channel_last:
+        return "channel-last (NHWC) conv; the blocks are NCHW"
+    kernel, strides, dilations = _pair("kernel", kernel_size), _pair("stride", stride), _pair("dilation", dilation)
+    if kernel is None or kernel[0] != kernel[1]:
+        return f"kernel {kernel_size} is not square"
+    if strides is None or strides[0] != strides[1]:
+        return f"stride {stride} differs between height and width"
+    if dilations is None or dilations[0] != dilations[1]:
+        return f"dilation {dilation} differs between height and width"
+    pad = symmetric_padding(padding)
+    if pad is None:
+        return f"padding {padding!r} is not one int for all sides"
+    return ConvSpec(in_channels, out_channels, kernel[0], strides[0], pad, dilations[0], groups, padding_mode,
+                    has_bias)
+
+
+def ineligible_reason(to: str, spec: ConvSpec) -> str | None:
+    """Why a conv of this geometry cannot become a ``to`` block, or None when it can."""
+    k = spec.kernel_size
+    if to == "acb":
+        if k % 2 == 0:
+            return f"ACBlock needs an odd kernel, got {k}x{k}"
+        if k == 1:
+            return "1x1 kernel: the 1x1 asymmetric branches would only duplicate it (ACNet keeps 1x1 plain)"
+    elif to == "repvgg":
+        if k != 3 or spec.padding != 1:
+            return f"RepVGGBlock needs a 3x3 kernel with padding 1, got {k}x{k} padding {spec.padding}"
+        if spec.stride not in (1, 2):
+            return f"RepVGGBlock takes stride 1 or 2, got {spec.stride}"
+        if spec.dilation != 1:
+            return f"RepVGGBlock needs dilation 1, got {spec.dilation}"
+    elif to == "odconv" and spec.padding_mode != "zeros":
+        return f"ODConv2D pads with zeros only, the conv uses padding_mode {spec.padding_mode!r}"
+    return None
+
+
+def plan_conversion(convs: dict[str, ConvSpec | str], to: str, include: str | Sequence[str] | None,
+                    exclude: str | Sequence[str] | None) -> SurgeryReport:
+    """Decide, for every conv name, convert or skip (with the reason).
+
+    ``convs`` maps each conv's dotted name to its spec or to the reason it cannot be a block.
+    A pattern matching no conv, or an exact include name (no wildcard) whose conv cannot be
+    converted, raises :class:`SurgeryError` before anything changes.
+    """
+    includes, excludes = _as_patterns(include, "include"), _as_patterns(exclude, "exclude")
+    for what, patterns in (("include", includes), ("exclude", excludes)):
+        for pattern in patterns:
+            if not any(fnmatch.fnmatchcase(name, pattern) for name in convs):
+                examples = ", ".join(list(convs)[:5]) or "none"
+                raise SurgeryError(f"{what} pattern {pattern!r} matches no Conv2D layer (conv names: {examples}...)")
+    explicit = {p for p in includes if not _WILDCARDS & set(p)}
+    report, refused = SurgeryReport(to), []
+    for name, spec in convs.items():
+        excluded_by = _first_match(name, excludes)
+        if excluded_by is not None:
+            report.skipped[name] = f"excluded by {excluded_by!r}"
+            continue
+        if includes and _first_match(name, includes) is None:
+            report.skipped[name] = "not matched by include"
+            continue
+        reason = spec if isinstance(spec, str) else ineligible_reason(to, spec)
+        if reason is None:
+            report.converted.append(name)
+        elif name in explicit:
+            refused.append(f"{name}: {reason}")
+        else:
+            report.skipped[name] = reason
+    if refused:
+        raise SurgeryError(f"cannot convert the layers named in include to {to!r}: " + "; ".join(refused))
+    return report
+
+
+__getattr__ = deprecated_aliases(__name__, globals(), {"ConversionReport": "SurgeryReport"})
+
+
+def _first_match(name: str, patterns: Iterable[str]) -> str | None:
+    return next((p for p in patterns if fnmatch.fnmatchcase(name, p)), None)
+
+
+def odconv_weight_scale(has_filter: bool, has_spatial: bool) -> float:
+    """Factor on ODConv's kernels that cancels its sigmoid heads at their zero start (each gives 0.5)."""
+    return 2.0 ** (1 + int(has_filter) + int(has_spatial))
+
+
+def split_name(name: str) -> tuple[str, str]:
+    parent, _, leaf = name.rpartition(".")
+    return parent, leaf
+
+
+def nested_outputs(value: object) -> list:
+    """The leaves of a forward input/output made of tuples, lists and dicts."""
+    if isinstance(value, (tuple, list)):
+        return [leaf for item in value for leaf in nested_outputs(item)]
+    if isinstance(value, dict):
+        return [leaf for item in value.values() for leaf in nested_outputs(item)]
+    return [value]
+
+
+def pick_following_bn(conv_name: str, consumers: list[str], bn_names: set[str]) -> str | None:
+    """The BN that alone consumes a conv's output, ignoring containers that passed the tensor on.
+
+    ``consumers`` are the layers whose forward input was the conv's output tensor; a layer
+    that is an ancestor of another consumer (a Sequential handing it to its first child) does
+    not count. Functional consumers (``y + z``) are invisible here, which is why the caller
+    checks the folded model's output.
+    """
+    leaves = [c for c in set(consumers) if not any(o != c and o.startswith(c + ".") for o in consumers)]
+    if len(leaves) == 1 and leaves[0] in bn_names and leaves[0] != conv_name:
+        return leaves[0]
+    return None
