@@ -3,7 +3,7 @@
 Subcommands live in :data:`COMMANDS` (name -> :class:`Command`); add one with :func:`register_command`.
 Exit codes: 0 success, 1 other paddle-rep error, 2 bad usage or arguments, 3 unreadable, unsafe or
 corrupt checkpoint, 4 checkpoint does not fit the architecture, 5 verification above tolerance,
-6 a needed optional package (torch, safetensors) is missing.
+6 a needed optional package (torch, safetensors, paddle2onnx, scikit-learn) is missing.
 """
 
 import argparse

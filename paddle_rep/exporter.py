@@ -112,7 +112,8 @@ def _import_paddle2onnx():
     try:
         import paddle2onnx
     except ImportError as error:
-        raise ExportError("ONNX export needs paddle2onnx: pip install paddle2onnx") from error
+        # An ImportError (not ExportError), so the CLI exits 6 like every other missing optional package.
+        raise ImportError("ONNX export needs paddle2onnx: pip install 'paddle-rep[onnx]'") from error
     return paddle2onnx
 
 

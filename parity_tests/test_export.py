@@ -314,8 +314,17 @@ def test_wrong_channels_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_onnx_without_paddle2onnx(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "paddle2onnx", None)  # makes `import paddle2onnx` fail
-    with pytest.raises(ExportError, match="pip install paddle2onnx"):
+    with pytest.raises(ImportError, match=r"pip install 'paddle-rep\[onnx\]'"):
         paddle_rep.export(build("repvgg-stack"), tmp_path / "m", (3, 8, 8), onnx=True)
+    assert not list(tmp_path.iterdir()), "failed before writing anything"
+
+
+def test_cli_onnx_without_paddle2onnx_exits_6(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The documented exit code for a missing optional package (a literal: the oracle is the docs)."""
+    monkeypatch.setitem(sys.modules, "paddle2onnx", None)
+    code = cli.main(["export", str(tmp_path / "m"), "--arch", "repvgg_a0", "--input-shape", "3,32,32", "--onnx"])
+    assert code == 6
+    assert "paddle-rep[onnx]" in capsys.readouterr().err
     assert not list(tmp_path.iterdir()), "failed before writing anything"
 
 

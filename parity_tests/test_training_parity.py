@@ -164,10 +164,10 @@ def test_training_steps_agree(family: str, optimizer: str, dtype: str) -> None:
         def exact(values: list):
             return None if len(runs) == 2 else (values[2], values[3])
 
-        results = [_compare(f"step {step} loss", losses[1], losses[0], exact(losses), dtype)]
+        results = [_compare(f"{family}-{optimizer} step {step} loss", losses[1], losses[0], exact(losses), dtype)]
         for key in states[0]:
             if not key.endswith("num_batches_tracked"):
-                results.append(_compare(f"step {step} {key}", states[1][key], states[0][key],
+                results.append(_compare(f"{family}-{optimizer} step {step} {key}", states[1][key], states[0][key],
                                         exact([state[key] for state in states]), dtype))
         failures += [str(r) for r in results if not r.ok]
     assert not failures, "\n".join(failures)
