@@ -8,6 +8,7 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import paddle
@@ -66,12 +67,12 @@ def _record(what: str, kind: str, dtype: str, rel: float) -> None:
     path = os.environ.get("PARITY_RECORD")
     if path:
         test = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]
-        with open(path, "a", encoding="utf-8") as log:
+        with Path(path).open("a", encoding="utf-8") as log:
             log.write(json.dumps({"test": test, "what": what, "kind": kind, "dtype": dtype, "rel": rel}) + "\n")
 
 
 ROUNDING_FACTOR = 3  # allowance past the table bound, in units of the reference's own float32 error
-PADDLE_ERROR_FACTOR = 3  # Paddle's float32-vs-float64 error may be at most this multiple of torch's
+PADDLE_ERROR_FACTOR = 4  # Paddle's float32-vs-float64 error may be at most this multiple of torch's (measured <= 2.8x)
 
 
 def _max_abs_diff(a, b) -> float:

@@ -150,7 +150,7 @@ def test_planted_eps_fails_fused_vs_eval(case_id: str, dtype: str) -> None:
 @pytest.mark.parametrize("dtype", helpers.DTYPES)
 @pytest.mark.parametrize("case_id", ["odconv-k3-kn4", "odconv-k3-kn1"])
 def test_planted_kernel_fails_fold_vs_per_sample(case_id: str, dtype: str) -> None:
-    """Fold vs per-sample (as test_odconv_batch_fold_equals_per_sample), the per-sample side on a kernel x (1 + 1e-4)."""
+    """Fold vs per-sample (as test_odconv_batch_fold_equals_per_sample); the per-sample side's kernel x (1 + 1e-4)."""
     case = CASES[case_id]
     _, paddle_block = _pair(case, dtype)
     paddle_block.eval()

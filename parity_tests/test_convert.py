@@ -29,6 +29,7 @@ from paddle_rep.errors import (
     VerificationError,
 )
 from parity_tests.helpers import randomize_bn
+from parity_tests.tolerances import tolerance
 
 SMALL = 64  # verify input size for the small default cases
 OLD_BYTES = b"previous destination, must survive"
@@ -563,7 +564,9 @@ def test_every_model_converts_and_matches_torch(name, kwargs, tmp_path):
                                 input_size=size, progress=False)
     for key, value in kwargs.items():
         assert report.model_args[key] == value
-    assert report.verify and all(r["ok"] for r in report.verify), report.verify
+    # Judged by the suite's own table, not the product's verdict (VERIFY_REL is the thing under test).
+    bound = tolerance("network_output", "float32").rel
+    assert report.verify and all(r["rel"] <= bound for r in report.verify), (report.verify, bound)
     print(name, "; ".join(f"{r['what']}: rel {r['rel']:.2e}" for r in report.verify))
 
 

@@ -112,6 +112,10 @@ TOLERANCES: dict[tuple[str, ...], Tolerance] = {
     ("fused_vs_eval", "float64"): Tolerance(1e-12, _F64 + "; measured 2.3e-13 rel"),
     ("export_formulation", "float64"): Tolerance(0.0, "as float32; measured 0.0 on CPU, so exact"),
     ("static_graph", "float64"): Tolerance(0.0, "float64 jit.load graph vs dygraph: measured 0.0, so exact"),
+    # Paddle 2.6.2 (CI's second run): jit.save writes a legacy .pdmodel program, and its inference passes
+    # without oneDNN reorder more sums than 3.3.1's PIR passes (the cause inside Paddle is not isolated).
+    ("static_graph", "float32", "paddle2"): Tolerance(
+        5e-6, "Paddle 2.6 exported graph vs dygraph: measured 8.4e-7 rel (acnet_resnet18 zoo export, batch 1)"),
 }
 
 
@@ -120,10 +124,39 @@ def _device() -> str:
     return "gpu" if os.environ.get("PARITY_DEVICE", "").startswith("gpu") else "cpu"
 
 
+def _paddle_line() -> str:
+    """'paddle2' under Paddle 2.x (the last paddlepaddle-gpu on PyPI), else 'paddle3'; read without importing."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("paddlepaddle", "paddlepaddle-gpu"):
+        try:
+            return "paddle2" if version(dist).startswith("2.") else "paddle3"
+        except PackageNotFoundError:
+            continue
+    return "paddle3"
+
+
 # Comparisons (fnmatch patterns on the comparison's name) whose float32 result is ill-conditioned,
 # so that past the table bound the torch reference's own float32-vs-float64 error is the yardstick
 # (helpers.measure_against_rounding). Each entry says why; nothing else gets that fallback.
-ILL_CONDITIONED: dict[str, str] = {}
+_ADAMW = ("AdamW's step m / (sqrt(v) + eps) on gradient entries that are rounding noise is a full +-lr step "
+          "either way, so float32 noise becomes a parameter difference of lr")
+ILL_CONDITIONED: dict[str, str] = {
+    # test_models.py::test_train_step_matches_float32 (whole models, train mode, 4x3x64x64)
+    "mini_b1g2 train output": "22 narrow grouped RepVGG blocks in train mode: torch's own float32 error is 7.2e-6 rel",
+    "mini_b1g2 input grad": "as its output, through 22 train-mode BNs: torch's own float32 error is 1.7e-5 rel",
+    "mini_d2se *": ("D2se's SE squeezes a 0.25-width stage to 1-2 units whose ReLU inputs sit near zero, and 47 "
+                    "train-mode BNs compound: torch's own float32 error reaches 1e-1 rel on gradients"),
+    "od_resnet18_kn1 *": "ODConv's attention BN normalises over n = B = 4 values: torch's own float32 error to 7e-2",
+    "od_resnet18_kn4 *": "as od_resnet18_kn1, and the kernel softmax: torch's own float32 error reaches 5e-1 rel",
+    "od_mobilenetv2_050 *": "as od_resnet18_kn1 over 17 ODConv blocks: torch's own float32 error reaches 3 rel",
+    # test_training_parity.py::test_training_steps_agree, float32
+    "repvgg-adamw step * 3.rbr_dense.conv.weight": _ADAMW + "; torch's own float32 error 2.5e-4 rel",
+    "acnet-adamw step *": _ADAMW + "; torch's own float32 error up to 2.3e-3 rel",
+    "odconv-* step * *.attention.filter_fc.bias": (
+        "the filter attention's bias gradient is a batch sum of sigmoid'(logit) terms that nearly cancel; "
+        "torch's own float32 error up to 5.3e-4 rel (AdamW), 2.1e-5 (SGD)"),
+}
 
 
 def ill_conditioned_reason(what: str) -> str | None:
@@ -133,9 +166,10 @@ def ill_conditioned_reason(what: str) -> str | None:
 
 def tolerance(kind: str, dtype: str) -> Tolerance:
     """Look up one entry; a missing entry is a test bug, not a default."""
-    device_entry = TOLERANCES.get((kind, dtype, _device()))
-    if device_entry is not None:
-        return device_entry
+    for variant in (_device(), _paddle_line()):
+        entry = TOLERANCES.get((kind, dtype, variant))
+        if entry is not None:
+            return entry
     try:
         return TOLERANCES[(kind, dtype)]
     except KeyError:
