@@ -81,8 +81,8 @@ TOLERANCES: dict[tuple[str, ...], Tolerance] = {
         "branch convs summed vs one conv, float32 reassociation; measured 1.2e-6 rel (resnet18 ACB)",
     ),
     ("converted_vs_original", "float64"): Tolerance(
-        1e-12, "as float32, in float64 copies: only rounding, and identity-BN variance 1 - eps stored in float32; "
-        "measured 1.1e-13 rel"),
+        5e-12, "as float32, converting float64 models: identity BNs hold 1 - 1e-5 while Paddle's kernel adds "
+        "float32(1e-5), ~2.5e-13 per layer; measured 7.5e-13 rel (resnet18 ACB)"),
     ("reverted_vs_trained", "float32"): Tolerance(
         5e-6, "revert_model's fused convs vs the trained blocks in eval, whole nets: float32 reassociation; "
         "measured 7.6e-7 rel",
