@@ -143,17 +143,18 @@ _ADAMW = ("AdamW's step m / (sqrt(v) + eps) on gradient entries that are roundin
           "either way, so float32 noise becomes a parameter difference of lr")
 ILL_CONDITIONED: dict[str, str] = {
     # test_models.py::test_train_step_matches_float32 (whole models, train mode, 4x3x64x64)
-    "mini_b1g2 train output": "22 narrow grouped RepVGG blocks in train mode: torch's own float32 error is 7.2e-6 rel",
-    "mini_b1g2 input grad": "as its output, through 22 train-mode BNs: torch's own float32 error is 1.7e-5 rel",
+    "mini_b1g2 *": ("22 narrow grouped RepVGG blocks in train mode: torch's own float32 error is 7.2e-6 rel on the "
+                    "output, 1.7e-5 on the input gradient, 4e-5 on identity-BN gradients"),
     "mini_d2se *": ("D2se's SE squeezes a 0.25-width stage to 1-2 units whose ReLU inputs sit near zero, and 47 "
                     "train-mode BNs compound: torch's own float32 error reaches 1e-1 rel on gradients"),
     "od_resnet18_kn1 *": "ODConv's attention BN normalises over n = B = 4 values: torch's own float32 error to 7e-2",
     "od_resnet18_kn4 *": "as od_resnet18_kn1, and the kernel softmax: torch's own float32 error reaches 5e-1 rel",
     "od_mobilenetv2_050 *": "as od_resnet18_kn1 over 17 ODConv blocks: torch's own float32 error reaches 3 rel",
     # test_training_parity.py::test_training_steps_agree, float32
-    "repvgg-adamw step * 3.rbr_dense.conv.weight": _ADAMW + "; torch's own float32 error 2.5e-4 rel",
+    "repvgg-adamw step *": _ADAMW + "; torch's own float32 error up to 2.5e-4 rel",
     "acnet-adamw step *": _ADAMW + "; torch's own float32 error up to 2.3e-3 rel",
-    "odconv-* step * *.attention.filter_fc.bias": (
+    "odconv-adamw step *": _ADAMW + "; torch's own float32 error up to 5.3e-4 rel",
+    "odconv-sgd step * *.attention.filter_fc.bias": (
         "the filter attention's bias gradient is a batch sum of sigmoid'(logit) terms that nearly cancel; "
         "torch's own float32 error up to 5.3e-4 rel (AdamW), 2.1e-5 (SGD)"),
 }
