@@ -327,7 +327,7 @@ class Case:
     # at 32x32, float32 ones at 64x64 (2x2 last maps) against float64 twins. ODConv's attention
     # BN normalises over n = B = 4 values; od_mobilenetv2_100 kn4 is ill-conditioned even in
     # float64 (torch alone moves 6.8e-5 under a 1e-15 input perturbation), so its float64
-    # train step is not generated; its float32 one runs.
+    # train step is an expected failure; its float32 one runs.
     cifar: bool = False
     train_float64: bool = True
     train_kind: str = "model_train"  # the float64 train-step tolerance entry (see tolerances.py)
@@ -502,10 +502,11 @@ def _train_inputs(case: Case, dtype: str) -> tuple[np.ndarray, np.ndarray]:
     return x, upstream
 
 
-def test_train_step_matches_float64(case: Case) -> None:
+def test_train_step_matches_float64(case: Case, request: pytest.FixtureRequest) -> None:
     """Training-mode output, input gradient and every parameter gradient, in float64."""
-    if not case.train_float64:
-        pytest.skip("ill-conditioned in training mode even in float64 (see Case)")
+    if not case.train_float64:  # run, not skipped: a change in its conditioning shows up as XPASS
+        request.applymarker(pytest.mark.xfail(reason="ill-conditioned in training mode even in float64 (see Case)",
+                                              strict=False))
     torch_model, paddle_model = _train_pair(case, "float64")
     x, upstream = _train_inputs(case, "float64")
     torch_step = helpers.torch_train_step(torch_model, x, upstream)
@@ -520,10 +521,11 @@ def test_train_step_matches_float64(case: Case) -> None:
 
 
 # Paddle's own float32-vs-float64 error on these whole ODConv models in training mode is far
-# above torch's (measured max ratio over all tensors: od_mobilenetv2_050 8x, od_resnet18 kn4 33x,
-# od_resnet18 kn1 ~2000x, e.g. grad layer4.1.bn1.bias 1.6e-1 rel against torch's 8e-5), so the
-# yardstick's own-error check fails them. Not a tolerance question: an open finding (float32 path
-# of the ODConv backward in Paddle); strict, so a fix shows up as XPASS.
+# above torch's single-threaded one (measured max ratio over all tensors: od_mobilenetv2_050 8x,
+# od_resnet18 kn4 33x, od_resnet18 kn1 ~2000x, e.g. grad layer4.1.bn1.bias 1.6e-1 rel against
+# torch's 8e-5), so the yardstick's own-error check fails them. Not established as a Paddle defect
+# (with 2 torch threads kn1 passes: ill-conditioned errors depend on summation order); see
+# parity_tests/README.md. Strict, so a change shows up as XPASS.
 _FLOAT32_OWN_ERROR = {"od_resnet18_kn1", "od_resnet18_kn4", "od_mobilenetv2_050"}
 _FLOAT32_OWN_ERROR_UNMEASURED = {"od_resnet50_kn1", "od_mobilenetv2_100_kn4"}  # slow; presumed the same
 
