@@ -7,7 +7,8 @@ in their module (``paddle_rep.exporter``, ``.train``, ``.demo``); convert and li
 library calls, have theirs here.
 Exit codes: 0 success, 1 other paddle-rep error, 2 bad usage or arguments, 3 unreadable, unsafe or
 corrupt checkpoint, 4 checkpoint does not fit the architecture, 5 verification above tolerance,
-6 a needed optional package (torch, safetensors, h5py, onnxruntime, openvino, ...) is missing.
+6 a needed optional package (torch, safetensors, h5py, paddle2onnx, onnxruntime, openvino, scikit-learn)
+is missing.
 """
 
 import argparse

@@ -247,12 +247,18 @@ def test_fusion_accepts_sync_batchnorm() -> None:
     torch_block, block = helpers.make_pair(lambda: torch_ref.RepVGGBlock(8, 8, 3, padding=1),
                                            lambda: paddle_rep.RepVGGBlock(8, 8, 3, padding=1), "float32", seed=9)
     block.eval()
-    expected_kernel, expected_bias = block.get_equivalent_kernel_bias()
+    torch_block.eval()
+    torch_block.switch_to_deploy()  # the oracle: the torch reference's own fusion, not the function under test
+    expected = interop.from_torch(torch_block.state_dict())
     synced = paddle.nn.SyncBatchNorm.convert_sync_batchnorm(block)
     assert isinstance(synced.rbr_dense.bn, paddle.nn.SyncBatchNorm)
     synced.switch_to_deploy()
-    np.testing.assert_allclose(synced.rbr_reparam.weight.numpy(), expected_kernel.numpy(), rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(synced.rbr_reparam.bias.numpy(), expected_bias.numpy(), rtol=1e-6, atol=1e-7)
+    helpers.assert_all_close([
+        helpers.measure("SyncBN fused weight", synced.rbr_reparam.weight, expected["rbr_reparam.weight"],
+                        "fused_kernel", "float32"),
+        helpers.measure("SyncBN fused bias", synced.rbr_reparam.bias, expected["rbr_reparam.bias"],
+                        "fused_kernel", "float32"),
+    ])
 
 
 @pytest.mark.parametrize(("statement", "forbidden"), [

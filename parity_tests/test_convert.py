@@ -17,7 +17,7 @@ import torch
 
 import torch_ref
 from paddle_rep import interop
-from paddle_rep.cli import EXIT_ARCH, EXIT_CHECKPOINT, EXIT_OK, EXIT_USAGE, EXIT_VERIFY, main
+from paddle_rep.cli import main
 from paddle_rep.convert import convert_checkpoint, read_checkpoint
 from paddle_rep.convert import verify as verify_mod
 from paddle_rep.convert.arch import infer_model_args, merge_model_args, parse_model_args
@@ -29,6 +29,7 @@ from paddle_rep.errors import (
     VerificationError,
 )
 from parity_tests.helpers import randomize_bn
+from parity_tests.tolerances import tolerance
 
 SMALL = 64  # verify input size for the small default cases
 OLD_BYTES = b"previous destination, must survive"
@@ -197,8 +198,8 @@ def test_layout_uncovered_key_is_reported(a0_state, tmp_path):
 
 def test_round_trip_torch_paddle_torch_bit_exact(a0_file, a0_state, tmp_path):
     mid, back = tmp_path / "a0.pdparams", tmp_path / "a0_back.pth"
-    assert main(["convert", str(a0_file), str(mid), "-q"]) == EXIT_OK
-    assert main(["convert", str(mid), str(back), "--to", "torch", "-q"]) == EXIT_OK
+    assert main(["convert", str(a0_file), str(mid), "-q"]) == 0
+    assert main(["convert", str(mid), str(back), "--to", "torch", "-q"]) == 0
     restored = torch.load(back, map_location="cpu", weights_only=True)
     assert list(restored) == list(a0_state)
     bad = [k for k, v in a0_state.items() if v.dtype != restored[k].dtype or not torch.equal(v, restored[k])]
@@ -272,7 +273,7 @@ def test_model_arg_conflict_names_checkpoint_value(a0_file, tmp_path):
         merge_model_args(inferred, {"num_classes": 5}, str(a0_file))
     dst = tmp_path / "out.pdparams"
     assert main(["convert", str(a0_file), str(dst), "--arch", "repvgg_a0", "--model-arg", "num_classes=5",
-                 "-q"]) == EXIT_ARCH
+                 "-q"]) == 4
     assert not dst.exists()
 
 
@@ -292,7 +293,7 @@ def test_verify_and_deploy_pass(a0_file, tmp_path, capsys):
     code = main(["convert", str(a0_file), str(dst), "--arch", "repvgg_a0", "--deploy", "--verify",
                  "--input-size", str(SMALL)])
     out = capsys.readouterr().out
-    assert code == EXIT_OK, out
+    assert code == 0, out
     assert "paddle vs torch (eval): max abs diff" in out and "paddle fused vs torch (eval)" in out
     print(out)  # the measured figures, for the record (-s)
     keys = list(_load_pdparams(dst))
@@ -326,15 +327,15 @@ def test_verify_negative_control(a0_file, tmp_path, monkeypatch):
         convert_checkpoint(a0_file, dst, arch="repvgg_a0", verify=True, input_size=SMALL, progress=False)
     assert not dst.exists()
     assert main(["convert", str(a0_file), str(dst), "--arch", "repvgg_a0", "--verify", "--input-size", str(SMALL),
-                 "-q"]) == EXIT_VERIFY
+                 "-q"]) == 5
     assert not dst.exists()
 
 
 def test_usage_errors_exit_2(a0_file, tmp_path):
     dst = tmp_path / "out.pdparams"
-    assert main(["convert", str(a0_file), str(dst), "--deploy", "-q"]) == EXIT_USAGE
-    assert main(["convert", str(a0_file), str(tmp_path / "out.pth"), "-q"]) == EXIT_USAGE  # .pth needs --to torch
-    assert main(["convert", str(a0_file), str(dst), "--arch", "no_such_model", "-q"]) == EXIT_USAGE
+    assert main(["convert", str(a0_file), str(dst), "--deploy", "-q"]) == 2
+    assert main(["convert", str(a0_file), str(tmp_path / "out.pth"), "-q"]) == 2  # .pth needs --to torch
+    assert main(["convert", str(a0_file), str(dst), "--arch", "no_such_model", "-q"]) == 2
     assert not dst.exists()
 
 
@@ -448,28 +449,28 @@ def _bad_wrong_arch(tmp_path: Path, a0_state) -> Path:
 # name -> (maker, arch, error type, regex the message must match, CLI exit code)
 BAD_CASES = {
     "malicious_torch_pickle": (_bad_malicious_torch, None, UnsafeCheckpointError, r"evil\.pth.*refused",
-                               EXIT_CHECKPOINT),
+                               3),
     "malicious_pdparams_pickle": (_bad_malicious_pdparams, None, UnsafeCheckpointError,
-                                  r"evil\.pdparams.*refused.*pathlib", EXIT_CHECKPOINT),
-    "truncated_torch": (_bad_truncated_torch, None, CheckpointError, r"truncated\.pth.*corrupt", EXIT_CHECKPOINT),
+                                  r"evil\.pdparams.*refused.*pathlib", 3),
+    "truncated_torch": (_bad_truncated_torch, None, CheckpointError, r"truncated\.pth.*corrupt", 3),
     "truncated_pdparams": (_bad_truncated_pdparams, None, CheckpointError, r"truncated\.pdparams.*corrupt",
-                           EXIT_CHECKPOINT),
+                           3),
     "corrupt_safetensors": (_bad_corrupt_safetensors, None, CheckpointError, r"corrupt\.safetensors",
-                            EXIT_CHECKPOINT),
-    "random_bytes": (_bad_random_bytes, None, CheckpointError, r"random\.pth: not a checkpoint", EXIT_CHECKPOINT),
-    "json_file": (_bad_json, None, CheckpointError, r"config\.pth: not a checkpoint", EXIT_CHECKPOINT),
-    "not_a_dict": (_bad_not_a_dict, None, CheckpointError, r"list\.pth: not a checkpoint", EXIT_CHECKPOINT),
+                            3),
+    "random_bytes": (_bad_random_bytes, None, CheckpointError, r"random\.pth: not a checkpoint", 3),
+    "json_file": (_bad_json, None, CheckpointError, r"config\.pth: not a checkpoint", 3),
+    "not_a_dict": (_bad_not_a_dict, None, CheckpointError, r"list\.pth: not a checkpoint", 3),
     "non_float_tensor": (_bad_non_float, None, CheckpointError,
-                         r"int_weight\.pth: key 'stage0\.rbr_dense\.conv\.weight' has dtype int32", EXIT_CHECKPOINT),
+                         r"int_weight\.pth: key 'stage0\.rbr_dense\.conv\.weight' has dtype int32", 3),
     "missing_keys": (_bad_missing, "repvgg_a0", ArchMismatchError,
-                     r"missing\.pth.*missing 2: stage1\.0\.rbr_1x1\.conv\.weight, linear\.bias", EXIT_ARCH),
+                     r"missing\.pth.*missing 2: stage1\.0\.rbr_1x1\.conv\.weight, linear\.bias", 4),
     "extra_keys": (_bad_extra, "repvgg_a0", ArchMismatchError,
-                   r"extra\.pth.*unexpected 2: stage9\.0\.rbr_dense\.conv\.weight, aux_head\.weight", EXIT_ARCH),
+                   r"extra\.pth.*unexpected 2: stage9\.0\.rbr_dense\.conv\.weight, aux_head\.weight", 4),
     "shape_mismatch": (_bad_shape, "repvgg_a0", ArchMismatchError,
                        r"shape\.pth.*shape mismatch 1: stage1\.0\.rbr_dense\.conv\.weight: checkpoint "
-                       r"\(48, 48, 5, 5\) vs model \(48, 48, 3, 3\)", EXIT_ARCH),
+                       r"\(48, 48, 5, 5\) vs model \(48, 48, 3, 3\)", 4),
     "wrong_arch": (_bad_wrong_arch, "repvgg_a1", ArchMismatchError, r"a0_as_a1\.pth does not fit arch 'repvgg_a1'",
-                   EXIT_ARCH),
+                   4),
 }
 
 
@@ -563,7 +564,9 @@ def test_every_model_converts_and_matches_torch(name, kwargs, tmp_path):
                                 input_size=size, progress=False)
     for key, value in kwargs.items():
         assert report.model_args[key] == value
-    assert report.verify and all(r["ok"] for r in report.verify), report.verify
+    # Judged by the suite's own table, not the product's verdict (VERIFY_REL is the thing under test).
+    bound = tolerance("network_output", "float32").rel
+    assert report.verify and all(r["rel"] <= bound for r in report.verify), (report.verify, bound)
     print(name, "; ".join(f"{r['what']}: rel {r['rel']:.2e}" for r in report.verify))
 
 
@@ -585,7 +588,7 @@ def test_odconv_training_script_checkpoint(tmp_path, capsys):
                 "optimizer": optimizer.state_dict()}, path)
     dst = tmp_path / "od.pdparams"
     # kernel_num (4) and num_classes (10) are read from the checkpoint, not passed
-    assert main(["convert", str(path), str(dst), "--arch", "od_resnet18", "--verify", "--input-size", "32"]) == EXIT_OK
+    assert main(["convert", str(path), str(dst), "--arch", "od_resnet18", "--verify", "--input-size", "32"]) == 0
     assert "paddle vs torch (eval)" in capsys.readouterr().out
     state = _load_pdparams(dst)
     assert state["layer1.0.conv1.weight"].shape == (4, 64, 64, 3, 3) and not any(k.startswith("module.") for k in state)

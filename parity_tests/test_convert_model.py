@@ -122,6 +122,39 @@ def test_converted_equals_original(model_name, to):
                  "converted_vs_original", "float32")
 
 
+def _identity_bns(model: nn.Layer) -> list[nn.Layer]:
+    """BNs that convert_model made to pass their input through (variance 1 - eps, mean 0)."""
+    return [layer for layer in model.sublayers() if is_batch_norm(layer)
+            and np.allclose(layer._variance.numpy(), 1.0 - layer._epsilon, rtol=0, atol=1e-12)]
+
+
+@pytest.mark.parametrize("to", KINDS)
+@pytest.mark.parametrize("model_name", list(MODELS))
+def test_converted_equals_original_float64(model_name, to):
+    """The function-preserving start of a float64 model, where float32 rounding cannot hide a small error."""
+    original = build(model_name).to(dtype="float64")
+    converted, _ = convert_model(original, to)
+    x = seeded_input(SHAPE, "float64", SEED)
+    assert_close(f"{model_name}->{to} vs original (float64)", eval_output(converted, x), eval_output(original, x),
+                 "converted_vs_original", "float64")
+
+
+@pytest.mark.parametrize("to", FUSABLE)
+def test_converted_identity_bn_variance_control(to):
+    """Identity BNs planted with variance 1 instead of 1 - eps (a 5e-6 scale per layer) fail the float64 check."""
+    original = build("resnet18").to(dtype="float64")
+    converted, _ = convert_model(original, to)
+    identity = _identity_bns(converted)
+    assert identity, "no identity BN found"
+    with paddle.no_grad():
+        for layer in identity:
+            layer._variance.set_value(paddle.ones_like(layer._variance))
+    x = seeded_input(SHAPE, "float64", SEED)
+    result = measure("planted variance 1", eval_output(converted, x), eval_output(original, x),
+                     "converted_vs_original", "float64")
+    assert not result.ok, result
+
+
 def test_converted_negative_control():
     """The start comparison must fail for a different weight set."""
     x = seeded_input(SHAPE, "float32", SEED)

@@ -1,12 +1,18 @@
-"""Every tolerance of the parity suite, in one table, each with the reason for its size.
+"""Every tolerance of the parity suite, in one table, each with its reason and its measured figure.
 
 A comparison passes when ``max|actual - expected| <= rel * max|expected|``: scaling by the
 reference's magnitude is what makes one number fit outputs of size 1 and weight gradients of
-size 1e3 alike (a fixed atol fails on the latter). Figures quoted are measured maxima (how they were
-measured: ``docs/reference_figures.md``); each bound keeps a margin of about 5x or more.
-Never raise a value to make a test pass: find the cause.
+size 1e3 alike (a fixed atol fails on the latter). "measured" is the largest figure the default
+suite records for that entry on CPU (Paddle 3.3.1, torch 2.13; ``PARITY_RECORD=file pytest ...``
+writes every figure); each bound sits within about 10x of it, and 0.0 where the result is exact.
+A comparison past its bound passes only if it is listed in :data:`ILL_CONDITIONED` (float32, with a
+reason). A key may carry a third element, a device ("gpu", from PARITY_DEVICE) or a Paddle line
+("paddle2" under Paddle 2.6), which wins over the plain entry there. Never raise a value to make a
+test pass: find the cause.
 """
 
+import fnmatch
+import os
 from dataclasses import dataclass
 
 
@@ -21,39 +27,44 @@ _F64 = (
     "float64: only rounding remains; the fp64 cases align torch's BN eps and momentum with the "
     "float32 values Paddle's kernel receives, so no constant differs"
 )
+_TRAIN64 = "whole models in training mode, float64, 4x3x32x32, every gradient"
 
-TOLERANCES: dict[tuple[str, str], Tolerance] = {
-    ("output", "float32"): Tolerance(1e-5, _F32_SUM_ORDER + "; measured <= 6.6e-7 rel on 64-channel blocks"),
-    ("input_grad", "float32"): Tolerance(1e-5, _F32_SUM_ORDER + "; measured <= 3.1e-7 rel"),
+TOLERANCES: dict[tuple[str, ...], Tolerance] = {
+    ("output", "float32"): Tolerance(
+        1e-5, _F32_SUM_ORDER + "; measured 8.7e-7 rel on blocks, 5.2e-6 on whole-model train outputs (repvgg_a0)"),
+    ("input_grad", "float32"): Tolerance(
+        1e-5, _F32_SUM_ORDER + "; measured 1.5e-6 rel on blocks, 9.5e-6 on whole models (repvgg_a0)"),
     ("param_grad", "float32"): Tolerance(
         5e-5,
         "weight gradients sum N*H*W products per tap, so float32 order noise grows with the "
-        "batch; measured <= 6.6e-6 rel (1.1e-2 abs at max|dW| ~ 1700)",
+        "batch; measured 6.0e-6 rel on blocks, 4.2e-5 on whole models (mini_b1g2 identity BN)",
     ),
     ("running_stats", "float32"): Tolerance(
-        1e-5,
-        "torch-compatible running variance (paddle_rep.bn): measured <= 2.8e-7 rel after 5 steps; "
-        "native Paddle BN would be ~1/(n-1) off and fail",
+        1e-6,
+        "torch-compatible running variance (paddle_rep.bn) after 3 train forwards: measured 3.9e-7 rel; "
+        "native Paddle BN would be ~1/(n-1) off and fail. Momentum 0.1 dilutes an error in the batch "
+        "statistics (a kernel x (1 + 1e-4) before ODConv's attention BN moves them 1.3e-6), hence no more margin",
     ),
-    ("fused_kernel", "float32"): Tolerance(1e-6, "the same few float32 products in both; measured <= 1.2e-7 abs"),
+    ("fused_kernel", "float32"): Tolerance(1e-6, "the same few float32 products in both; measured 2.0e-7 rel"),
     ("fused_vs_eval", "float32"): Tolerance(
-        1e-5, "one fused conv vs three convs + BNs summed: float32 reassociation, measured <= 6.7e-6 abs"
-    ),
+        1e-5, "one fused conv vs the branches' convs + BNs summed: float32 reassociation; measured 7.6e-7 rel "
+        "on blocks, 1.1e-6 on whole models"),
     ("export_formulation", "float32"): Tolerance(
-        1e-5, "ODConv unfold + batched matmul vs the batch-fold grouped conv: the same products; "
-        "measured 0.0 on CPU (Paddle's CPU conv is im2col + GEMM too); a GPU conv may reorder the sums",
-    ),
+        0.0, "ODConv unfold + batched matmul vs the batch-fold grouped conv: the same products in the same "
+        "order on CPU (Paddle's CPU conv is im2col + GEMM too); measured 0.0, so exact"),
+    ("export_formulation", "float32", "gpu"): Tolerance(
+        1e-5, "a GPU conv may reorder the sums (not measured: no GPU in the measuring runs)"),
     ("static_graph", "float32"): Tolerance(
         1e-6, "exported graph (paddle.inference without oneDNN, jit.load) vs dygraph: the same kernels "
-        "after graph passes (e.g. conv + bias fused); measured <= 1.4e-7 rel (3e-8 abs)",
+        "after graph passes (e.g. conv + bias fused); measured 1.7e-7 rel",
     ),
     ("static_graph_onednn", "float32"): Tolerance(
         1e-5, "paddle.inference with oneDNN (its default on CPU) uses other conv/GEMM kernels; measured "
-        "<= 1.1e-6 rel (2.4e-5 abs at max|y| 23; ~3e-6 abs on unit-scale nets)",
+        "1.1e-6 rel",
     ),
     ("onnxruntime", "float32"): Tolerance(
         1e-5, "onnxruntime (paddle2onnx opset 13) runs its own conv/matmul kernels: float32 summation "
-        "order; measured <= 8.4e-7 rel",
+        "order; measured 1.3e-6 rel",
     ),
     ("openvino", "float32"): Tolerance(
         1e-5, "OpenVINO (CPU plugin, precision hint f32; reads the paddle2onnx file) runs its own conv/matmul "
@@ -61,40 +72,41 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
         "would be 4e-4 to 7e-3 off)",
     ),
     ("train_loss", "float32"): Tolerance(
-        1e-5, "cross-entropy of a float32 forward; measured <= 9.5e-7 rel over 5 steps"
+        1e-5, "cross-entropy of a float32 forward; measured 2.0e-6 rel over 5 steps"
     ),
     ("train_state", "float32"): Tolerance(
         1e-5,
-        "parameters and BN statistics after each step: gradient rounding times the learning rate "
-        "accumulates; measured <= 9.2e-6 rel. Tensors whose gradients nearly cancel are held to "
-        "float32's own error instead (helpers.measure_against_rounding)",
+        "parameters and BN statistics after each of 5 steps: gradient rounding times the learning rate "
+        "accumulates; measured 1.0e-5 rel outside the tensors listed in ILL_CONDITIONED",
     ),
-    ("train_loss", "float64"): Tolerance(1e-9, _F64 + "; measured <= 6.4e-13 rel"),
+    ("train_loss", "float64"): Tolerance(5e-12, _F64 + "; measured 6.5e-13 rel"),
     ("train_state", "float64"): Tolerance(
-        1e-9, _F64 + " (and Momentum's float32 momentum); measured <= 6.5e-12 rel after 5 steps"
+        5e-11, _F64 + " (and Momentum's float32 momentum); measured 5.0e-12 rel after 5 steps"
     ),
     ("converted_vs_original", "float32"): Tolerance(
-        5e-6, "convert_model's function-preserving start, whole nets (resnet18, mobilenet_v2, user net): ACB and "
-        "RepVGG measured 0.0 (identity BN with variance 1 - eps is exact); ODConv <= 7.9e-7 rel (scaled kernels "
-        "averaged by a matmul, then a grouped conv, vs one conv)",
+        5e-6, "convert_model's function-preserving start, whole nets (resnet18, mobilenet_v2, user net): "
+        "branch convs summed vs one conv, float32 reassociation; measured 1.2e-6 rel (resnet18 ACB)",
     ),
+    ("converted_vs_original", "float64"): Tolerance(
+        5e-12, "as float32, converting float64 models: identity BNs hold 1 - 1e-5 while Paddle's kernel adds "
+        "float32(1e-5), ~2.5e-13 per layer; measured 7.5e-13 rel (resnet18 ACB)"),
     ("reverted_vs_trained", "float32"): Tolerance(
-        1e-5, "revert_model's fused convs vs the trained blocks in eval, whole nets: float32 reassociation "
-        "compounded over up to 52 layers; measured 1.3e-6 to 8.4e-5 rel on mobilenet_v2 ACB over 12 inputs, "
-        "so past this bound the trained net's own float32 error is the yardstick (helpers.measure_against_rounding)",
+        5e-6, "revert_model's fused convs vs the trained blocks in eval, whole nets: float32 reassociation; "
+        "measured 7.6e-7 rel",
     ),
     ("network_output", "float32"): Tolerance(
-        5e-6, "paddle vs torch on a whole resnet18 (20 convs, 20 BNs), eval: per-layer summation order "
-        "compounds; measured <= 6.5e-7 rel",
+        5e-6, "paddle vs torch on a whole resnet18 (20 convs, 20 BNs), eval, and the converter's verify over zoo "
+        "models: per-layer summation order compounds; measured 5.8e-7 rel",
     ),
     ("model_train", "float64"): Tolerance(
-        1e-6,
-        "whole models in training mode, every gradient, 4x3x32x32: the same batch-statistics conditioning "
-        "(ODConv's attention BN sees only n = B = 4 values); measured <= 1.3e-7 rel (od_resnet18 kn4 "
-        "attention grads), <= 5.5e-8 (od_mobilenetv2_050: torch alone moves 2.6e-8 under a 1e-15 input "
-        "perturbation), <= 1.7e-9 (repvgg_d2se), <= 8.8e-11 (acnet_mobilenetv1; acnet_resnet50 2.0e-11), "
-        "<= 1e-11 for the rest",
-    ),
+        2e-10, _TRAIN64 + ", well conditioned: measured 1.9e-11 rel (repvgg_a0; acnet_resnet18 1.1e-12, "
+        "od_resnet18 kn1 7.0e-12, mini_b1g2 2.0e-12, acnet_mobilenetv1 8.8e-11, acnet_resnet50 2.0e-11)"),
+    ("model_train_few_values", "float64"): Tolerance(
+        1e-7, _TRAIN64 + ", BN or SE over few values (acnet_cifar_quick's last conv 7x7x4, D2se's SE squeeze "
+        "of a handful of units): measured 1.5e-8 rel (acnet_cifar_quick), 5.2e-9 (mini_d2se)"),
+    ("model_train_odconv_attention", "float64"): Tolerance(
+        5e-7, _TRAIN64 + ": ODConv's attention BN normalises over n = B = 4 values and the kernel softmax "
+        "amplifies it; measured 7.0e-8 rel (od_resnet18 kn4), 4.6e-8 (od_mobilenetv2_050)"),
     ("cancelled_grad", "float64"): Tolerance(
         1e-12,
         "a BN bias whose output meets a training-mode BN before any nonlinearity (the ACB branch BNs of "
@@ -107,24 +119,77 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
         "torch_ref's fusion of the same train weights, whole acnet_cifar_quick: fold order differs, then 3 convs; "
         "measured 2.5e-7 rel",
     ),
-    ("output", "float64"): Tolerance(1e-9, _F64),
-    ("input_grad", "float64"): Tolerance(1e-9, _F64),
-    ("param_grad", "float64"): Tolerance(1e-9, _F64),
-    ("running_stats", "float64"): Tolerance(1e-9, _F64),
+    ("output", "float64"): Tolerance(1e-12, _F64 + "; measured 2.3e-13 rel"),
+    ("input_grad", "float64"): Tolerance(2e-14, _F64 + "; measured 2.3e-15 rel"),
+    ("param_grad", "float64"): Tolerance(5e-13, _F64 + "; measured 7.1e-14 rel"),
+    ("running_stats", "float64"): Tolerance(5e-15, _F64 + "; measured 7.1e-16 rel"),
     ("reverted_vs_trained", "float64"): Tolerance(
-        1e-9, "revert_model's fusion math in float64, whole nets: measured <= 3.9e-12 rel (mobilenet_v2 ACB)"),
+        5e-12, "revert_model's fusion math in float64, whole nets: measured 9.2e-13 rel (resnet18 ACB)"),
     ("fused_kernel", "float64"): Tolerance(
-        1e-9, "Paddle folds with the exact eps 1e-5, the aligned torch module with float32(1e-5): ~1e-13"
-    ),
-    ("fused_vs_eval", "float64"): Tolerance(1e-9, _F64),
-    ("export_formulation", "float64"): Tolerance(
-        1e-12, "as float32; measured 0.0 (and 3.6e-16 rel between batch 1 and 3 GEMMs) on CPU"),
-    ("static_graph", "float64"): Tolerance(1e-12, "float64 jit.load graph vs dygraph: measured 0.0"),
+        1e-12, "Paddle folds with the exact eps 1e-5, the aligned torch module with float32(1e-5): measured "
+        "2.5e-13 rel"),
+    ("fused_vs_eval", "float64"): Tolerance(1e-12, _F64 + "; measured 2.3e-13 rel"),
+    ("export_formulation", "float64"): Tolerance(0.0, "as float32; measured 0.0 on CPU, so exact"),
+    ("static_graph", "float64"): Tolerance(0.0, "float64 jit.load graph vs dygraph: measured 0.0, so exact"),
+    # Paddle 2.6.2 (CI's second run): jit.save writes a legacy .pdmodel program, and its inference passes
+    # without oneDNN reorder more sums than 3.3.1's PIR passes (the cause inside Paddle is not isolated).
+    ("static_graph", "float32", "paddle2"): Tolerance(
+        5e-6, "Paddle 2.6 exported graph vs dygraph: measured 8.4e-7 rel (acnet_resnet18 zoo export, batch 1)"),
 }
+
+
+def _device() -> str:
+    """'gpu' when the suite runs Paddle on a GPU (PARITY_DEVICE, see conftest.py), else 'cpu'."""
+    return "gpu" if os.environ.get("PARITY_DEVICE", "").startswith("gpu") else "cpu"
+
+
+def _paddle_line() -> str:
+    """'paddle2' under Paddle 2.x (the last paddlepaddle-gpu on PyPI), else 'paddle3'; read without importing."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("paddlepaddle", "paddlepaddle-gpu"):
+        try:
+            return "paddle2" if version(dist).startswith("2.") else "paddle3"
+        except PackageNotFoundError:
+            continue
+    return "paddle3"
+
+
+# Comparisons (fnmatch patterns on the comparison's name) whose float32 result is ill-conditioned,
+# so that past the table bound the torch reference's own float32-vs-float64 error is the yardstick
+# (helpers.measure_against_rounding). Each entry says why; nothing else gets that fallback.
+_ADAMW = ("AdamW's step m / (sqrt(v) + eps) on gradient entries that are rounding noise is a full +-lr step "
+          "either way, so float32 noise becomes a parameter difference of lr")
+ILL_CONDITIONED: dict[str, str] = {
+    # test_models.py::test_train_step_matches_float32 (whole models, train mode, 4x3x64x64)
+    "mini_b1g2 *": ("22 narrow grouped RepVGG blocks in train mode: torch's own float32 error is 7.2e-6 rel on the "
+                    "output, 1.7e-5 on the input gradient, 4e-5 on identity-BN gradients"),
+    "mini_d2se *": ("D2se's SE squeezes a 0.25-width stage to 1-2 units whose ReLU inputs sit near zero, and 47 "
+                    "train-mode BNs compound: torch's own float32 error reaches 1e-1 rel on gradients"),
+    "od_resnet18_kn1 *": "ODConv's attention BN normalises over n = B = 4 values: torch's own float32 error to 7e-2",
+    "od_resnet18_kn4 *": "as od_resnet18_kn1, and the kernel softmax: torch's own float32 error reaches 5e-1 rel",
+    "od_mobilenetv2_050 *": "as od_resnet18_kn1 over 17 ODConv blocks: torch's own float32 error reaches 3 rel",
+    # test_training_parity.py::test_training_steps_agree, float32
+    "repvgg-adamw step *": _ADAMW + "; torch's own float32 error up to 2.5e-4 rel",
+    "acnet-adamw step *": _ADAMW + "; torch's own float32 error up to 2.3e-3 rel",
+    "odconv-adamw step *": _ADAMW + "; torch's own float32 error up to 5.3e-4 rel",
+    "odconv-sgd step * *.attention.filter_fc.bias": (
+        "the filter attention's bias gradient is a batch sum of sigmoid'(logit) terms that nearly cancel; "
+        "torch's own float32 error up to 5.3e-4 rel (AdamW), 2.1e-5 (SGD)"),
+}
+
+
+def ill_conditioned_reason(what: str) -> str | None:
+    """The reason a comparison named ``what`` is listed as ill-conditioned in float32, or None."""
+    return next((reason for pattern, reason in ILL_CONDITIONED.items() if fnmatch.fnmatchcase(what, pattern)), None)
 
 
 def tolerance(kind: str, dtype: str) -> Tolerance:
     """Look up one entry; a missing entry is a test bug, not a default."""
+    for variant in (_device(), _paddle_line()):
+        entry = TOLERANCES.get((kind, dtype, variant))
+        if entry is not None:
+            return entry
     try:
         return TOLERANCES[(kind, dtype)]
     except KeyError:
