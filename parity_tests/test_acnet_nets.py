@@ -376,7 +376,9 @@ def test_train_step_matches_float64(net: str) -> None:
     # Running statistics moved identically too.
     torch_stats = helpers.running_stats(torch_model.state_dict())
     paddle_stats = helpers.paddle_running_stats(paddle_model)
-    assert_all_close([measure(k, paddle_stats[k], v, "running_stats", "float64") for k, v in torch_stats.items()])
+    # Whole-model statistics carry the forward's conditioning through every layer above them, so they are
+    # judged like the rest of the step, not by the single-BN running_stats entry.
+    assert_all_close([measure(k, paddle_stats[k], v, "model_train", "float64") for k, v in torch_stats.items()])
 
 
 def test_cancelled_bias_grad_control() -> None:

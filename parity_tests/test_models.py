@@ -183,6 +183,7 @@ def test_odconv_official_parameter_counts(name: str, kernel_num: int, count: int
 def test_every_zoo_model_has_an_exact_count() -> None:
     """Every registered model is pinned by one of the exact-count tests (none is left to chance)."""
     pinned = set(REPVGG_TABLE) | {n for n, *_ in ODCONV_TABLE} | {n for n in EXPECTED_MODELS if n.startswith("acnet_")}
+    pinned.add("repvggplus_l2pse")  # exact train/deploy counts in test_repvggplus.py
     assert pinned | {"rep_tiny"} == set(EXPECTED_MODELS)
 
 
@@ -215,7 +216,21 @@ STAGE_SIZES = {
                                                              strict=True)},
                     **{f"stem.maxpool{i}": s for i, s in zip(range(1, 6), [16, 8, 4, 2, 1], strict=True)},
                     "stem": 1},
+    "acnet_resnet50": {"conv1": 112, "maxpool": 56, "stage1": 56, "stage2": 28, "stage3": 14, "stage4": 7, "gap": 1},
+    "acnet_resnet110": {"stage1": 32, "stage2": 16, "stage3": 8, "gap": 1},
+    "acnet_wrn16_8": {"conv1": 32, "stage1": 32, "stage2": 16, "stage3": 8, "last_bn": 8, "gap": 1},
+    # MobileNetV1: a stride-2 stem, then stride 2 in depthwise blocks 1, 3, 5 and 11 (0-based).
+    "acnet_mobilenetv1": {"conv1": 112, **{f"stem.{i}": s for i, s in enumerate(
+        [112, 56, 56, 28, 28, 14, 14, 14, 14, 14, 14, 7, 7])}, "stem": 7, "gap": 1},
+    "repvggplus_l2pse": {"stage0": 112, "stage1": 56, "stage2": 28, "stage3_first": 14, "stage3_second": 14,
+                         "stage4": 7, "gap": 1},
 }
+_CIFAR_NETS = ("acnet_resnet56", "acnet_resnet110", "acnet_wrn16_8", "acnet_cifar_quick", "acnet_vgg16")
+
+
+def test_every_zoo_model_has_stage_sizes() -> None:
+    """No model escapes the stride/pool check (rep_tiny, the demo net, has no upstream to state them)."""
+    assert set(STAGE_SIZES) | {"rep_tiny"} == set(EXPECTED_MODELS)
 
 
 def _stage_key(name: str) -> str:
@@ -245,7 +260,7 @@ def _stage_sizes(model: torch.nn.Module, x: torch.Tensor) -> dict[str, int]:
 
 @pytest.mark.parametrize("name", sorted(STAGE_SIZES))
 def test_stage_feature_map_sizes(name: str) -> None:
-    size = 32 if name in ("acnet_resnet56", "acnet_cifar_quick", "acnet_vgg16") else 224
+    size = 32 if name in _CIFAR_NETS else 224
     with torch.device("meta"):
         model = torch_ref.create_model(name).eval()
         sizes = _stage_sizes(model, torch.empty(2, 3, size, size))
