@@ -169,6 +169,16 @@ ILL_CONDITIONED: dict[str, str] = {
     "od_resnet18_kn1 *": "ODConv's attention BN normalises over n = B = 4 values: torch's own float32 error to 7e-2",
     "od_resnet18_kn4 *": "as od_resnet18_kn1, and the kernel softmax: torch's own float32 error reaches 5e-1 rel",
     "od_mobilenetv2_050 *": "as od_resnet18_kn1 over 17 ODConv blocks: torch's own float32 error reaches 3 rel",
+    # test_acnet_nets.py::test_train_step_matches_float32 (slow; 4x3x64x64, CIFAR nets 32x32)
+    "acnet_resnet50 *": ("ResNet-50 in train mode at 64x64: the last stage's BNs see 4x2x2 values per channel; torch's "
+                         "own float32 error reaches 2.5e-1 rel (Paddle's 2.5e-1)"),
+    "acnet_resnet110 *": ("110 layers of train-mode BN compound; torch's own float32 error reaches 4.9e-2 rel "
+                          "(Paddle's 8.9e-2)"),
+    "acnet_wrn16_8 *": ("the ACB branch-BN biases of pre-activation WRN have exactly-zero gradients (see "
+                        "cancelled_grad), so their float32 values are rounding noise: torch's own float32 error "
+                        "reaches 1.0 rel there (Paddle's 1.5)"),
+    "acnet_mobilenetv1 *": ("13 depthwise ACBs in train mode, the last over 4x2x2 values per channel; torch's own "
+                            "float32 error reaches 3.9e-4 rel (Paddle's 7.8e-4)"),
     # test_training_parity.py::test_training_steps_agree, float32
     "repvgg-adamw step *": _ADAMW + "; torch's own float32 error up to 2.5e-4 rel",
     "acnet-adamw step *": _ADAMW + "; torch's own float32 error up to 2.3e-3 rel",
