@@ -374,7 +374,7 @@ def test_onnx_round_trip(tmp_path: Path, name: str) -> None:
 
 # --- the model zoo --------------------------------------------------------------------------
 
-_ZOO_DEFAULT = [("repvgg_a0", {}), ("acnet_resnet18", {}), ("od_resnet18", {"kernel_num": 4})]
+_ZOO_DEFAULT = [("repvgg_a0", {}), ("acnet_resnet18", {}), ("od_resnet18", {})]
 ZOO = [pytest.param(arch, kwargs, id=f"{arch}-kn{kwargs['kernel_num']}" if kwargs else arch)
        for arch, kwargs in _ZOO_DEFAULT]
 # The rest of the zoo (every registered model; ODConv ones also with kernel_num=4), as slow cases.
