@@ -119,10 +119,11 @@ def _listed(keys: list[str]) -> str:
 
 
 def check_state(state: Mapping[str, np.ndarray], expected: Mapping[str, tuple[int, ...]], arch: str,
-                path: str = "?", layout: str = "Paddle") -> None:
+                path: str = "?", layout: str = "official") -> None:
     """Raise one :class:`ArchMismatchError` listing every missing, unexpected and shape-mismatched key.
 
-    ``expected`` maps each key the model has to its shape; nothing is ever reshaped to fit.
+    ``expected`` maps each key the model has to its shape; nothing is ever reshaped to fit. The
+    converter passes both in canonical form (official torch names, see :mod:`.canonical`).
     """
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]

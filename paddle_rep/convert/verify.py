@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import ArchMismatchError
 from . import arch as arch_mod
+from . import canonical
 from .write import contiguous
 
 logger = logging.getLogger(__name__)
@@ -93,7 +94,10 @@ def torch_outputs(arch: str, model_args: Mapping[str, Any], state: Mapping[str, 
 
 def paddle_outputs(arch: str, model_args: Mapping[str, Any], state: Mapping[str, np.ndarray], x: np.ndarray,
                    fused: bool, path: str) -> np.ndarray:
-    """Eval output of ``paddle_rep.create_model(arch)`` holding ``state`` (Paddle names), fused first if asked."""
+    """Eval output of ``paddle_rep.create_model(arch)`` holding ``state`` (canonical form), fused first if asked.
+
+    The state is checked strictly against the model first (``num_batches_tracked`` aside: Paddle has none).
+    """
     import paddle
 
     from ..reparam import reparameterize_model
@@ -102,8 +106,9 @@ def paddle_outputs(arch: str, model_args: Mapping[str, Any], state: Mapping[str,
     model.to(dtype=str(x.dtype))
     if fused:
         model = reparameterize_model(model, inplace=True)
-    arch_mod.check_state(state, arch_mod.paddle_shapes(model), arch, path)
-    missing, unexpected = model.set_state_dict({k: contiguous(v) for k, v in state.items()})
+    expected = canonical.official_shapes(arch_mod.paddle_shapes(model))
+    arch_mod.check_state(canonical.weights_only(state), expected, arch, path)
+    missing, unexpected = canonical.load_paddle_model(model, state, str(x.dtype))
     if missing or unexpected:
         raise ArchMismatchError(f"{path}: Paddle {arch!r} rejects the weights: missing {missing}, "
                                 f"unexpected {unexpected}", path=path)
