@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from .. import interop
 from ..errors import CheckpointError, MappingError, UnsupportedDtypeError, VerificationError
 from . import arch as arch_mod
 from . import canonical
@@ -109,7 +108,7 @@ def _canonical(loaded: LoadedCheckpoint, report: ConversionReport) -> dict[str, 
         report.source_bfloat16 = list(loaded.bf16_keys)
         return state
     report.layout = OFFICIAL.name + " (Paddle names)"
-    report.source_bfloat16 = [interop.paddle_key_to_torch(k) for k in loaded.bf16_keys]
+    report.source_bfloat16 = [canonical.official_name(k) for k in loaded.bf16_keys]
     state = canonical.from_paddle_names(loaded.state)
     recorded = _recorded_counters(loaded.path)
     if recorded is None:

@@ -5,7 +5,8 @@ Canonical form: a flat ``{key: numpy array}`` dict under the official (torch) na
 between reading and writing takes and returns this form; the torch <-> Paddle key mapping
 (:mod:`paddle_rep.core.interop`) is applied only here:
 
-* :func:`from_paddle_names` at the read end, for a source saved under Paddle's names;
+* :func:`from_paddle_names` / :func:`official_name` at the read end, for a source saved under
+  Paddle's names;
 * :func:`to_target` at the write end, once over the whole state, for a Paddle destination;
 * :func:`load_paddle_model` / :func:`paddle_model_state` where a step runs a Paddle model
   (fusion and the self-check), which holds its weights under Paddle's names;
@@ -41,6 +42,11 @@ def is_counter(key: str) -> bool:
 def weights_only(state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """``state`` without its ``num_batches_tracked`` counters (what a Paddle model holds)."""
     return {k: v for k, v in state.items() if not is_counter(k)}
+
+
+def official_name(paddle_key: str) -> str:
+    """The canonical name of a key saved under Paddle's names."""
+    return interop.paddle_key_to_torch(paddle_key)
 
 
 def from_paddle_names(state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
