@@ -25,6 +25,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .. import interop
 from .bf16 import float32_to_bfloat16_bits
+from .write import contiguous
 
 NBT = interop.NUM_BATCHES_TRACKED
 
@@ -66,8 +67,6 @@ def official_shapes(paddle_shapes: Mapping[str, tuple[int, ...]]) -> dict[str, t
 
 def load_paddle_model(model, state: Mapping[str, np.ndarray], dtype: str | None) -> tuple[list, list]:
     """Load the canonical ``state`` into a Paddle ``model``; returns Paddle's (missing, unexpected) keys."""
-    from .write import contiguous
-
     mapped = interop.from_torch(state, dtype=dtype)
     return model.set_state_dict({k: contiguous(v) for k, v in mapped.items()})
 
