@@ -25,7 +25,8 @@ import numpy as np
 import paddle
 from paddle import nn
 
-from .errors import ExportError, MappingError, MissingExportPackageError
+from .convert.model import load_checkpoint as load_checkpoint  # its home is paddle_rep.convert; kept importable here
+from .errors import ExportError, MissingExportPackageError
 from .odconv import ODConv2D
 from .reparam import reparameterize_model
 
@@ -468,19 +469,3 @@ def run_cli(args: argparse.Namespace) -> int:
 
 # Every runtime measured <= 2e-6 rel on the zoo (float32 summation order); a wrong graph is >= 1e-3 off.
 CHECK_TOLERANCE = 1e-4
-
-
-def load_checkpoint(model: nn.Layer, checkpoint: str | Path) -> None:
-    """Load a ``.pdparams`` state dict strictly (every key must match), without running pickled code."""
-    from .convert.load import read_checkpoint  # restricted unpickler: checkpoints are untrusted
-
-    loaded = read_checkpoint(checkpoint)
-    state = loaded.state
-    if loaded.framework != "paddle":
-        from . import interop
-
-        state = interop.from_torch(state, dtype=None)
-    missing, unexpected = model.set_state_dict(state)
-    if missing or unexpected:
-        raise MappingError(f"{checkpoint} does not fit the model: missing {sorted(missing)[:10]}, "
-                           f"unexpected {sorted(unexpected)[:10]}")

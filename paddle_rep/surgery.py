@@ -36,6 +36,7 @@ from paddle import nn
 from . import _surgery_common as common
 from ._surgery_common import CONVERTED_FROM, ConvSpec, RevertReport, SurgeryReport
 from .acblock import ACBlock
+from .core.deploy import ACBLOCK_FUSED_ATTR, REPVGG_FUSED_ATTR
 from .errors import SurgeryError
 from .fusion import device_of, is_batch_norm
 from .odconv import Attention, ODConv2D
@@ -47,7 +48,7 @@ logger = logging.getLogger(__name__)
 ODCONV_KERNEL_JITTER = 0.1  # std of the per-kernel jitter, relative to the std of the conv kernel
 FOLD_CHECK_REL = 1e-7  # float64 check: a wrong bias fold moves outputs by the bias, far above rounding
 _BLOCKS = {"acb": ACBlock, "repvgg": RepVGGBlock, "odconv": ODConv2D}
-_FUSED_ATTR = {ACBlock: "fused_conv", RepVGGBlock: "rbr_reparam"}
+_FUSED_ATTR = {ACBlock: ACBLOCK_FUSED_ATTR, RepVGGBlock: REPVGG_FUSED_ATTR}
 _OPAQUE = (ACBlock, RepVGGBlock, ODConv2D, Attention)  # convs inside these are never converted
 
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from paddle_rep.core import surgery_plan as common
+from paddle_rep.core.deploy import ACBLOCK_FUSED_ATTR, REPVGG_FUSED_ATTR
 from paddle_rep.core.errors import SurgeryError
 from paddle_rep.core.surgery_plan import CONVERTED_FROM, ConvSpec, RevertReport, SurgeryReport
 
@@ -29,7 +30,7 @@ logger = logging.getLogger(__name__)
 ODCONV_KERNEL_JITTER = 0.1
 FOLD_CHECK_REL = 1e-7
 _BLOCKS = {"acb": ACBlock, "repvgg": RepVGGBlock, "odconv": ODConv2d}
-_FUSED_ATTR = {ACBlock: "fused_conv", RepVGGBlock: "rbr_reparam"}
+_FUSED_ATTR = {ACBlock: ACBLOCK_FUSED_ATTR, RepVGGBlock: REPVGG_FUSED_ATTR}
 _OPAQUE = (ACBlock, RepVGGBlock, ODConv2d, Attention)
 
 

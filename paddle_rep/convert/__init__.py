@@ -11,6 +11,7 @@ from .layouts import Layout as Layout
 from .layouts import detect_layout as detect_layout
 from .load import LoadedCheckpoint as LoadedCheckpoint
 from .load import read_checkpoint as read_checkpoint
+from .model import load_checkpoint as load_checkpoint
 
 __all__ = ["LAYOUTS", "ConversionReport", "KeyRule", "Layout", "LoadedCheckpoint", "convert_checkpoint",
-           "detect_layout", "read_checkpoint"]
+           "detect_layout", "load_checkpoint", "read_checkpoint"]

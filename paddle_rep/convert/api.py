@@ -1,9 +1,11 @@
 """``convert_checkpoint``: torch / timm / mmpretrain / Paddle checkpoints to Paddle or torch files.
 
-Pipeline: read safely (:mod:`.load`) -> official torch names and layouts (:mod:`.layouts`, or
-``interop.to_torch`` for a Paddle source) -> optional architecture check, fusion and self-check
-(:mod:`.arch`, :mod:`.verify`) -> target names and dtype (``interop.from_torch``) -> atomic write
-with a JSON sidecar (:mod:`.write`).
+The pipeline is one straight line over one form (:mod:`.canonical`: official torch names and
+layouts, numpy arrays): read safely (:mod:`.load`) -> canonical form (:mod:`.layouts` for other
+projects' names, Paddle's names mapped back) -> strict check against ``arch`` (:mod:`.arch`) ->
+fusion (``deploy``) -> self-check (:mod:`.verify`) -> target names and dtype, mapped once
+(:func:`.canonical.to_target`) -> atomic write with a JSON sidecar (:mod:`.write`). A new file
+format only adds a reader in :mod:`.load` and a writer in :mod:`.write`.
 
 ``num_batches_tracked`` has no Paddle counterpart. A torch -> Paddle conversion records each value
 in the sidecar (``num_batches_tracked``); a Paddle -> torch conversion takes them back from the
@@ -27,14 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
 
-from .. import interop
 from ..errors import CheckpointError, MappingError, UnsupportedDtypeError, VerificationError
 from . import arch as arch_mod
+from . import canonical
 from . import verify as verify_mod
-from .bf16 import float32_to_bfloat16_bits
+from .canonical import is_counter
 from .layouts import OFFICIAL, apply_layout, detect_layout
 from .load import LoadedCheckpoint, import_h5py, read_checkpoint, read_sidecar
 from .write import (
@@ -54,7 +54,6 @@ BFLOAT16 = "bfloat16"
 DTYPES: dict[str, str | None] = {"float32": "float32", "float64": "float64", "float16": "float16",
                                  BFLOAT16: "float32", "keep": None}  # bfloat16: rounded from float32 at the end
 MAX_RECORDED_VALUES = 1024  # a non-weight entry up to this size is copied into the sidecar
-NBT = interop.NUM_BATCHES_TRACKED
 
 
 @dataclass
@@ -93,12 +92,11 @@ class ConversionReport:
         return asdict(self)
 
 
-def _leaf(key: str) -> str:
-    return key.rpartition(".")[2]
+# ---------------------------------------------------------------- read end: the source in canonical form
 
 
-def _to_official(loaded: LoadedCheckpoint, report: ConversionReport) -> dict[str, np.ndarray]:
-    """The checkpoint under official torch names and layouts (``num_batches_tracked`` included)."""
+def _canonical(loaded: LoadedCheckpoint, report: ConversionReport) -> dict[str, np.ndarray]:
+    """The checkpoint in canonical form (official torch names and layouts, ``num_batches_tracked`` included)."""
     path = loaded.path
     if loaded.framework == "torch":
         layout = detect_layout(list(loaded.state))
@@ -107,16 +105,18 @@ def _to_official(loaded: LoadedCheckpoint, report: ConversionReport) -> dict[str
             state, report.renamed = apply_layout(loaded.state, layout)
         except MappingError as err:
             raise CheckpointError(f"{path}: {err}", path=path) from err
+        report.source_bfloat16 = list(loaded.bf16_keys)
         return state
     report.layout = OFFICIAL.name + " (Paddle names)"
-    state = interop.to_torch(loaded.state, dtype=None, num_batches_tracked=0)
+    report.source_bfloat16 = [canonical.official_name(k) for k in loaded.bf16_keys]
+    state = canonical.from_paddle_names(loaded.state)
     recorded = _recorded_counters(loaded.path)
     if recorded is None:
         report.num_batches_tracked_from = "default 0 (no sidecar describing this file)"
         return state
     report.num_batches_tracked_from = "source sidecar"
     for key in state:
-        if _leaf(key) == NBT and key in recorded:
+        if is_counter(key) and key in recorded:
             state[key] = np.array(recorded[key], dtype=np.int64)
     return state
 
@@ -128,23 +128,23 @@ def _recorded_counters(path: str) -> dict[str, int] | None:
     return {k: int(v) for k, v in sidecar.get("num_batches_tracked", {}).items()}
 
 
-def _check_dtypes(state: Mapping[str, np.ndarray], path: str) -> None:
+def _inspect(state: Mapping[str, np.ndarray], loaded: LoadedCheckpoint, report: ConversionReport) -> None:
+    """Refuse tensors of the wrong kind; record non-weight entries and non-finite tensors in the report."""
+    path = loaded.path
     for key, value in state.items():
-        ok = np.issubdtype(value.dtype, np.integer) if _leaf(key) == NBT else np.issubdtype(value.dtype, np.floating)
+        ok = np.issubdtype(value.dtype, np.integer) if is_counter(key) else np.issubdtype(value.dtype, np.floating)
         if not ok:
-            expected = "an integer counter" if _leaf(key) == NBT else "a floating-point tensor"
+            expected = "an integer counter" if is_counter(key) else "a floating-point tensor"
             raise CheckpointError(f"{path}: key {key!r} has dtype {value.dtype}, expected {expected}; "
                                   "nothing was written", path=path, key=key)
-
-
-def _cast(state: Mapping[str, np.ndarray], dtype: str | None) -> dict[str, np.ndarray]:
-    if dtype is None:
-        return dict(state)
-    return {k: v if _leaf(k) == NBT else v.astype(dtype, copy=False) for k, v in state.items()}
-
-
-def _non_finite(state: Mapping[str, np.ndarray]) -> list[str]:
-    return [k for k, v in state.items() if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all()]
+    report.non_weight_entries = _describe_extras(loaded.extras)
+    if loaded.extras:
+        logger.warning("%s: left out non-weight entries %s (recorded in the sidecar)", path, ", ".join(loaded.extras))
+    report.non_finite = [k for k, v in state.items()
+                         if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all()]
+    if report.non_finite:
+        logger.warning("%s: %d tensors hold NaN or Inf: %s", path, len(report.non_finite),
+                       ", ".join(report.non_finite[:20]) + (" ..." if len(report.non_finite) > 20 else ""))
 
 
 def _describe_extras(extras: Mapping[str, np.ndarray]) -> dict[str, Any]:
@@ -157,25 +157,54 @@ def _describe_extras(extras: Mapping[str, np.ndarray]) -> dict[str, Any]:
     return out
 
 
-def _fuse(model, official: Mapping[str, np.ndarray], work_dtype: str, path: str) -> dict[str, np.ndarray]:
-    """Load ``official`` into the Paddle ``model``, re-parameterize it, return the fused state (torch names)."""
+# ---------------------------------------------------------------- check, fuse, verify: canonical in, canonical out
+
+
+def _cast(state: Mapping[str, np.ndarray], dtype: str | None) -> dict[str, np.ndarray]:
+    if dtype is None:
+        return dict(state)
+    return {k: v if is_counter(k) else v.astype(dtype, copy=False) for k, v in state.items()}
+
+
+def _check(state: Mapping[str, np.ndarray], arch: str, model_args: Mapping[str, Any] | None,
+           path: str) -> dict[str, Any]:
+    """The model arguments (given and inferred); raises unless ``state`` fits ``arch`` strictly."""
+    args = arch_mod.merge_model_args(arch_mod.infer_model_args(state, path), model_args, path)
+    expected = canonical.official_shapes(arch_mod.expected_shapes(arch, args))
+    arch_mod.check_state(canonical.weights_only(state), expected, arch, path)  # counters do not reach Paddle
+    return args
+
+
+def _work_dtype(state: Mapping[str, np.ndarray], dtype: str) -> str:
+    """The dtype fusion and the self-check run in: float64 when asked for or kept, else float32."""
+    floats = {v.dtype for k, v in state.items() if not is_counter(k)}
+    keep64 = dtype == "keep" and floats == {np.dtype("float64")}
+    return "float64" if dtype == "float64" or keep64 else "float32"
+
+
+def _fuse(state: Mapping[str, np.ndarray], arch: str, model_args: Mapping[str, Any], work_dtype: str,
+          path: str) -> dict[str, np.ndarray]:
+    """The re-parameterized (deploy) form of ``state``, fused by the Paddle model of ``arch``."""
     from ..reparam import reparameterize_model
 
+    model = arch_mod.build_paddle_model(arch, model_args)
     model.to(dtype=work_dtype)
-    missing, unexpected = model.set_state_dict(interop.from_torch(official, dtype=work_dtype))
-    if missing or unexpected:  # check_state ran before: this would be a bug in the model zoo
+    missing, unexpected = canonical.load_paddle_model(model, state, work_dtype)
+    if missing or unexpected:  # the strict check ran before: this would be a bug in the model zoo
         raise CheckpointError(f"{path}: Paddle model rejected keys: missing {missing}, unexpected {unexpected}")
     reparameterize_model(model, inplace=True)
-    fused = interop.to_torch(model.state_dict(), dtype=None, num_batches_tracked=0)
-    for key in fused:  # surviving BNs keep their counters
-        if _leaf(key) == NBT and key in official:
-            fused[key] = official[key]
-    return fused
+    return canonical.paddle_model_state(model, counters=state)  # surviving BNs keep their counters
 
 
-def _run_verify(arch: str, model_args: Mapping[str, Any], official: Mapping[str, np.ndarray],
-                fused: Mapping[str, np.ndarray] | None, vdtype: str, input_size: int, to: str,
-                path: str) -> list[verify_mod.OutputComparison]:
+def _verify(arch: str, model_args: Mapping[str, Any], official: Mapping[str, np.ndarray],
+            fused: Mapping[str, np.ndarray] | None, vdtype: str, input_size: int, names: str,
+            report: ConversionReport, path: str) -> None:
+    """Compare the Paddle model (and the fused ones) with the torch reference; raises when one is off."""
+    if report.non_finite:
+        raise VerificationError(
+            f"{path}: the checkpoint itself holds non-finite values (NaN or Inf) in {len(report.non_finite)} "
+            f"tensors ({', '.join(report.non_finite[:10])}{' ...' if len(report.non_finite) > 10 else ''}); "
+            "outputs cannot be compared, nothing written")
     x = verify_mod.seeded_input(vdtype, input_size, channels=int(model_args.get("in_channels", 3)))
     reference = verify_mod.torch_outputs(arch, model_args, _cast(official, vdtype), x, path)
     pairs = [("paddle vs torch (eval)", official, False)]
@@ -183,40 +212,33 @@ def _run_verify(arch: str, model_args: Mapping[str, Any], official: Mapping[str,
         pairs.append(("paddle fused vs torch (eval)", fused, True))
     results = []
     for what, state, is_fused in pairs:
-        out = verify_mod.paddle_outputs(arch, model_args, interop.from_torch(state, dtype=vdtype), x, is_fused, path)
+        out = verify_mod.paddle_outputs(arch, model_args, _cast(state, vdtype), x, is_fused, path)
         results.append(verify_mod.compare(what, out, reference, vdtype))
-    if to in ("torch", "hdf5") and fused is not None:  # the written file holds torch's fused model
+    if names == "torch" and fused is not None:  # the written file holds torch's fused model
         out = verify_mod.torch_outputs(arch, model_args, _cast(fused, vdtype), x, path, fused=True)
         results.append(verify_mod.compare("torch fused (written) vs torch (eval)", out, reference, vdtype))
     for r in results:
         logger.info("verify %s", r)
-    return results
+    report.verify = [r.to_dict() for r in results]
+    if not all(r.ok for r in results):
+        raise VerificationError(f"{path}: verification failed, nothing written:\n  "
+                                + "\n  ".join(str(r) for r in results), tuple(results))
 
 
-def _target_state(official: Mapping[str, np.ndarray], to: str, dtype: str | None,
-                  report: ConversionReport, progress: bool | None, bf16: frozenset[str] = frozenset()
-                  ) -> dict[str, np.ndarray]:
-    """``official`` under the target's names; keys in ``bf16`` are rounded to bfloat16 bit patterns."""
-    out: dict[str, np.ndarray] = {}
-    disable = None if progress is None else not progress
-    with logging_redirect_tqdm():
-        for key, value in tqdm(official.items(), total=len(official), desc="convert", unit="tensor",
-                               disable=disable, leave=False):
-            if to == "torch":
-                if key in bf16:
-                    out[key] = float32_to_bfloat16_bits(value)
-                else:
-                    out[key] = value if _leaf(key) == NBT else value.astype(dtype or value.dtype, copy=False)
-                continue
-            mapped = interop.from_torch({key: value}, dtype="float32" if key in bf16 else dtype)
-            if key in bf16:
-                mapped = {k: float32_to_bfloat16_bits(v) for k, v in mapped.items()}
-            if not mapped:
-                report.dropped.append(key)
-            elif _leaf(key) == interop.LINEAR_WEIGHT_LEAF and value.ndim == 2:
-                report.transposed.append(key)
-            out.update(mapped)
-    return out
+# ---------------------------------------------------------------- write end: target names, dtype, container
+
+
+def _bf16_keys(final: Mapping[str, np.ndarray], dtype: str, container: str, report: ConversionReport,
+               dst: Path) -> frozenset[str]:
+    """The canonical keys to store as bfloat16."""
+    if dtype == BFLOAT16:
+        return frozenset(k for k in final if not is_counter(k))
+    if dtype == "keep" and container in BF16_CONTAINERS:
+        return frozenset(report.source_bfloat16) & frozenset(final)
+    if dtype == "keep" and report.source_bfloat16:
+        logger.warning("%s: HDF5 has no bfloat16: %d bfloat16 tensors written as float32 (exact)", dst,
+                       len(report.source_bfloat16))
+    return frozenset()
 
 
 def convert_checkpoint(src: str | Path, dst: str | Path, arch: str | None = None, deploy: bool = False,
@@ -268,58 +290,31 @@ def convert_checkpoint(src: str | Path, dst: str | Path, arch: str | None = None
 def _convert(src: Path, dst: Path, arch: str | None, deploy: bool, verify: bool, to: str, dtype: str,
              model_args: Mapping[str, Any] | None, input_size: int | None, progress: bool | None,
              container: str, source_sha256: Future) -> ConversionReport:
+    """read -> canonical -> check -> fuse -> verify -> map -> write; the middle steps see canonical form only."""
     loaded = read_checkpoint(src)
     path = loaded.path
     report = ConversionReport(str(src), str(dst), to, dtype, loaded.container, loaded.framework, "", loaded.unwrapped,
                               0, arch=arch, deploy=deploy)
-    official = _to_official(loaded, report)
-    _check_dtypes(official, path)
-    report.non_weight_entries = _describe_extras(loaded.extras)
-    if loaded.extras:
-        logger.warning("%s: left out non-weight entries %s (recorded in the sidecar)", path, ", ".join(loaded.extras))
-    report.source_bfloat16 = [interop.paddle_key_to_torch(k) if loaded.framework == "paddle" else k
-                              for k in loaded.bf16_keys]
-    report.non_finite = _non_finite(official)
-    if report.non_finite:
-        logger.warning("%s: %d tensors hold NaN or Inf: %s", path, len(report.non_finite),
-                       ", ".join(report.non_finite[:20]) + (" ..." if len(report.non_finite) > 20 else ""))
-    counters = {k: int(v) for k, v in official.items() if _leaf(k) == NBT}
+    official = _canonical(loaded, report)
+    _inspect(official, loaded, report)
+    counters = {k: int(v) for k, v in official.items() if is_counter(k)}
+    names = "paddle" if to == "paddle" else "torch"  # HDF5 holds official (torch) names
 
     fused = None
     if arch is not None:
-        args = arch_mod.merge_model_args(arch_mod.infer_model_args(official, path), model_args, path)
-        report.model_args = args
-        arch_mod.check_state(interop.from_torch(official, dtype=None), arch_mod.expected_shapes(arch, args), arch, path)
-        floats = {v.dtype for k, v in official.items() if _leaf(k) != NBT}
-        work_dtype = "float64" if dtype == "float64" or (dtype == "keep" and floats == {np.dtype("float64")}) \
-            else "float32"
+        report.model_args = args = _check(official, arch, model_args, path)
+        work_dtype = _work_dtype(official, dtype)
         if deploy:
-            fused = _fuse(arch_mod.build_paddle_model(arch, args), official, work_dtype, path)
-        if verify and report.non_finite:
-            raise VerificationError(
-                f"{path}: the checkpoint itself holds non-finite values (NaN or Inf) in {len(report.non_finite)} "
-                f"tensors ({', '.join(report.non_finite[:10])}{' ...' if len(report.non_finite) > 10 else ''}); "
-                "outputs cannot be compared, nothing written")
+            fused = _fuse(official, arch, args, work_dtype, path)
         if verify:
             size = input_size or verify_mod.default_input_size(arch)
-            results = _run_verify(arch, args, official, fused, work_dtype, size, to, path)
-            report.verify = [r.to_dict() for r in results]
-            failed = [r for r in results if not r.ok]
-            if failed:
-                raise VerificationError(f"{path}: verification failed, nothing written:\n  "
-                                        + "\n  ".join(str(r) for r in results), tuple(results))
+            _verify(arch, args, official, fused, work_dtype, size, names, report, path)
 
     final = fused if fused is not None else official
-    if dtype == BFLOAT16:
-        bf16 = frozenset(k for k in final if _leaf(k) != NBT)
-    elif dtype == "keep" and container in BF16_CONTAINERS:
-        bf16 = frozenset(report.source_bfloat16) & frozenset(final)
-    else:
-        bf16 = frozenset()
-        if dtype == "keep" and report.source_bfloat16:
-            logger.warning("%s: HDF5 has no bfloat16: %d bfloat16 tensors written as float32 (exact)", dst,
-                           len(report.source_bfloat16))
-    out = _target_state(final, "torch" if to == "hdf5" else to, DTYPES[dtype], report, progress, bf16)
+    target = canonical.to_target(final, names, DTYPES[dtype], _bf16_keys(final, dtype, container, report, dst),
+                                 progress)
+    report.dropped, report.transposed = target.dropped, target.transposed
+    out = target.state
     report.tensors = len(out)
     if container == "hdf5":
         out.update(loaded.extras)  # ACNet's own files carry ``deps`` next to the weights

@@ -3,7 +3,8 @@
 The inference reads official torch names and layouts (the converter's intermediate form):
 
 * ``kernel_num`` (ODConv): the first dimension of the 5-D ODConv weights;
-* ``deploy``: ``rbr_reparam`` (RepVGG) or ``fused_conv`` (ACNet) keys mean a fused checkpoint,
+* ``deploy``: keys of a fused block (RepVGG ``rbr_reparam``, ACNet ``fused_conv``: the names in
+  :mod:`paddle_rep.core.deploy`) mean a fused checkpoint,
   ``rbr_dense`` / ``square_conv`` keys a training-time one;
 * ``num_classes``: the output size of the head (:data:`HEAD_KEYS`, else the last Linear weight).
 
@@ -18,11 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from ..core.deploy import ACBLOCK_FUSED_ATTR, REPVGG_FUSED_ATTR
 from ..errors import ArchMismatchError, CheckpointError
 
 logger = logging.getLogger(__name__)
 
-DEPLOY_MARKERS = ("rbr_reparam.", "fused_conv.")  # fused RepVGG / ACNet blocks
+DEPLOY_MARKERS = (f"{REPVGG_FUSED_ATTR}.", f"{ACBLOCK_FUSED_ATTR}.")  # fused RepVGG / ACNet blocks
 TRAIN_MARKERS = ("rbr_dense.", "square_conv.")  # their training-time branches
 # Classifier weights of the zoo's models (RepVGG/ACNet ``linear``, OD-ResNet ``fc``, OD-MobileNetV2
 # ``classifier.1``, ACNet CIFAR-quick ``fc2``, VGG ``linear2``); otherwise the last Linear weight.
@@ -105,11 +107,11 @@ def build_paddle_model(arch: str, model_args: Mapping[str, Any]):
 
 def build_torch_model(arch: str, model_args: Mapping[str, Any]):
     """``torch_ref.create_model(arch, **model_args)``; needs torch."""
-    try:
-        import torch_ref
-    except ImportError as err:
-        raise ImportError("--verify builds the torch reference model and needs torch "
-                          "(pip install 'paddle-rep[torch]')") from err
+    from .load import import_torch
+
+    import_torch("--verify builds the torch reference model and needs torch (pip install 'paddle-rep[torch]')")
+    import torch_ref
+
     return torch_ref.create_model(arch, **model_args)
 
 
@@ -119,10 +121,11 @@ def _listed(keys: list[str]) -> str:
 
 
 def check_state(state: Mapping[str, np.ndarray], expected: Mapping[str, tuple[int, ...]], arch: str,
-                path: str = "?", layout: str = "Paddle") -> None:
+                path: str = "?", layout: str = "official") -> None:
     """Raise one :class:`ArchMismatchError` listing every missing, unexpected and shape-mismatched key.
 
-    ``expected`` maps each key the model has to its shape; nothing is ever reshaped to fit.
+    ``expected`` maps each key the model has to its shape; nothing is ever reshaped to fit. The
+    converter passes both in canonical form (official torch names, see :mod:`.canonical`).
     """
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]

@@ -5,8 +5,8 @@ rows (a regex, a replacement template, an optional tensor transform). Every key 
 layout must be touched by some rule, so an unknown top-level part (a neck, an auxiliary head) is
 reported rather than passed through; an unknown name inside a known stage is renamed by the stage
 rule only and left to the strict ``--arch`` check.
-Sources of the names: ``shared/reference/repvgg.md`` section 7 (timm ``models/byobnet.py``,
-mmpretrain ``models/backbones/repvgg.py``), read from the projects' code.
+The names were read from timm's ``models/byobnet.py`` and mmpretrain's ``models/backbones/repvgg.py``;
+``docs/checkpoint_conversion.md`` tabulates them.
 """
 
 import re

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CheckpointError, MappingError, UnsafeCheckpointError
+from ..errors import CheckpointError, MappingError, MissingPackageError, UnsafeCheckpointError
 from ..interop import to_numpy
 from .bf16 import bf16_bits_to_float32
 
@@ -122,12 +122,17 @@ def _sniff(path: Path) -> str:
         f"safetensors or an HDF5 file, found leading bytes {head[:8]!r}", path=str(path))
 
 
-def _torch_load(path: Path, container: str) -> Any:
+def import_torch(message: str):
+    """torch, or :class:`MissingPackageError` with ``message`` (which names the ``torch`` extra)."""
     try:
         import torch
     except ImportError as err:
-        raise ImportError(f"{path} is a torch checkpoint; reading it needs torch (pip install 'paddle-rep[torch]')"
-                          ) from err
+        raise MissingPackageError(message, package="torch", extra="torch") from err
+    return torch
+
+
+def _torch_load(path: Path, container: str) -> Any:
+    torch = import_torch(f"{path} is a torch checkpoint; reading it needs torch (pip install 'paddle-rep[torch]')")
     try:
         # mmap keeps the tensors on disk until used: peak memory stays near one copy (zip format only).
         with warnings.catch_warnings():  # a damaged legacy file makes torch warn about odd pickle protocols
@@ -221,14 +226,15 @@ def _safetensors_load(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
 
 
 def import_h5py(purpose: str):
-    """h5py, or the typed missing-package ImportError naming the ``hdf5`` extra."""
+    """h5py, or :class:`MissingPackageError` naming the ``hdf5`` extra."""
     try:
         import h5py
     except ImportError as err:
-        raise ImportError(f"{purpose} needs h5py (pip install 'paddle-rep[hdf5]')") from err
+        raise MissingPackageError(f"{purpose} needs h5py (pip install 'paddle-rep[hdf5]')", package="h5py",
+                                  extra="hdf5") from err
     except zlib.error as err:  # seen with Paddle 2.6.2 imported first: the two bundle clashing libraries
-        raise ImportError(f"{purpose} needs h5py, which failed to import after paddle ({err}); "
-                          "import h5py before paddle") from err
+        raise MissingPackageError(f"{purpose} needs h5py, which failed to import after paddle ({err}); "
+                                  "import h5py before paddle", package="h5py", extra="hdf5") from err
     return h5py
 
 

@@ -235,7 +235,13 @@ def _save_paddle(state: Mapping[str, np.ndarray], f) -> str:
 
 
 def _save_torch(state: Mapping[str, np.ndarray], f) -> None:
-    import torch
+    try:
+        import torch
+    except ImportError as err:
+        from ..errors import MissingPackageError
+
+        raise MissingPackageError("writing a torch checkpoint (.pth) needs torch (pip install 'paddle-rep[torch]')",
+                                  package="torch", extra="torch") from err
 
     def tensor(array: np.ndarray):
         value = torch.from_numpy(contiguous(array))

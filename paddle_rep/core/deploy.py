@@ -4,7 +4,13 @@
 ``re_parameterize()`` (PaddleClas) are what other code calls, so every block answers to all
 three. Fusing is idempotent, and ``is_repped`` says whether it happened (``reparameterize_model``
 skips such layers).
+
+The fused layer's attribute name is the official one of each family (:data:`ACBLOCK_FUSED_ATTR`,
+:data:`REPVGG_FUSED_ATTR`); it is also the state-dict prefix that marks a deployed checkpoint.
 """
+
+ACBLOCK_FUSED_ATTR = "fused_conv"  # ACNet's ACBlock in deploy form
+REPVGG_FUSED_ATTR = "rbr_reparam"  # RepVGG's RepVGGBlock in deploy form
 
 
 class DeployProtocol:
