@@ -241,40 +241,32 @@ class _TorchVariance:
         return self.training and not self._use_global_stats
 
 
-class BatchNorm2D(_TorchVariance, nn.BatchNorm2D):
+class _TorchVarianceBN(_TorchVariance):
+    """Constructor and forward of the single-process layers below (SyncBatchNorm has its own)."""
+
+    def __init__(self, num_features: int, momentum: float = 0.9, epsilon: float = 1e-5, *,
+                 running_var_mode: str | None = None, **kwargs) -> None:
+        super().__init__(num_features, momentum=momentum, epsilon=epsilon, **kwargs)
+        self.running_var_mode = _check_mode(running_var_mode or _default_mode)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        self._check_data_format(self._data_format)
+        self._check_input_dim(x)
+        if not self._updates_stats() or self.running_var_mode == "paddle":
+            return self._native_call(x)
+        return self._torch_variance_call(x, "batch_norm", plain_kernel)
+
+
+class BatchNorm2D(_TorchVarianceBN, nn.BatchNorm2D):
     """``paddle.nn.BatchNorm2D`` with a selectable running-variance update.
 
     ``running_var_mode="torch"`` (default: the module setting) reproduces PyTorch's unbiased
     update on every kernel; ``"paddle"`` keeps the kernel's. The state dict is that of ``nn.BatchNorm2D``.
     """
 
-    def __init__(self, num_features: int, momentum: float = 0.9, epsilon: float = 1e-5, *,
-                 running_var_mode: str | None = None, **kwargs) -> None:
-        super().__init__(num_features, momentum=momentum, epsilon=epsilon, **kwargs)
-        self.running_var_mode = _check_mode(running_var_mode or _default_mode)
 
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        self._check_data_format(self._data_format)
-        self._check_input_dim(x)
-        if not self._updates_stats() or self.running_var_mode == "paddle":
-            return self._native_call(x)
-        return self._torch_variance_call(x, "batch_norm", plain_kernel)
-
-
-class BatchNorm1D(_TorchVariance, nn.BatchNorm1D):
+class BatchNorm1D(_TorchVarianceBN, nn.BatchNorm1D):
     """``paddle.nn.BatchNorm1D`` (2-D or 3-D input) with the running-variance update of :class:`BatchNorm2D`."""
-
-    def __init__(self, num_features: int, momentum: float = 0.9, epsilon: float = 1e-5, *,
-                 running_var_mode: str | None = None, **kwargs) -> None:
-        super().__init__(num_features, momentum=momentum, epsilon=epsilon, **kwargs)
-        self.running_var_mode = _check_mode(running_var_mode or _default_mode)
-
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        self._check_data_format(self._data_format)
-        self._check_input_dim(x)
-        if not self._updates_stats() or self.running_var_mode == "paddle":
-            return self._native_call(x)
-        return self._torch_variance_call(x, "batch_norm", plain_kernel)
 
 
 def world_size() -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import paddle
 import torch
+from paddle import nn
 
 from paddle_rep import interop
 from parity_tests.tolerances import ill_conditioned_reason, tolerance
@@ -150,6 +151,18 @@ def randomize_bn(module: torch.nn.Module, rng: np.random.Generator) -> None:
                 if m.weight is not None:
                     m.weight.copy_(torch.from_numpy(rng.uniform(0.5, 1.5, n)))
                     m.bias.copy_(torch.from_numpy(rng.normal(0.0, 0.5, n)))
+
+
+def randomize_paddle_bn(model: nn.Layer, rng: np.random.Generator) -> None:
+    """Non-default running statistics and affine parameters for every Paddle BN."""
+    for layer in model.sublayers(include_self=True):
+        if isinstance(layer, nn.layer.norm._BatchNormBase):
+            n, dtype = layer._mean.shape[0], layer._mean.dtype
+            layer._mean.set_value(paddle.to_tensor(rng.normal(0.0, 0.5, n), dtype=dtype))
+            layer._variance.set_value(paddle.to_tensor(rng.uniform(0.5, 2.0, n), dtype=dtype))
+            if layer.weight is not None:
+                layer.weight.set_value(paddle.to_tensor(rng.uniform(0.5, 1.5, n), dtype=dtype))
+                layer.bias.set_value(paddle.to_tensor(rng.normal(0.0, 0.5, n), dtype=dtype))
 
 
 def align_bn_constants_to_paddle(module: torch.nn.Module) -> None:

@@ -76,21 +76,10 @@ def test_slow_sweep_covers_every_builder() -> None:
     assert len({family(a) for a in paddle_rep.list_models()}) >= 6  # not an empty comparison
 
 
-def randomize_paddle_bn(model: nn.Layer, rng: np.random.Generator) -> None:
-    for layer in model.sublayers(include_self=True):
-        if isinstance(layer, nn.layer.norm._BatchNormBase):
-            n, dtype = layer._mean.shape[0], layer._mean.dtype
-            layer._mean.set_value(paddle.to_tensor(rng.normal(0.0, 0.5, n), dtype=dtype))
-            layer._variance.set_value(paddle.to_tensor(rng.uniform(0.5, 2.0, n), dtype=dtype))
-            if layer.weight is not None:
-                layer.weight.set_value(paddle.to_tensor(rng.uniform(0.5, 1.5, n), dtype=dtype))
-                layer.bias.set_value(paddle.to_tensor(rng.normal(0.0, 0.5, n), dtype=dtype))
-
-
 def build(arch: str, kwargs: dict, seed: int = 0) -> nn.Layer:
     paddle.seed(seed)
     model = create_model(arch, num_classes=10, **kwargs)
-    randomize_paddle_bn(model, np.random.default_rng(seed))
+    helpers.randomize_paddle_bn(model, np.random.default_rng(seed))
     model.eval()
     return model
 

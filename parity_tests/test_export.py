@@ -26,18 +26,6 @@ BATCHES = (1, 3)
 HW = (10, 9)  # odd and unequal, so a swapped H/W or a stride rounding error shows
 
 
-def randomize_paddle_bn(model: nn.Layer, rng: np.random.Generator) -> None:
-    """Non-default running statistics and affine parameters for every Paddle BN."""
-    for layer in model.sublayers(include_self=True):
-        if isinstance(layer, nn.layer.norm._BatchNormBase):
-            n, dtype = layer._mean.shape[0], layer._mean.dtype
-            layer._mean.set_value(paddle.to_tensor(rng.normal(0.0, 0.5, n), dtype=dtype))
-            layer._variance.set_value(paddle.to_tensor(rng.uniform(0.5, 2.0, n), dtype=dtype))
-            if layer.weight is not None:
-                layer.weight.set_value(paddle.to_tensor(rng.uniform(0.5, 1.5, n), dtype=dtype))
-                layer.bias.set_value(paddle.to_tensor(rng.normal(0.0, 0.5, n), dtype=dtype))
-
-
 class RepVGGNet(nn.Layer):
     def __init__(self) -> None:
         super().__init__()
@@ -102,7 +90,7 @@ def build(name: str, seed: int = 0, dtype: str = "float32") -> nn.Layer:
     paddle.seed(seed)
     model = NETS[name]()
     model.to(dtype=dtype)
-    randomize_paddle_bn(model, np.random.default_rng(seed))
+    helpers.randomize_paddle_bn(model, np.random.default_rng(seed))
     model.eval()
     return model
 
@@ -391,7 +379,7 @@ def test_zoo_model_exports_with_a_dynamic_batch(tmp_path: Path, arch: str, kwarg
 
     paddle.seed(0)
     model = create_model(arch, num_classes=10, **kwargs)
-    randomize_paddle_bn(model, np.random.default_rng(0))
+    helpers.randomize_paddle_bn(model, np.random.default_rng(0))
     model.eval()
     size = 32 if default_input_size(arch) == 32 else 64  # the CIFAR nets' heads expect 32x32
     files = paddle_rep.export(model, tmp_path / arch, (3, size, size))
@@ -410,7 +398,7 @@ def test_cli_export_with_checkpoint(tmp_path: Path, capsys) -> None:
 
     paddle.seed(3)
     model = create_model("repvgg_a0", num_classes=10)
-    randomize_paddle_bn(model, np.random.default_rng(3))
+    helpers.randomize_paddle_bn(model, np.random.default_rng(3))
     paddle.save(model.state_dict(), str(tmp_path / "ckpt.pdparams"))
     assert cli.main(["export", str(tmp_path / "out" / "a0"), "--arch", "repvgg_a0", "--num-classes", "10",
                      "--checkpoint", str(tmp_path / "ckpt.pdparams"), "--input-shape", "3,32,32"]) == 0
