@@ -547,7 +547,8 @@ def test_no_framework_imported_by_package_import():
 
 
 def _sweep_cases() -> list:
-    cases = [pytest.param(name, {}, id=name) for name in torch_ref.list_models()]
+    # RepVGGplus-L2pse (146M parameters): test_repvggplus.py converts it with --verify at full size.
+    cases = [pytest.param(name, {}, id=name) for name in torch_ref.list_models() if name != "repvggplus_l2pse"]
     cases += [pytest.param(n, {"kernel_num": 4}, id=f"{n}-kn4") for n in ("od_resnet18", "od_mobilenetv2_050")]
     return cases
 
