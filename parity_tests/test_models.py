@@ -546,7 +546,9 @@ def test_train_step_matches_float64(case: Case, request: pytest.FixtureRequest) 
 # torch's 8e-5), so the yardstick's own-error check fails them. Not established as a Paddle defect
 # (with 2 torch threads kn1 passes: ill-conditioned errors depend on summation order); see
 # parity_tests/README.md. Strict, so a change shows up as XPASS.
-_FLOAT32_OWN_ERROR = {"od_resnet18_kn1", "od_resnet18_kn4", "od_mobilenetv2_050"}
+# Full-size RepVGG-B1g2 and D2se (slow) likewise: B1g2's input gradient 1.2e-2 rel in Paddle against
+# torch's 1.8e-5 (its narrow twin mini_b1g2 passes).
+_FLOAT32_OWN_ERROR = {"od_resnet18_kn1", "od_resnet18_kn4", "od_mobilenetv2_050", "repvgg_b1g2", "repvgg_d2se"}
 _FLOAT32_OWN_ERROR_UNMEASURED = {"od_resnet50_kn1", "od_mobilenetv2_100_kn4"}  # slow; presumed the same
 # The held cases run in `slow` (od_resnet18 kn4 alone takes ~10 s): their float64 steps, run by
 # default, are what shows the models agree.

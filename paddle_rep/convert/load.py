@@ -50,9 +50,11 @@ HDF5_NON_WEIGHTS = ("deps",)  # ACNet's layer-width list; all-digit names are no
 # AssertionError: torch raises it itself for a storage key the legacy format's pickle does not define.
 _TORCH_PARSE_ERRORS = (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, IndexError, KeyError,
                        struct.error, TypeError, AttributeError, OverflowError, MemoryError, RecursionError,
-                       AssertionError)
+                       AssertionError, SystemError)
+# SystemError: CPython's C unpickler answers some malformed streams with "error return without
+# exception set" (the slow fuzz, .pdparams seed 77); torch.load unpickles with the same machinery.
 _PICKLE_PARSE_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
-                        KeyError, struct.error, MemoryError, OverflowError, RecursionError)
+                        KeyError, struct.error, MemoryError, OverflowError, RecursionError, SystemError)
 _ST_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
               "I8": "i1", "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?"}
 SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024  # the safetensors library's own limit
