@@ -137,6 +137,31 @@ def assert_all_close(results: list[Comparison]) -> None:
     assert not failed, "\n".join(failed)
 
 
+def torch_meta(name: str, **kwargs) -> torch.nn.Module:
+    """A torch_ref zoo model on torch's meta device (no memory, no init cost)."""
+    with torch.device("meta"):
+        import torch_ref
+
+        return torch_ref.create_model(name, **kwargs)
+
+
+def paddle_lazy(name: str, **kwargs) -> nn.Layer:
+    """A paddle_rep zoo model built under ``paddle.LazyGuard`` (parameters not initialised)."""
+    import paddle_rep
+
+    with paddle.LazyGuard():
+        return paddle_rep.create_model(name, **kwargs)
+
+
+def torch_trainable(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def paddle_trainable(model: nn.Layer) -> int:
+    # BN _mean/_variance are parameters with stop_gradient=True in Paddle.
+    return sum(int(np.prod(p.shape)) for p in model.parameters() if not p.stop_gradient)
+
+
 def randomize_bn(module: torch.nn.Module, rng: np.random.Generator) -> None:
     """Give every torch BN non-default running statistics and affine parameters.
 

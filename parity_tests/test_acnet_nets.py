@@ -113,24 +113,6 @@ def _digest(items: list[tuple[str, tuple[int, ...]]]) -> str:
     return hashlib.sha256("\n".join(f"{k} {tuple(s)}" for k, s in items).encode()).hexdigest()[:16]
 
 
-def _torch_meta(name: str, **kwargs) -> torch.nn.Module:
-    with torch.device("meta"):
-        return torch_ref.create_model(name, **kwargs)
-
-
-def _paddle_lazy(name: str, **kwargs) -> paddle.nn.Layer:
-    with paddle.LazyGuard():
-        return paddle_rep.create_model(name, **kwargs)
-
-
-def _torch_trainable(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def _paddle_trainable(model: paddle.nn.Layer) -> int:
-    return sum(int(np.prod(p.shape)) for p in model.parameters() if not p.stop_gradient)
-
-
 def test_every_acnet_net_is_listed_here() -> None:
     assert set(torch_ref.list_models("acnet_*")) == set(OFFICIAL)
     assert set(paddle_rep.list_models("acnet_*")) == set(OFFICIAL)
@@ -143,24 +125,24 @@ def test_key_list_and_parameter_count_match_official(name: str, deploy: bool) ->
     count. Paddle: the same count, and the mapped official keys in the same order."""
     facts = OFFICIAL[name]
     form = int(deploy)
-    torch_model = _torch_meta(name, num_classes=facts.num_classes, deploy=deploy)
+    torch_model = helpers.torch_meta(name, num_classes=facts.num_classes, deploy=deploy)
     items = [(k, tuple(v.shape)) for k, v in torch_model.state_dict().items()]
     assert len(items) == facts.entries[form]
     shapes = dict(items)
     for key, shape in (facts.deploy_samples if deploy else facts.samples).items():
         assert shapes.get(key) == shape, f"{key}: {shapes.get(key)} != official {shape}"
     assert _digest(items) == facts.digests[form], "key names, order or shapes differ from the official list"
-    assert _torch_trainable(torch_model) == facts.params[form]
+    assert helpers.torch_trainable(torch_model) == facts.params[form]
 
-    paddle_model = _paddle_lazy(name, num_classes=facts.num_classes, deploy=deploy)
-    assert _paddle_trainable(paddle_model) == facts.params[form]
+    paddle_model = helpers.paddle_lazy(name, num_classes=facts.num_classes, deploy=deploy)
+    assert helpers.paddle_trainable(paddle_model) == facts.params[form]
     expected = [interop.torch_key_to_paddle(k) for k, _ in items]
     assert list(paddle_model.state_dict()) == [k for k in expected if k is not None]
 
 
 def test_key_digest_control() -> None:
     """The digest sees a renamed key, a swapped pair and a changed shape."""
-    items = [(k, tuple(v.shape)) for k, v in _torch_meta("acnet_mobilenetv1").state_dict().items()]
+    items = [(k, tuple(v.shape)) for k, v in helpers.torch_meta("acnet_mobilenetv1").state_dict().items()]
     assert _digest(items) == OFFICIAL["acnet_mobilenetv1"].digests[0]
     renamed = [(k.replace("stem.3.", "stem.03."), s) for k, s in items]
     swapped = [items[1], items[0], *items[2:]]
@@ -189,8 +171,8 @@ def _conv_layout(model, acb_cls, conv_cls) -> tuple[list[tuple[int, int, int]], 
 def test_acblocks_sit_where_the_official_builder_puts_them(name: str) -> None:
     """Every 3x3 conv is an ACBlock (MobileNetV1's depthwise ones with groups = channels), every
     other conv is 1x1 or the 7x7 stem, and the number of ACBlocks is upstream's; both frameworks."""
-    torch_acbs, torch_plain = _conv_layout(_torch_meta(name), TorchACBlock, torch.nn.Conv2d)
-    paddle_acbs, paddle_plain = _conv_layout(_paddle_lazy(name), PaddleACBlock, paddle.nn.Conv2D)
+    torch_acbs, torch_plain = _conv_layout(helpers.torch_meta(name), TorchACBlock, torch.nn.Conv2d)
+    paddle_acbs, paddle_plain = _conv_layout(helpers.paddle_lazy(name), PaddleACBlock, paddle.nn.Conv2D)
     assert torch_acbs == paddle_acbs and torch_plain == paddle_plain
     assert len(torch_acbs) == OFFICIAL[name].acbs
     assert {k for _, _, k in torch_acbs} == {3}

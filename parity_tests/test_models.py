@@ -87,25 +87,6 @@ def test_pure_python_parts_import_without_a_framework() -> None:
 
 # ---------------------------------------------------------------- structure and parameter counts
 
-def _torch_meta(name: str, **kwargs) -> torch.nn.Module:
-    with torch.device("meta"):
-        return torch_ref.create_model(name, **kwargs)
-
-
-def _paddle_lazy(name: str, **kwargs) -> paddle.nn.Layer:
-    with paddle.LazyGuard():
-        return paddle_rep.create_model(name, **kwargs)
-
-
-def _torch_trainable(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def _paddle_trainable(model: paddle.nn.Layer) -> int:
-    # BN _mean/_variance are parameters with stop_gradient=True in Paddle.
-    return sum(int(np.prod(p.shape)) for p in model.parameters() if not p.stop_gradient)
-
-
 def _torch_shapes_as_paddle(model: torch.nn.Module) -> dict[str, list[int]]:
     shapes = {}
     for key, value in model.state_dict().items():
@@ -121,8 +102,8 @@ def _torch_shapes_as_paddle(model: torch.nn.Module) -> dict[str, list[int]]:
 def test_structure_matches_between_frameworks(name: str, deploy: bool) -> None:
     """Same trainable count and the same key -> shape map after the interop mapping."""
     kwargs = {"num_classes": 7, "deploy": deploy}
-    torch_model, paddle_model = _torch_meta(name, **kwargs), _paddle_lazy(name, **kwargs)
-    assert _paddle_trainable(paddle_model) == _torch_trainable(torch_model)
+    torch_model, paddle_model = helpers.torch_meta(name, **kwargs), helpers.paddle_lazy(name, **kwargs)
+    assert helpers.paddle_trainable(paddle_model) == helpers.torch_trainable(torch_model)
     expected = _torch_shapes_as_paddle(torch_model)
     actual = {k: list(v.shape) for k, v in paddle_model.state_dict().items()}
     assert set(actual) == set(expected), f"keys differ: {sorted(set(actual) ^ set(expected))[:10]}"
@@ -148,9 +129,9 @@ REP_TINY_COUNTS = (66_331, 63_307)  # (train, deploy), 10 classes, 1 input chann
 @pytest.mark.parametrize("name", sorted(REPVGG_TABLE))
 def test_repvgg_official_parameter_and_key_counts(name: str) -> None:
     for deploy, expected in zip((False, True), REPVGG_TABLE[name], strict=True):
-        torch_model, paddle_model = _torch_meta(name, deploy=deploy), _paddle_lazy(name, deploy=deploy)
-        assert _torch_trainable(torch_model) == expected, f"torch deploy={deploy}"
-        assert _paddle_trainable(paddle_model) == expected, f"paddle deploy={deploy}"
+        torch_model, paddle_model = helpers.torch_meta(name, deploy=deploy), helpers.paddle_lazy(name, deploy=deploy)
+        assert helpers.torch_trainable(torch_model) == expected, f"torch deploy={deploy}"
+        assert helpers.paddle_trainable(paddle_model) == expected, f"paddle deploy={deploy}"
         assert len(torch_model.state_dict()) == REPVGG_KEYS[name[len("repvgg_")]][int(deploy)]
 
 
@@ -172,9 +153,10 @@ ODCONV_TABLE = [
                          ids=[f"{n}-kn{k}" for n, k, *_ in ODCONV_TABLE])
 def test_odconv_official_parameter_counts(name: str, kernel_num: int, count: int, keys: int,
                                           millions: float | None) -> None:
-    torch_model, paddle_model = _torch_meta(name, kernel_num=kernel_num), _paddle_lazy(name, kernel_num=kernel_num)
-    assert _torch_trainable(torch_model) == count
-    assert _paddle_trainable(paddle_model) == count
+    torch_model = helpers.torch_meta(name, kernel_num=kernel_num)
+    paddle_model = helpers.paddle_lazy(name, kernel_num=kernel_num)
+    assert helpers.torch_trainable(torch_model) == count
+    assert helpers.paddle_trainable(paddle_model) == count
     assert len(torch_model.state_dict()) == keys
     if millions is not None:  # the table above agrees with the published figure
         assert round(count / 1e6, 2) == millions
@@ -191,8 +173,8 @@ def test_rep_tiny_parameter_count() -> None:
     """The demo network has no upstream; its count is pinned so a changed layer is noticed."""
     for deploy, expected in ((False, REP_TINY_COUNTS[0]), (True, REP_TINY_COUNTS[1])):
         kwargs = {"num_classes": 10, "in_channels": 1, "deploy": deploy}
-        assert _torch_trainable(_torch_meta("rep_tiny", **kwargs)) == expected
-        assert _paddle_trainable(_paddle_lazy("rep_tiny", **kwargs)) == expected
+        assert helpers.torch_trainable(helpers.torch_meta("rep_tiny", **kwargs)) == expected
+        assert helpers.paddle_trainable(helpers.paddle_lazy("rep_tiny", **kwargs)) == expected
 
 
 # Output height (= width) of each stage for one fixed input (224x224; 32x32 for the CIFAR nets),
@@ -318,16 +300,16 @@ def test_acnet_parameter_counts(name: str) -> None:
     """No official table: deploy = the plain network plus one bias per fused conv; train adds the
     asymmetric kernels and BNs; Paddle equals torch."""
     for deploy, expected in zip((False, True), _acnet_counts(name, 1000), strict=True):
-        torch_model = _torch_meta(name, num_classes=1000, deploy=deploy)
-        paddle_model = _paddle_lazy(name, num_classes=1000, deploy=deploy)
-        assert _torch_trainable(torch_model) == expected, f"deploy={deploy}"
-        assert _paddle_trainable(paddle_model) == expected, f"deploy={deploy}"
+        torch_model = helpers.torch_meta(name, num_classes=1000, deploy=deploy)
+        paddle_model = helpers.paddle_lazy(name, num_classes=1000, deploy=deploy)
+        assert helpers.torch_trainable(torch_model) == expected, f"deploy={deploy}"
+        assert helpers.paddle_trainable(paddle_model) == expected, f"deploy={deploy}"
 
 
 def test_acnet_resnet18_deploys_to_torchvision_size() -> None:
     """Sanity anchor: torchvision's ResNet-18 has 11,689,512 params; fusing its 16 block 3x3 convs'
     BNs (2 per channel) into biases (1 per channel) removes 64*4 + 128*4 + 256*4 + 512*4 = 3840."""
-    assert _torch_trainable(_torch_meta("acnet_resnet18", deploy=True)) == 11_689_512 - 3840
+    assert helpers.torch_trainable(helpers.torch_meta("acnet_resnet18", deploy=True)) == 11_689_512 - 3840
 
 
 # ---------------------------------------------------------------- model-level parity
