@@ -244,3 +244,50 @@ def test_fallback_only_for_listed_comparisons(monkeypatch) -> None:
     listed = helpers.measure_against_rounding("listed", actual, expected, "output", "float32", None, expected_exact)
     assert listed.ok, listed
     assert "listed ill-conditioned (a test entry)" in str(listed)
+
+
+# --- ReLU mask pinning (helpers.ReluMasks), used by the whole-model float32 train steps ------------
+
+def _relu_pair() -> tuple[torch.nn.Module, paddle.nn.Layer]:
+    torch.manual_seed(0)
+    torch_net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3, padding=1), torch.nn.ReLU(inplace=True),
+                                    torch.nn.Conv2d(3, 3, 1), torch.nn.ReLU6(inplace=True))
+    paddle_net = paddle.nn.Sequential(paddle.nn.Conv2D(2, 3, 3, padding=1), paddle.nn.ReLU(),
+                                      paddle.nn.Conv2D(3, 3, 1), paddle.nn.ReLU6())
+    helpers.transfer_to_paddle(torch_net, paddle_net, "float32")
+    return torch_net, paddle_net
+
+
+def test_relu_masks_replay_the_recorded_branch() -> None:
+    """Replay really applies the recorded masks: matching masks change nothing, a flipped entry
+    changes that output (and its gradient path), a model with other ReLU calls fails loudly."""
+    torch_net, paddle_net = _relu_pair()
+    x = helpers.seeded_input((2, 2, 5, 5), "float32", seed=0) * 3
+    masks = helpers.ReluMasks()
+    with masks.record(torch_net):
+        expected = torch_net(torch.from_numpy(x)).detach().numpy()
+    assert len(masks.masks) == 2 and masks.masks[1][1] is not None  # ReLU, then ReLU6 with its clip mask
+    with masks.replay(paddle_net):
+        pinned = paddle_net(paddle.to_tensor(x)).numpy()
+    helpers.assert_close("pinned", pinned, expected, "output", "float32")
+    active = masks.masks[0][0]
+    active[np.unravel_index(np.argmax(~active), active.shape)] = True  # one inactive unit passes its input
+    with masks.replay(paddle_net):
+        flipped = paddle_net(paddle.to_tensor(x)).numpy()
+    assert not helpers.measure("flipped", flipped, expected, "output", "float32").ok
+    with pytest.raises(AssertionError, match="fewer ReLU calls"), masks.replay(paddle_net[:2]):
+        paddle_net[:2](paddle.to_tensor(x))
+
+
+def test_pinned_train_steps_still_see_a_planted_error() -> None:
+    """Pinning masks must not hide a porting error: a 1e-3 kernel change on the Paddle side fails."""
+    torch_net, paddle_net = _relu_pair()
+    torch_exact = copy.deepcopy(torch_net).double()
+    paddle_exact = copy.deepcopy(paddle_net)
+    paddle_exact.to(dtype="float64")
+    kernel = paddle_net[0].weight
+    kernel.set_value(kernel * (1 + 1e-3))
+    x = helpers.seeded_input((2, 2, 5, 5), "float32", seed=1) * 3
+    upstream = helpers.seeded_input((2, 3, 5, 5), "float32", seed=2)
+    torch32, paddle32, *_ = helpers.pinned_train_steps(torch_net, paddle_net, torch_exact, paddle_exact, x, upstream)
+    assert not helpers.measure("planted", paddle32.output, torch32.output, "output", "float32").ok

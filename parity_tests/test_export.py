@@ -365,13 +365,8 @@ def test_onnx_round_trip(tmp_path: Path, name: str) -> None:
 _ZOO_DEFAULT = [("repvgg_a0", {}), ("acnet_resnet18", {}), ("od_resnet18", {})]
 ZOO = [pytest.param(arch, kwargs, id=f"{arch}-kn{kwargs['kernel_num']}" if kwargs else arch)
        for arch, kwargs in _ZOO_DEFAULT]
-# The rest of the zoo (every registered model; ODConv ones also with kernel_num=4), as slow cases.
-ZOO += [pytest.param(arch, kwargs, id=f"{arch}-kn{kwargs['kernel_num']}" if kwargs else arch,
-                     marks=pytest.mark.slow)
-        for arch in paddle_rep.list_models()
-        for kwargs in ([{}, {"kernel_num": 4}] if arch.startswith("od_") else [{}])
-        # RepVGGplus-L2pse (146M parameters) has its own export test in test_repvggplus.py.
-        if (arch, kwargs) not in _ZOO_DEFAULT and arch != "repvggplus_l2pse"]
+# The whole zoo is exported in `slow` by test_backends.py::test_backend_round_trip, which runs the
+# same Paddle predictor (its "paddle" backend) and the other runtimes on every model.
 
 
 @pytest.mark.parametrize(("arch", "kwargs"), ZOO)

@@ -129,7 +129,9 @@ TOLERANCES: dict[tuple[str, ...], Tolerance] = {
         1e-12, "Paddle folds with the exact eps 1e-5, the aligned torch module with float32(1e-5): measured "
         "2.5e-13 rel"),
     ("fused_vs_eval", "float64"): Tolerance(1e-12, _F64 + "; measured 2.3e-13 rel"),
-    ("export_formulation", "float64"): Tolerance(0.0, "as float32; measured 0.0 on CPU, so exact"),
+    ("export_formulation", "float64"): Tolerance(
+        5e-15, "as float32 (measured 0.0 there), but on an AMD EPYC (Zen 4) CPU the float64 grouped conv and "
+        "the batched matmul take differently blocked GEMMs: measured 8.3e-16 rel (0.0 on the first machine)"),
     ("static_graph", "float64"): Tolerance(0.0, "float64 jit.load graph vs dygraph: measured 0.0, so exact"),
     # Paddle 2.6.2 (CI's second run): jit.save writes a legacy .pdmodel program, and its inference passes
     # without oneDNN reorder more sums than 3.3.1's PIR passes (the cause inside Paddle is not isolated).
@@ -162,23 +164,38 @@ _ADAMW = ("AdamW's step m / (sqrt(v) + eps) on gradient entries that are roundin
           "either way, so float32 noise becomes a parameter difference of lr")
 ILL_CONDITIONED: dict[str, str] = {
     # test_models.py::test_train_step_matches_float32 (whole models, train mode, 4x3x64x64)
+    "repvgg_a0 *": ("22 train-mode BNs: torch's own float32 error reaches 1.6e-5 rel on the input gradient on an AMD "
+                    "EPYC (Zen 4) CPU, above the table's 1e-5 (9.5e-6 where the table was first measured)"),
     "mini_b1g2 *": ("22 narrow grouped RepVGG blocks in train mode: torch's own float32 error is 7.2e-6 rel on the "
                     "output, 1.7e-5 on the input gradient, 4e-5 on identity-BN gradients"),
     "mini_d2se *": ("D2se's SE squeezes a 0.25-width stage to 1-2 units whose ReLU inputs sit near zero, and 47 "
                     "train-mode BNs compound: torch's own float32 error reaches 1e-1 rel on gradients"),
+    "repvgg_b1g2 *": ("as mini_b1g2 at full width: torch's own float32 error reaches 5.5e-5 rel with ReLU masks "
+                      "pinned (Paddle's 8.1e-5)"),
+    "repvgg_d2se *": ("as mini_d2se at full width: torch's own float32 error reaches 1.1e-3 rel with ReLU masks "
+                      "pinned (Paddle's 7.1e-4)"),
     "od_resnet18_kn1 *": "ODConv's attention BN normalises over n = B = 4 values: torch's own float32 error to 7e-2",
     "od_resnet18_kn4 *": "as od_resnet18_kn1, and the kernel softmax: torch's own float32 error reaches 5e-1 rel",
     "od_mobilenetv2_050 *": "as od_resnet18_kn1 over 17 ODConv blocks: torch's own float32 error reaches 3 rel",
     # test_acnet_nets.py::test_train_step_matches_float32 (slow; 4x3x64x64, CIFAR nets 32x32)
     "acnet_resnet50 *": ("ResNet-50 in train mode at 64x64: the last stage's BNs see 4x2x2 values per channel; torch's "
-                         "own float32 error reaches 2.5e-1 rel (Paddle's 2.5e-1)"),
-    "acnet_resnet110 *": ("110 layers of train-mode BN compound; torch's own float32 error reaches 4.9e-2 rel "
-                          "(Paddle's 8.9e-2)"),
+                         "own float32 error reaches 8.5e-5 rel with ReLU masks pinned (Paddle's 7.2e-5)"),
+    "acnet_resnet110 *": ("110 layers of train-mode BN compound; torch's own float32 error reaches 5.1e-5 rel with "
+                          "ReLU masks pinned (Paddle's 6.6e-5)"),
     "acnet_wrn16_8 *": ("the ACB branch-BN biases of pre-activation WRN have exactly-zero gradients (see "
                         "cancelled_grad), so their float32 values are rounding noise: torch's own float32 error "
                         "reaches 1.0 rel there (Paddle's 1.5)"),
     "acnet_mobilenetv1 *": ("13 depthwise ACBs in train mode, the last over 4x2x2 values per channel; torch's own "
                             "float32 error reaches 3.9e-4 rel (Paddle's 7.8e-4)"),
+    # test_backends.py::test_backend_round_trip (slow; eval, fused, 64x64, BN calibrated on the data)
+    "repvgg_d2se on *": ("RepVGG-D2se's 47 SE blocks grow a perturbation ~1.3x per block even with BN statistics "
+                         "calibrated on the data (fused vs unfused 7e-2 rel in float32), so another runtime's "
+                         "kernel order alone moves the output far past the table"),
+    "repvggplus_l2pse on *": "as repvgg_d2se: RepVGGplus-L2pse's post-SE blocks, 8 + 14 + 24 + 1 of them",
+    # test_convert_model.py::test_train_then_revert (eval, float32, after three AdamW steps)
+    "mobilenet_v2/* reverted vs trained": ("52 layers with ReLU6 compound float32 rounding after training: "
+                                           "measured 1.3e-6 to 8.4e-5 rel over 12 inputs, against the trained "
+                                           "net's own float32 error"),
     # test_training_parity.py::test_training_steps_agree, float32
     "repvgg-adamw step *": _ADAMW + "; torch's own float32 error up to 2.5e-4 rel",
     "acnet-adamw step *": _ADAMW + "; torch's own float32 error up to 2.3e-3 rel",
@@ -187,6 +204,32 @@ ILL_CONDITIONED: dict[str, str] = {
         "the filter attention's bias gradient is a batch sum of sigmoid'(logit) terms that nearly cancel; "
         "torch's own float32 error up to 5.3e-4 rel (AdamW), 2.1e-5 (SGD)"),
 }
+
+
+# Comparisons whose Paddle float32 error may exceed helpers.PADDLE_ERROR_FACTOR x torch's own (same
+# fnmatch patterns): pattern -> (factor, reason with the measured figure). Nothing else gets more.
+OWN_ERROR_FACTORS: dict[str, tuple[float, str]] = {
+    "mini_d2se grad *.se.down.*": (25.0, (
+        "the SE squeeze's weight gradient is a 4-sample sum through a 1-unit hidden layer of products "
+        "summed over a whole feature map, so it keeps each framework's float32 reduction order: "
+        "Paddle's own error measured up to 10.8x torch's on an AMD EPYC (Zen 4) CPU, <= 2.8x on the "
+        "machine the table was first measured on; every ReLU mask pinned, so no flips")),
+    # test_training_parity.py::test_training_steps_agree: AdamW's step m / (sqrt(v) + eps) on a gradient
+    # entry that is rounding noise is +-lr whichever the noise, so each run's own float32 error there is a
+    # coin toss of size lr, unrelated to the other framework's.
+    "repvgg-adamw step *": (50.0, "AdamW on rounding-noise entries: Paddle's own error measured 19x torch's "
+                                  "(1.1e-4 against 6.0e-6, one 3x3 kernel) on an AMD EPYC (Zen 4) CPU"),
+    "odconv-adamw step *": (50.0, "as repvgg-adamw: measured 10x (2.1e-7 against 2.1e-8, the filter "
+                                  "attention's bias) on an AMD EPYC (Zen 4) CPU"),
+}
+
+
+def own_error_factor(what: str, default: float) -> tuple[float, str | None]:
+    """How many x torch's own float32 error Paddle's may reach for ``what``, and the reason if not ``default``."""
+    for pattern, (factor, reason) in OWN_ERROR_FACTORS.items():
+        if fnmatch.fnmatchcase(what, pattern):
+            return factor, reason
+    return default, None
 
 
 def ill_conditioned_reason(what: str) -> str | None:
