@@ -7,7 +7,7 @@ batch-2 and batch-1 fold graphs together), in that order, so a runtime that keep
 its first call shows. Zoo nets have randomised BN statistics and affine parameters.
 """
 
-import copy
+import gc
 import subprocess
 import sys
 from pathlib import Path
@@ -47,13 +47,16 @@ BACKENDS = {
 UNFOLD_ONLY = ("paddle", "paddle-onednn-unfold", "onnxruntime", "openvino")
 
 # Small inputs in the default suite: all three block families (rep_tiny: ODConv kernel_num 4;
-# acnet_cifar_quick: no ODConv, so no fold graphs). In `slow`, every other zoo model (ODConv ones
-# also with kernel_num 4), each exported once into its own tmp_path (removed when it passes: the
-# whole zoo's files would not fit a CI disk) and run on every backend in one test.
+# acnet_cifar_quick: no ODConv, so no fold graphs). In `slow`, every other zoo model, and kernel_num
+# 4 on the smallest net of each ODConv family (a deeper net runs the same kernel_num 4 code), each
+# exported once into its own tmp_path (removed when it passes: the whole zoo's files would not fit a
+# CI disk) and run on every backend in one test. The slow sweep exports one fold graph (batch 1,
+# served per sample): each graph costs a trace of the whole net (od_resnet101: ~25 s), the
+# default suite's rep_tiny has two, so splitting a batch over several fold sizes is tested there.
 _ZOO_DEFAULT = [("rep_tiny", {}), ("acnet_cifar_quick", {})]
-_ZOO_SLOW = [(arch, kwargs) for arch in paddle_rep.list_models()
-             for kwargs in ([{}, {"kernel_num": 4}] if arch.startswith("od_") else [{}])
-             if (arch, kwargs) not in _ZOO_DEFAULT]
+_ZOO_SLOW = [(arch, {}) for arch in paddle_rep.list_models() if (arch, {}) not in _ZOO_DEFAULT]
+_ZOO_SLOW += [("od_resnet18", {"kernel_num": 4}), ("od_mobilenetv2_050", {"kernel_num": 4})]
+SLOW_FOLD_SIZES = (1,)
 # Deep SE nets: with BN statistics unrelated to the data they amplify rounding chaotically (D2se at
 # 64x64: fused vs unfused 0.75 rel in float32, 1.2 in float64), and even with statistics calibrated on
 # the data (helpers.calibrate_paddle_bn) RepVGG-D2se's 47 blocks grow a perturbation ~1.3x per block
@@ -76,6 +79,7 @@ ZOO += [pytest.param(arch, kwargs, id=_case_id(arch, kwargs),
 def test_sweep_covers_the_whole_zoo() -> None:
     assert {arch for arch, _ in _ZOO_DEFAULT + _ZOO_SLOW} == set(paddle_rep.list_models())
     assert len(_ZOO_SLOW) >= 30  # not an empty comparison
+    assert {kwargs.get("kernel_num", 1) for arch, kwargs in _ZOO_SLOW if arch.startswith("od_")} == {1, 4}
     assert set(DEEP_SE) <= set(paddle_rep.list_models())
 
 
@@ -101,10 +105,11 @@ def dygraph(model: nn.Layer, x: np.ndarray) -> np.ndarray:
         return model(paddle.to_tensor(x)).numpy()
 
 
-def export_for_backends(arch: str, kwargs: dict, folder: Path) -> tuple[nn.Layer, ExportedModel, int]:
+def export_for_backends(arch: str, kwargs: dict, folder: Path,
+                        fold_sizes: tuple[int, ...] = FOLD_SIZES) -> tuple[nn.Layer, ExportedModel, int]:
     """The model exported with ONNX and fold graphs: (its fused dygraph model, the files, input size)."""
     model, size = build(arch, kwargs), input_size(arch)
-    files = paddle_rep.export(model, folder / "model", (3, size, size), onnx=True, fold_batch_sizes=FOLD_SIZES)
+    files = paddle_rep.export(model, folder / "model", (3, size, size), onnx=True, fold_batch_sizes=fold_sizes)
     return reparameterize_model(model), files, size
 
 
@@ -129,24 +134,29 @@ def test_backend_round_trip(exported, tmp_path: Path, arch: str, kwargs: dict) -
     if (arch, kwargs) in _ZOO_DEFAULT:
         fused, files, size = exported(arch, kwargs)
     else:
-        fused, files, size = export_for_backends(arch, kwargs, tmp_path)
+        fused, files, size = export_for_backends(arch, kwargs, tmp_path, SLOW_FOLD_SIZES)
     has_odconv = any(isinstance(layer, paddle_rep.ODConv2D) for layer in fused.sublayers())
     assert bool(files.fold_onnx_files) == bool(files.fold_paddle_files) == has_odconv
-    exact = None
+    # Inputs and the dygraph answers first, then one runtime at a time: the big nets (RepVGG-B3, D2se,
+    # L2pse: ~0.5 GB of weights per copy) must not hold every runtime's copy at once.
+    inputs = [helpers.seeded_input((batch, 3, size, size), "float32", seed=10 * batch + seed)
+              for batch in BATCHES for seed in (1, 2)]  # a second, different input per shape
+    expected = [dygraph(fused, x) for x in inputs]
+    exact = [None] * len(inputs)
     if arch in DEEP_SE:
-        exact = copy.deepcopy(fused)
-        exact.to(dtype="float64")
+        fused.to(dtype="float64")
+        exact = [dygraph(fused, x.astype(np.float64)) for x in inputs]
+    del fused
     results = []
     for backend in BACKENDS if has_odconv else UNFOLD_ONLY:
         options, kind = BACKENDS[backend]
         predictor = Predictor(files, threads=1, **options)
-        for batch in BATCHES:
-            for seed in (1, 2):  # a second, different input of the same shape
-                x = helpers.seeded_input((batch, 3, size, size), "float32", seed=10 * batch + seed)
-                what = f"{_case_id(arch, kwargs)} on {backend} batch {batch} input {seed}"
-                expected_exact = None if exact is None else dygraph(exact, x.astype(np.float64))
-                results.append(helpers.measure_against_rounding(what, predictor(x), dygraph(fused, x), kind,
-                                                                "float32", expected_exact=expected_exact))
+        for index, (x, want, want_exact) in enumerate(zip(inputs, expected, exact, strict=True)):
+            what = f"{_case_id(arch, kwargs)} on {backend} batch {len(x)} input {index % 2 + 1}"
+            results.append(helpers.measure_against_rounding(what, predictor(x), want, kind, "float32",
+                                                            expected_exact=want_exact))
+        del predictor
+        gc.collect()
     helpers.assert_all_close(results)
 
 
