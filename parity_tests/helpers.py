@@ -280,6 +280,7 @@ def torch_train_step(module: torch.nn.Module, x: np.ndarray, upstream: np.ndarra
     y = module(xt)
     (y * torch.from_numpy(upstream)).sum().backward()
     grads = {name: p.grad.detach().numpy().copy() for name, p in module.named_parameters()}
+    module.zero_grad(set_to_none=True)  # copied: a full-size net's gradients are GBs, and would accumulate
     return TrainStep(y.detach().numpy(), xt.grad.numpy(), grads)
 
 
@@ -293,6 +294,7 @@ def paddle_train_step(module: paddle.nn.Layer, x: np.ndarray, upstream: np.ndarr
     missing_grad = [name for name, g in grads.items() if g is None]
     assert not missing_grad, f"no gradient reached {missing_grad}"
     grads = interop.to_torch(grads, dtype=None, num_batches_tracked=None)
+    module.clear_gradients(set_to_zero=False)  # as in torch_train_step (released, not zeroed)
     return TrainStep(y.numpy(), xp.grad.numpy(), grads)
 
 

@@ -55,8 +55,9 @@ TOLERANCES: dict[tuple[str, ...], Tolerance] = {
     ("export_formulation", "float32", "gpu"): Tolerance(
         1e-5, "a GPU conv may reorder the sums (not measured: no GPU in the measuring runs)"),
     ("static_graph", "float32"): Tolerance(
-        1e-6, "exported graph (paddle.inference without oneDNN, jit.load) vs dygraph: the same kernels "
-        "after graph passes (e.g. conv + bias fused); measured 1.7e-7 rel",
+        5e-6, "exported graph (paddle.inference without oneDNN, jit.load) vs dygraph: the same kernels "
+        "after graph passes (e.g. conv + bias fused); measured 1.7e-7 rel on small nets, 1.0e-6 on "
+        "od_resnet101's fold programs (101 layers compound the reordered sums)",
     ),
     ("static_graph_onednn", "float32"): Tolerance(
         1e-5, "paddle.inference with oneDNN (its default on CPU) uses other conv/GEMM kernels; measured "
