@@ -1,10 +1,11 @@
-"""Inference backends of exported models (paddle_rep.exporter.Predictor): Paddle Inference with oneDNN,
-ONNX Runtime and OpenVINO, the latter two on the batch-independent ONNX graph and on ODConv's
-batch-fold graphs; ONNX metadata; missing optional packages; the export CLI's --backend check.
+"""Inference backends of exported models (paddle_rep.exporter.Predictor): Paddle Inference with and
+without oneDNN, ONNX Runtime and OpenVINO, the latter two on the batch-independent ONNX graph and on
+ODConv's batch-fold graphs; ONNX metadata; missing optional packages; the export CLI's --backend check.
 
 Every predictor is fed two different inputs per shape and two batch sizes (3 is served by the
-batch-2 and batch-1 fold graphs together), in that order, so a runtime that keeps something of
-its first call shows. Zoo nets have randomised BN statistics and affine parameters.
+batch-2 and batch-1 fold graphs together, in the slow sweep by the batch-1 graph three times), in
+that order, so a runtime that keeps something of its first call shows. Zoo nets have randomised
+BN statistics and affine parameters (the deep SE nets: calibrated on the data, see DEEP_SE).
 """
 
 import gc
