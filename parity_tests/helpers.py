@@ -294,7 +294,8 @@ def paddle_train_step(module: paddle.nn.Layer, x: np.ndarray, upstream: np.ndarr
     missing_grad = [name for name, g in grads.items() if g is None]
     assert not missing_grad, f"no gradient reached {missing_grad}"
     grads = interop.to_torch(grads, dtype=None, num_batches_tracked=None)
-    module.clear_gradients(set_to_zero=False)  # as in torch_train_step (released, not zeroed)
+    for parameter in module.parameters():  # as in torch_train_step: released, not zeroed (Paddle 2.6 API)
+        parameter.clear_gradient(False)
     return TrainStep(y.numpy(), xp.grad.numpy(), grads)
 
 
