@@ -6,9 +6,10 @@ size 1e3 alike (a fixed atol fails on the latter). "measured" is the largest fig
 suite records for that entry on CPU (Paddle 3.3.1, torch 2.13; ``PARITY_RECORD=file pytest ...``
 writes every figure); each bound sits within about 10x of it, and 0.0 where the result is exact.
 A comparison past its bound passes only if it is listed in :data:`ILL_CONDITIONED` (float32, with a
-reason). A key may carry a third element, a device ("gpu", from PARITY_DEVICE) or a Paddle line
-("paddle2" under Paddle 2.6), which wins over the plain entry there. Never raise a value to make a
-test pass: find the cause.
+reason); Paddle's own float32 error may exceed the default multiple of torch's only where
+:data:`OWN_ERROR_FACTORS` lists the comparison, with its measured figure. A key may carry a third
+element, a device ("gpu", from PARITY_DEVICE) or a Paddle line ("paddle2" under Paddle 2.6), which
+wins over the plain entry there. Never raise a value to make a test pass: find the cause.
 """
 
 import fnmatch
