@@ -161,6 +161,31 @@ def test_backend_round_trip(exported, tmp_path: Path, arch: str, kwargs: dict) -
     helpers.assert_all_close(results)
 
 
+@pytest.mark.parametrize("arch", ["rep_tiny", "acnet_cifar_quick"])
+def test_openvino_bf16(exported, arch: str, caplog) -> None:
+    """The opt-in bf16 predictor: within the bf16 bound, and really bf16 (further from the model than f32
+    rounding); where the CPU has no bf16 kernels it says so and runs f32."""
+    fused, files, size = exported(arch, {})
+    f32 = Predictor(files, "openvino", threads=1)
+    with caplog.at_level("WARNING", logger="paddle_rep"):
+        bf16 = Predictor(files, "openvino", threads=1, precision="bf16")
+    results = []
+    for batch in BATCHES:
+        for seed in (1, 2):
+            x = helpers.seeded_input((batch, 3, size, size), "float32", seed=10 * batch + seed)
+            want, got, got_f32 = dygraph(fused, x), bf16(x), f32(x)
+            what = f"{arch} openvino {bf16.precision} batch {batch} input {seed}"
+            if bf16.precision == "bf16":
+                results.append(helpers.measure(what, got, want, "openvino_bf16", "float32"))
+                assert not helpers.measure(what + " vs f32", got, got_f32, "openvino", "float32").ok, \
+                    "bf16 output within f32 rounding of the f32 one: bf16 not in effect"
+            else:
+                results.append(helpers.measure(what, got, got_f32, "openvino", "float32"))
+    if bf16.precision != "bf16":
+        assert "has no bf16 kernels in OpenVINO; running f32" in caplog.text
+    helpers.assert_all_close(results)
+
+
 def test_backend_differs_from_another_weight_set(exported) -> None:
     """Negative control: the same comparison against a differently initialised model fails."""
     _, files, size = exported("rep_tiny", {})
@@ -246,6 +271,11 @@ def test_bad_backend_arguments(exported) -> None:
         Predictor(ExportedModel(files.model_file, files.params_file), "openvino")
     with pytest.raises(ValueError, match="threads must be a positive int or None, got 0"):
         Predictor(files, "onnxruntime", threads=0)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        Predictor(files, "openvino", precision="fp16")
+    for backend in ("paddle", "onnxruntime"):
+        with pytest.raises(ValueError, match=f"precision='bf16' needs backend='openvino', got backend='{backend}'"):
+            Predictor(files, backend, precision="bf16")
     with pytest.raises(ValueError, match="fold_batch_sizes item must be a positive int"):
         paddle_rep.export(build("rep_tiny", {}), Path(files.model_file).parent / "x", (3, 8, 8), onnx=True,
                           fold_batch_sizes=(0,))
@@ -267,6 +297,15 @@ def test_cli_missing_package_exit_code(tmp_path: Path, monkeypatch) -> None:
     code = cli.main(["export", str(tmp_path / "m"), "--arch", "rep_tiny", "--input-shape", "3,8,8",
                      "--backend", "onnxruntime"])
     assert code == cli.EXIT_MISSING_DEPENDENCY
+
+
+def test_cli_export_bf16_check_runs_f32_first(tmp_path: Path, capsys) -> None:
+    code = cli.main(["export", str(tmp_path / "m"), "--arch", "acnet_cifar_quick", "--input-shape", "3,32,32",
+                     "--backend", "openvino", "--precision", "bf16", "--threads", "1"])
+    assert code == 0
+    checks = [line for line in capsys.readouterr().out.splitlines() if "max rel diff" in line]
+    assert [line.split(":")[0] for line in checks] == ["openvino f32", "openvino bf16"], checks
+    assert float(checks[0].split("max rel diff ")[1].split()[0]) < 1e-5, checks
 
 
 def test_failed_onnx_conversion_keeps_the_earlier_file(exported, tmp_path: Path, monkeypatch) -> None:
@@ -301,4 +340,4 @@ def test_cli_export_backend_check_is_quiet(tmp_path: Path) -> None:
     lines = result.stdout.splitlines()
     assert str(tmp_path / "m.fold_b2.onnx") in lines and str(tmp_path / "m.onnx") in lines
     error = float(lines[-1].split("max rel diff ")[1].split()[0])
-    assert lines[-1].startswith("onnxruntime: max rel diff") and error < 1e-5, lines[-1]
+    assert lines[-1].startswith("onnxruntime f32: max rel diff") and error < 1e-5, lines[-1]
