@@ -103,3 +103,11 @@ def test_interop_imports_no_framework() -> None:
     code = ("import sys, paddle_rep.interop; "
             "assert 'torch' not in sys.modules and 'paddle' not in sys.modules, sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_scalar_parameters_keep_their_shape() -> None:
+    """A 0-d tensor (a learnable scalar) maps to a 0-d array both ways, and a transposed view becomes C-ordered."""
+    out = interop.from_torch({"temperature": torch.tensor(2.5), "fc.weight": torch.ones(3, 2)})
+    assert out["temperature"].shape == () and out["temperature"] == 2.5
+    assert out["fc.weight"].shape == (2, 3) and out["fc.weight"].flags.c_contiguous
+    assert interop.to_torch({"temperature": np.array(2.5, dtype=np.float32)})["temperature"].shape == ()
