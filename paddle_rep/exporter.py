@@ -495,5 +495,5 @@ def run_cli(args: argparse.Namespace) -> int:
 
 
 # f32: every runtime measured <= 2e-6 rel on the zoo (summation order); a wrong graph is >= 1e-3 off.
-# bf16 (8 mantissa bits): measured <= 8e-3 on the zoo in OpenVINO.
+# bf16 (8 mantissa bits): measured <= 2.8e-2 on the zoo in OpenVINO (acnet_resnet50, random BN statistics).
 CHECK_TOLERANCES = {"f32": 1e-4, "bf16": 5e-2}

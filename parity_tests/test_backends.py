@@ -1,6 +1,7 @@
 """Inference backends of exported models (paddle_rep.exporter.Predictor): Paddle Inference with and
 without oneDNN, ONNX Runtime and OpenVINO, the latter two on the batch-independent ONNX graph and on
-ODConv's batch-fold graphs; ONNX metadata; missing optional packages; the export CLI's --backend check.
+ODConv's batch-fold graphs, and OpenVINO's opt-in bf16 predictor; ONNX metadata; missing optional
+packages; the export CLI's --backend check.
 
 Every predictor is fed two different inputs per shape and two batch sizes (3 is served by the
 batch-2 and batch-1 fold graphs together, in the slow sweep by the batch-1 graph three times), in
@@ -43,9 +44,11 @@ BACKENDS = {
     "onnxruntime-unfold": (dict(backend="onnxruntime", fold=False), "onnxruntime"),
     "openvino": (dict(backend="openvino"), "openvino"),
     "openvino-unfold": (dict(backend="openvino", fold=False), "openvino"),
+    # The opt-in bf16 predictor (f32, with a warning, on a CPU without bf16; see test_openvino_bf16).
+    "openvino-bf16": (dict(backend="openvino", precision="bf16"), "openvino_bf16"),
 }
 # Without ODConv a model has no fold graphs, so "-unfold" would run the same graph again.
-UNFOLD_ONLY = ("paddle", "paddle-onednn-unfold", "onnxruntime", "openvino")
+UNFOLD_ONLY = ("paddle", "paddle-onednn-unfold", "onnxruntime", "openvino", "openvino-bf16")
 
 # Small inputs in the default suite: all three block families (rep_tiny: ODConv kernel_num 4;
 # acnet_cifar_quick: no ODConv, so no fold graphs). In `slow`, every other zoo model, and kernel_num
@@ -150,6 +153,8 @@ def test_backend_round_trip(exported, tmp_path: Path, arch: str, kwargs: dict) -
     del fused
     results = []
     for backend in BACKENDS if has_odconv else UNFOLD_ONLY:
+        if backend == "openvino-bf16" and arch in DEEP_SE:
+            continue  # bf16 rounding grown through 47 SE blocks: no bound would mean anything (see DEEP_SE)
         options, kind = BACKENDS[backend]
         predictor = Predictor(files, threads=1, **options)
         for index, (x, want, want_exact) in enumerate(zip(inputs, expected, exact, strict=True)):

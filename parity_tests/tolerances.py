@@ -75,7 +75,8 @@ TOLERANCES: dict[tuple[str, ...], Tolerance] = {
     ),
     ("openvino_bf16", "float32"): Tolerance(
         5e-2, "OpenVINO with the opt-in precision='bf16' (float32 in and out, bfloat16 convs and matmuls: 8 "
-        "mantissa bits, ~4e-3 per rounding); measured 7.8e-3 rel on rep_tiny, 8e-3 on the zoo at 224x224",
+        "mantissa bits, ~4e-3 per rounding); measured 5.8e-3 rel on rep_tiny, 2.8e-2 on the zoo at 32x32 with "
+        "randomised BN statistics (acnet_resnet50; deep nets compound it), 5e-3 at 224x224 in the benchmark",
     ),
     ("train_loss", "float32"): Tolerance(
         1e-5, "cross-entropy of a float32 forward; measured 2.0e-6 rel over 5 steps"
