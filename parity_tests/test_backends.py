@@ -191,6 +191,34 @@ def test_openvino_bf16(exported, arch: str, caplog) -> None:
     helpers.assert_all_close(results)
 
 
+def test_openvino_bf16_falls_back_where_the_cpu_has_none(exported, monkeypatch, caplog) -> None:
+    """A CPU whose OpenVINO lists no BF16 capability (simulated here) gets the f32 predictor and a warning."""
+    import openvino
+
+    real_core = openvino.Core
+
+    class CoreWithoutBf16:
+        def __init__(self) -> None:
+            self._core = real_core()
+
+        def get_property(self, device: str, name: str):
+            value = self._core.get_property(device, name)
+            return [c for c in value if c != "BF16"] if name == "OPTIMIZATION_CAPABILITIES" else value
+
+        def __getattr__(self, name: str):
+            return getattr(self._core, name)
+
+    _, files, size = exported("acnet_cifar_quick", {})
+    f32 = Predictor(files, "openvino", threads=1)
+    monkeypatch.setattr(openvino, "Core", CoreWithoutBf16)
+    with caplog.at_level("WARNING", logger="paddle_rep"):
+        fallback = Predictor(files, "openvino", threads=1, precision="bf16")
+    assert fallback.precision == "f32"
+    assert "this CPU has no bf16 kernels in OpenVINO; running f32" in caplog.text
+    x = helpers.seeded_input((2, 3, size, size), "float32", seed=3)
+    np.testing.assert_array_equal(fallback(x), f32(x))
+
+
 def test_backend_differs_from_another_weight_set(exported) -> None:
     """Negative control: the same comparison against a differently initialised model fails."""
     _, files, size = exported("rep_tiny", {})
