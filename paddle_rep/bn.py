@@ -9,16 +9,14 @@ running statistics, and so every eval output after training, drift apart.
 The layers here keep the native kernel. The first time one trains on a kernel, identified by
 :class:`KernelKey` (place, dtypes, data format, input rank, size class), a probe runs a known
 input through the same call with momentum 0 and reads the buffer back: 5.25 means biased, 5.25 *
-n/(n-1) unbiased, anything else raises :class:`~paddle_rep.errors.BatchNormKernelError`. The
+n/(n-1) unbiased, anything else raises :class:`~paddle_rep.core.errors.BatchNormKernelError`. The
 answer is cached. Where the kernel is biased the layer rescales the buffer around the call by
 ``c = n / (n - 1)``: ``c * (m * (v / c) + (1 - m) * var_b) = m * v + (1 - m) * c * var_b``,
 torch's update, for two multiplications of a C-vector; where it is unbiased it does nothing. The
 rescaled buffer never reaches an output, as a training batch normalises with batch statistics.
 
 ``running_var_mode="paddle"`` (or ``set_default_running_var_mode("paddle")`` before building, or
-:func:`set_model_running_var_mode` on a model) keeps whatever the kernel does. (Their old names,
-``set_bn_running_var_mode`` and ``set_running_var_mode``, are served with a DeprecationWarning
-until the next release.)
+:func:`set_model_running_var_mode` on a model) keeps whatever the kernel does.
 """
 
 import logging
@@ -33,9 +31,8 @@ from paddle import nn
 from paddle.nn import functional as F
 
 from .core.checks import check_choice
-from .core.deprecation import deprecated_aliases
+from .core.errors import BatchNormKernelError
 from .core.walk import set_on_sublayers
-from .errors import BatchNormKernelError
 
 logger = logging.getLogger(__name__)
 
@@ -354,6 +351,3 @@ def set_model_running_var_mode(model: nn.Layer, mode: str) -> int:
     """Set the running-variance mode of every paddle-rep BN in ``model``; returns how many."""
     return set_on_sublayers(model, _TorchVariance, "running_var_mode", _check_mode(mode))
 
-
-__getattr__ = deprecated_aliases(__name__, globals(), {"set_bn_running_var_mode": "set_default_running_var_mode",
-                                                       "set_running_var_mode": "set_model_running_var_mode"})

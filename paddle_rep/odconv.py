@@ -21,8 +21,8 @@ import paddle
 from paddle import nn
 from paddle.nn import functional as F
 
-from ._validate import check_choice, check_conv_args, check_input_channels, check_int
 from .bn import BatchNorm2D
+from .core.checks import check_choice, check_conv_args, check_input_channels, check_int
 from .core.walk import set_on_sublayers
 from .pooling import global_avg_pool
 

@@ -12,8 +12,8 @@ from paddle import nn
 from paddle.nn import functional as F
 
 from . import fusion
-from ._validate import check_conv_args, check_input_channels, check_padding_mode
 from .bn import BatchNorm2D
+from .core.checks import check_conv_args, check_input_channels, check_padding_mode
 from .core.deploy import DeployProtocol
 from .pooling import global_avg_pool
 

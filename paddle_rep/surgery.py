@@ -1,7 +1,7 @@
 """Put ACBlock, RepVGGBlock or ODConv2D in place of the Conv2D layers of any model, and back.
 
-``convert_model`` swaps each eligible ``nn.Conv2D`` for a block of the same geometry whose
-eval output equals the conv's (pretrained weights keep working); ``revert_model`` fuses the
+``insert_blocks`` swaps each eligible ``nn.Conv2D`` for a block of the same geometry whose
+eval output equals the conv's (pretrained weights keep working); ``fuse_back`` fuses the
 trained blocks and puts a plain ``nn.Conv2D`` back under the original name, so the deployed
 model has the original layer tree and state-dict keys.
 
@@ -21,7 +21,7 @@ no initialisation can undo):
   ODConv cannot be reverted: its kernel depends on the input.
 
 A conv followed by a BN keeps that BN (the layout of ACNet's ``use_last_bn``): the layer tree
-cannot show dataflow, so the BN is not absorbed. ``revert_model(..., example_input=x)``
+cannot show dataflow, so the BN is not absorbed. ``fuse_back(..., example_input=x)``
 traces which BN alone consumes each restored conv and folds the fused bias into that BN's
 running mean (exact in eval and train mode), so the result loads into the original model.
 """
@@ -33,11 +33,11 @@ from collections.abc import Sequence
 import paddle
 from paddle import nn
 
-from . import _surgery_common as common
-from ._surgery_common import CONVERTED_FROM, ConvSpec, RevertReport, SurgeryReport
 from .acblock import ACBlock
+from .core import surgery_plan as common
 from .core.deploy import ACBLOCK_FUSED_ATTR, REPVGG_FUSED_ATTR
-from .errors import SurgeryError
+from .core.errors import SurgeryError
+from .core.surgery_plan import REPLACED_CONV, ConvSpec, FuseBackReport, InsertReport
 from .fusion import device_of, is_batch_norm
 from .odconv import Attention, ODConv2D
 from .reparam import reparameterize_model
@@ -134,7 +134,7 @@ def _build_block(to: str, spec: ConvSpec, conv: nn.Conv2D, block_kwargs: dict) -
     block.to(device=device_of(conv.weight), dtype=conv.weight.dtype)
     with paddle.no_grad():
         _init_block(to, block, conv)
-    setattr(block, CONVERTED_FROM, spec)
+    setattr(block, REPLACED_CONV, spec)
     block.train() if conv.training else block.eval()
     return block
 
@@ -170,9 +170,9 @@ def _init_block(to: str, block: nn.Layer, conv: nn.Conv2D) -> None:
             _set(block.bias, bias)
 
 
-def convert_model(model: nn.Layer, to: str, *, include: str | Sequence[str] | None = None,
+def insert_blocks(model: nn.Layer, to: str, *, include: str | Sequence[str] | None = None,
                   exclude: str | Sequence[str] | None = None, inplace: bool = False,
-                  **block_kwargs) -> tuple[nn.Layer, SurgeryReport]:
+                  **block_kwargs) -> tuple[nn.Layer, InsertReport]:
     """Replace every eligible ``nn.Conv2D`` of ``model`` by an ACBlock / RepVGGBlock / ODConv2D.
 
     ``to`` is "acb" (square odd kernel >= 3), "repvgg" (3x3, padding 1, stride 1 or 2) or
@@ -189,11 +189,11 @@ def convert_model(model: nn.Layer, to: str, *, include: str | Sequence[str] | No
     report = common.plan_conversion(_survey(model), to, include, exclude)
     if not inplace:
         model = copy.deepcopy(model)
-    for name in report.converted:
+    for name in report.inserted:
         conv = _sublayer(model, name)
         _replace(model, name, _build_block(to, conv_spec(conv), conv, block_kwargs))
         logger.debug("converted %s to %s", name, to)
-    logger.info("convert_model(to=%r): %d converted, %d skipped", to, len(report.converted), len(report.skipped))
+    logger.info("insert_blocks(to=%r): %d inserted, %d skipped", to, len(report.inserted), len(report.skipped))
     return model, report
 
 
@@ -261,7 +261,7 @@ def _as_float64(value: object) -> object:
     return value
 
 
-def _fold_biases(model: nn.Layer, report: RevertReport, specs: dict[str, ConvSpec], example_input: object) -> None:
+def _fold_biases(model: nn.Layer, report: FuseBackReport, specs: dict[str, ConvSpec], example_input: object) -> None:
     """Move each restored conv's bias into the BN that alone consumes it, then drop the bias.
 
     The folds are first tried on a float64 copy: there a correct fold changes the output only
@@ -289,14 +289,14 @@ def _fold_biases(model: nn.Layer, report: RevertReport, specs: dict[str, ConvSpe
     if worst > FOLD_CHECK_REL:
         raise SurgeryError(
             f"folding conv biases into BNs changed the output by {worst:.2e} relative: a BN's input is also "
-            f"used elsewhere ({folds}); call revert_model without example_input to keep the biases")
+            f"used elsewhere ({folds}); call fuse_back without example_input to keep the biases")
     _apply_folds(model, folds, specs)
     report.bias_folded.update(folds)
 
 
-def revert_model(model: nn.Layer, *, example_input: object = None,
-                 inplace: bool = False) -> tuple[nn.Layer, RevertReport]:
-    """Fuse the blocks ``convert_model`` made and put a plain ``nn.Conv2D`` back under each original name.
+def fuse_back(model: nn.Layer, *, example_input: object = None,
+                 inplace: bool = False) -> tuple[nn.Layer, FuseBackReport]:
+    """Fuse the blocks ``insert_blocks`` made and put a plain ``nn.Conv2D`` back under each original name.
 
     Each restored conv has the original geometry and the fused bias. Where the original had
     no bias and ``example_input`` (a tensor or tuple of tensors for ``model(*inputs)``) is
@@ -306,13 +306,13 @@ def revert_model(model: nn.Layer, *, example_input: object = None,
     blocks stay (reported in ``skipped``). Returns ``(model, report)`` in eval mode.
     """
     model = reparameterize_model(model, inplace=inplace)
-    report, specs = RevertReport(), {}
+    report, specs = FuseBackReport(), {}
     for name, layer in list(model.named_sublayers()):
-        spec = getattr(layer, CONVERTED_FROM, None)
+        spec = getattr(layer, REPLACED_CONV, None)
         if spec is None:
             continue
         if isinstance(layer, ODConv2D):
-            report.skipped[name] = common.ODCONV_NOT_REVERTED
+            report.skipped[name] = common.ODCONV_NOT_FUSED_BACK
             continue
         fused = getattr(layer, _FUSED_ATTR[type(layer)])
         _replace(model, name, _plain_conv(spec, fused.weight, fused.bias))

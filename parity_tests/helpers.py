@@ -1,6 +1,6 @@
 """Shared machinery of the parity suite: seeded data, randomised BN state, weight transfer, comparison.
 
-Weights move between the frameworks only through ``paddle_rep.interop`` (the public path),
+Weights move between the frameworks only through ``paddle_rep.core.interop`` (the public path),
 and every transfer asserts that ``set_state_dict`` reported no missing or unexpected key.
 """
 
@@ -16,7 +16,7 @@ import paddle
 import torch
 from paddle import nn
 
-from paddle_rep import interop
+from paddle_rep.core import interop
 from parity_tests.tolerances import ill_conditioned_reason, own_error_factor, tolerance
 
 DTYPES = ("float32", "float64")

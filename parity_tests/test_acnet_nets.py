@@ -23,11 +23,11 @@ import torch
 
 import paddle_rep
 import torch_ref
-from paddle_rep import interop
 from paddle_rep.acblock import ACBlock as PaddleACBlock
-from paddle_rep.cli import EXIT_OK, main
-from paddle_rep.convert import convert_checkpoint, read_checkpoint
-from paddle_rep.convert.verify import default_input_size
+from paddle_rep.apps.cli import EXIT_OK, main
+from paddle_rep.apps.convert import convert_checkpoint, read_checkpoint
+from paddle_rep.apps.convert.verify import default_input_size
+from paddle_rep.core import interop
 from parity_tests import helpers
 from parity_tests.helpers import assert_all_close, measure
 from parity_tests.tolerances import tolerance

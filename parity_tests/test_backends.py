@@ -1,4 +1,4 @@
-"""Inference backends of exported models (paddle_rep.exporter.Predictor): Paddle Inference with and
+"""Inference backends of exported models (paddle_rep.apps.exporter.Predictor): Paddle Inference with and
 without oneDNN, ONNX Runtime and OpenVINO, the latter two on the batch-independent ONNX graph and on
 ODConv's batch-fold graphs, and OpenVINO's opt-in bf16 predictor; ONNX metadata; missing optional
 packages; the export CLI's --backend check.
@@ -20,10 +20,12 @@ import pytest
 from paddle import nn
 
 import paddle_rep
-from paddle_rep import cli, reparameterize_model
-from paddle_rep.convert.verify import default_input_size
-from paddle_rep.errors import ExportError, MissingPackageError
-from paddle_rep.exporter import ExportedModel, Predictor
+import paddle_rep.apps
+from paddle_rep import reparameterize_model
+from paddle_rep.apps import cli
+from paddle_rep.apps.convert.verify import default_input_size
+from paddle_rep.apps.exporter import ExportedModel, Predictor
+from paddle_rep.core.errors import ExportError, MissingPackageError
 from paddle_rep.models import create_model
 from parity_tests import helpers
 
@@ -113,7 +115,7 @@ def export_for_backends(arch: str, kwargs: dict, folder: Path,
                         fold_sizes: tuple[int, ...] = FOLD_SIZES) -> tuple[nn.Layer, ExportedModel, int]:
     """The model exported with ONNX and fold graphs: (its fused dygraph model, the files, input size)."""
     model, size = build(arch, kwargs), input_size(arch)
-    files = paddle_rep.export(model, folder / "model", (3, size, size), onnx=True, fold_batch_sizes=fold_sizes)
+    files = paddle_rep.apps.export(model, folder / "model", (3, size, size), onnx=True, fold_batch_sizes=fold_sizes)
     return reparameterize_model(model), files, size
 
 
@@ -310,7 +312,7 @@ def test_bad_backend_arguments(exported) -> None:
         with pytest.raises(ValueError, match=f"precision='bf16' needs backend='openvino', got backend='{backend}'"):
             Predictor(files, backend, precision="bf16")
     with pytest.raises(ValueError, match="fold_batch_sizes item must be a positive int"):
-        paddle_rep.export(build("rep_tiny", {}), Path(files.model_file).parent / "x", (3, 8, 8), onnx=True,
+        paddle_rep.apps.export(build("rep_tiny", {}), Path(files.model_file).parent / "x", (3, 8, 8), onnx=True,
                           fold_batch_sizes=(0,))
 
 
@@ -344,7 +346,7 @@ def test_cli_export_bf16_check_runs_f32_first(tmp_path: Path, capsys) -> None:
 def test_failed_onnx_conversion_keeps_the_earlier_file(exported, tmp_path: Path, monkeypatch) -> None:
     import paddle2onnx
 
-    from paddle_rep.exporter import export_onnx
+    from paddle_rep.apps.exporter import export_onnx
 
     _, files, _ = exported("rep_tiny", {})
     target = tmp_path / "good.onnx"
@@ -365,7 +367,7 @@ def test_cli_export_backend_check_is_quiet(tmp_path: Path) -> None:
     """`paddle-rep export --backend` checks the runtime; Paddle's PIR/glog lines and ONNX Runtime's
     warnings do not reach the user (a subprocess: those come from C++ straight to the descriptors)."""
     result = subprocess.run(
-        [sys.executable, "-m", "paddle_rep", "export", str(tmp_path / "m"), "--arch", "rep_tiny",
+        [sys.executable, "-m", "paddle_rep.apps", "export", str(tmp_path / "m"), "--arch", "rep_tiny",
          "--input-shape", "3,16,16", "--backend", "onnxruntime", "--fold-batch-sizes", "1,2", "--threads", "1"],
         capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]

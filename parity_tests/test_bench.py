@@ -1,4 +1,4 @@
-"""Smoke test of the benchmark tool (tools/bench.py): a tiny run writes the table, the chart and the JSON."""
+"""Smoke test of the benchmark (paddle_rep.apps.bench): a tiny run writes the table, the chart and the JSON."""
 
 import json
 import subprocess
@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_bench_quick_smoke(tmp_path: Path) -> None:
     # A subprocess: the tool sets thread counts for both frameworks, which must not leak into other tests.
     result = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "bench.py"), "--quick", "--no-convert", "--no-models",
+        [sys.executable, "-m", "paddle_rep.apps.bench", "--quick", "--no-convert", "--no-models",
          "--only", "RepVGGBlock + SE", "--only", "ODConv2D", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
     )
@@ -42,7 +42,7 @@ def test_bench_quick_smoke(tmp_path: Path) -> None:
             bound = tolerance("openvino_bf16", "float32").rel if what.endswith(" bf16") else 1e-4
             assert diff < bound, (row["name"], what, diff)
     # --render rebuilds the same report from the JSON without timing anything.
-    rendered = subprocess.run([sys.executable, str(ROOT / "tools" / "bench.py"), "--render",
+    rendered = subprocess.run([sys.executable, "-m", "paddle_rep.apps.bench", "--render",
                                str(tmp_path / "bench.json"), "--out", str(tmp_path / "again")],
                               capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert rendered.returncode == 0, rendered.stderr[-3000:]
@@ -50,11 +50,8 @@ def test_bench_quick_smoke(tmp_path: Path) -> None:
 
 
 def test_bench_rewrites_only_the_marked_readme_table(tmp_path: Path) -> None:
-    import importlib.util
+    from paddle_rep.apps import bench
 
-    spec = importlib.util.spec_from_file_location("bench_tool", ROOT / "tools" / "bench.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
     row = bench.Row("repvgg_a0", (8, 3, 224, 224))
     for key, ms in (("torch fused", 80.0), ("paddle fused", 600.0), ("predictor (oneDNN)", 48.0),
                     ("onnxruntime", 50.0), ("openvino", 40.0), ("openvino bf16", 20.0)):
@@ -73,8 +70,8 @@ def test_bench_rewrites_only_the_marked_readme_table(tmp_path: Path) -> None:
 
 
 def test_cli_bench_passes_arguments_to_the_tool(capsys) -> None:
-    from paddle_rep import cli
+    from paddle_rep.apps import cli
 
-    # Arguments the subcommand does not know reach tools/bench.py, whose own check answers.
+    # Arguments the subcommand does not know reach the benchmark, whose own check answers.
     assert cli.main(["bench", "--backends", "tensorrt", "--no-convert"]) == cli.EXIT_USAGE
     assert "--backends: unknown ['tensorrt']" in capsys.readouterr().err

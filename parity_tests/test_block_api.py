@@ -10,7 +10,7 @@ import torch
 
 import paddle_rep
 import torch_ref
-from paddle_rep import interop
+from paddle_rep.core import interop
 from parity_tests import helpers
 
 FUSABLE = [

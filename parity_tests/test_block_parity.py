@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from paddle_rep import interop
+from paddle_rep.core import interop
 from parity_tests import helpers
 from parity_tests.block_cases import ALL_CASES, ODCONV_CASES, BlockCase
 

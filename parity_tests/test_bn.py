@@ -7,7 +7,7 @@ import torch
 
 import paddle_rep
 from paddle_rep import bn as pbn
-from paddle_rep import interop
+from paddle_rep.core import interop
 from parity_tests import helpers
 
 
@@ -52,17 +52,17 @@ def test_native_mode_differs_by_the_bias_correction() -> None:
 
 
 def test_mode_switches_for_new_blocks_and_existing_models() -> None:
-    previous = paddle_rep.set_bn_running_var_mode("paddle")
+    previous = paddle_rep.set_default_running_var_mode("paddle")
     try:
         assert previous == "torch"
         block = paddle_rep.RepVGGBlock(4, 4, 3, padding=1)
         assert block.rbr_dense.bn.running_var_mode == "paddle"
     finally:
-        paddle_rep.set_bn_running_var_mode(previous)
-    assert paddle_rep.set_running_var_mode(block, "torch") == 3
+        paddle_rep.set_default_running_var_mode(previous)
+    assert paddle_rep.set_model_running_var_mode(block, "torch") == 3
     assert block.rbr_identity.running_var_mode == "torch"
     with pytest.raises(ValueError, match="running-variance mode must be one of"):
-        paddle_rep.set_bn_running_var_mode("numpy")
+        paddle_rep.set_default_running_var_mode("numpy")
 
 
 def test_one_value_per_channel_is_refused_like_torch() -> None:

@@ -18,8 +18,8 @@ import torch
 import paddle_rep
 import torch_ref
 from paddle_rep import bn as pbn
-from paddle_rep import interop
-from paddle_rep.errors import BatchNormKernelError
+from paddle_rep.core import interop
+from paddle_rep.core.errors import BatchNormKernelError
 from parity_tests import helpers
 from parity_tests import test_training_parity as training
 

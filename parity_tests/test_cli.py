@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from paddle_rep import cli
+from paddle_rep.apps import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBCOMMANDS = ("convert", "list", "export", "train", "demo")
@@ -56,7 +56,7 @@ def test_the_blocker_blocks(blocked_env: dict[str, str]) -> None:
 
 @pytest.mark.parametrize("command", [[], *([name] for name in SUBCOMMANDS)], ids=["paddle-rep", *SUBCOMMANDS])
 def test_help_needs_no_framework(blocked_env: dict[str, str], command: list[str]) -> None:
-    result = _run(["-m", "paddle_rep", *command, "--help"], blocked_env)
+    result = _run(["-m", "paddle_rep.apps", *command, "--help"], blocked_env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: paddle-rep"), result.stdout
     if command:
@@ -65,7 +65,7 @@ def test_help_needs_no_framework(blocked_env: dict[str, str], command: list[str]
 
 def test_missing_framework_exits_with_its_code(blocked_env: dict[str, str], tmp_path: Path) -> None:
     """The handler's import of Paddle fails inside the try: exit 6, naming the pip extra."""
-    result = _run(["-m", "paddle_rep", "export", str(tmp_path / "m"), "--arch", "repvgg_a0"], blocked_env)
+    result = _run(["-m", "paddle_rep.apps", "export", str(tmp_path / "m"), "--arch", "repvgg_a0"], blocked_env)
     assert result.returncode == cli.EXIT_MISSING_DEPENDENCY, result.stderr
     assert result.stderr.startswith("paddle-rep export: error:"), result.stderr
     assert "paddle-rep[cpu]" in result.stderr and "Traceback" not in result.stderr
@@ -87,11 +87,11 @@ def test_handlers_are_run_cli_in_their_module(name: str) -> None:
     module = {"export": "exporter", "train": "train", "demo": "demo"}[name]
     handler = cli.COMMANDS[name].run
     assert handler.__qualname__.startswith("_lazy.")  # imported on use, not at parser build
-    assert callable(importlib.import_module(f"paddle_rep.{module}").run_cli)
+    assert callable(importlib.import_module(f"paddle_rep.apps.{module}").run_cli)
 
 
 def test_train_defaults_agree_with_train_config() -> None:
-    from paddle_rep.train import TrainConfig
+    from paddle_rep.apps.train import TrainConfig
 
     config = dataclasses.asdict(TrainConfig())
     assert {key: config[key] for key in cli.TRAIN_DEFAULTS} == cli.TRAIN_DEFAULTS

@@ -14,7 +14,7 @@ import paddle
 import pytest
 import torch
 
-from paddle_rep import interop
+from paddle_rep.core import interop
 from paddle_rep.fusion import is_batch_norm
 from parity_tests import helpers, tolerances
 from parity_tests.block_cases import ALL_CASES

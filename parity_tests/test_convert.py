@@ -1,4 +1,4 @@
-"""The checkpoint converter (``paddle_rep.convert``, ``paddle-rep convert``): layouts, round trips,
+"""The checkpoint converter (``paddle_rep.apps.convert``, ``paddle-rep convert``): layouts, round trips,
 strict architecture checks, self-verification and refusal of unsafe or broken input.
 
 Every refusal is checked three ways: the typed error names the file (and key), the CLI exits
@@ -16,13 +16,13 @@ import pytest
 import torch
 
 import torch_ref
-from paddle_rep import interop
-from paddle_rep.cli import main
-from paddle_rep.convert import convert_checkpoint, read_checkpoint
-from paddle_rep.convert import verify as verify_mod
-from paddle_rep.convert.arch import infer_model_args, merge_model_args, parse_model_args
-from paddle_rep.convert.layouts import MMPRETRAIN_REPVGG, OFFICIAL, TIMM_REPVGG, apply_layout, detect_layout
-from paddle_rep.errors import (
+from paddle_rep.apps.cli import main
+from paddle_rep.apps.convert import convert_checkpoint, read_checkpoint
+from paddle_rep.apps.convert import verify as verify_mod
+from paddle_rep.apps.convert.arch import infer_model_args, merge_model_args, parse_model_args
+from paddle_rep.apps.convert.layouts import MMPRETRAIN_REPVGG, OFFICIAL, TIMM_REPVGG, apply_layout, detect_layout
+from paddle_rep.core import interop
+from paddle_rep.core.errors import (
     ArchMismatchError,
     CheckpointError,
     UnsafeCheckpointError,
@@ -244,7 +244,7 @@ def test_sidecar_records_source_versions_and_mapping(a0_file, tmp_path):
     dst = tmp_path / "out.pdparams"
     report = convert_checkpoint(a0_file, dst, progress=False)
     sidecar = json.loads(Path(str(dst) + ".json").read_text())
-    from paddle_rep.convert.write import sha256_file
+    from paddle_rep.apps.convert.write import sha256_file
 
     assert sidecar["source_sha256"] == sha256_file(a0_file)
     assert sidecar["output"]["sha256"] == sha256_file(dst) == report.output_sha256
@@ -518,7 +518,7 @@ def test_arch_error_lists_every_category(a0_state, tmp_path):
 
 
 def test_failed_write_leaves_existing_destination(a0_file, tmp_path, monkeypatch):
-    from paddle_rep.convert import write
+    from paddle_rep.apps.convert import write
 
     def broken(state, file, container, to):
         file.write(b"partial")
@@ -535,7 +535,7 @@ def test_failed_write_leaves_existing_destination(a0_file, tmp_path, monkeypatch
 
 def test_no_framework_imported_by_package_import():
     """Reading safetensors/.pdparams needs neither framework; importing the package imports none."""
-    code = ("import sys, paddle_rep.convert, paddle_rep.cli; "
+    code = ("import sys, paddle_rep.apps.convert, paddle_rep.apps.cli; "
             "assert 'torch' not in sys.modules and 'paddle' not in sys.modules, sorted(sys.modules)")
     import subprocess
     import sys

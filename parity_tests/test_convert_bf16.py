@@ -14,10 +14,10 @@ import pytest
 import torch
 
 import torch_ref
-from paddle_rep.cli import EXIT_OK, EXIT_USAGE, EXIT_VERIFY, main
-from paddle_rep.convert import convert_checkpoint, read_checkpoint
-from paddle_rep.convert.bf16 import float32_to_bfloat16_bits
-from paddle_rep.errors import VerificationError
+from paddle_rep.apps.cli import EXIT_OK, EXIT_USAGE, EXIT_VERIFY, main
+from paddle_rep.apps.convert import convert_checkpoint, read_checkpoint
+from paddle_rep.apps.convert.bf16 import float32_to_bfloat16_bits
+from paddle_rep.core.errors import VerificationError
 from parity_tests.helpers import randomize_bn
 
 ARCH = "acnet_cifar_quick"
@@ -77,7 +77,7 @@ def bf16_safetensors(tmp_path_factory) -> Path:
 
 
 def test_bf16_safetensors_reads_without_torch(bf16_safetensors, tmp_path):
-    code = ("import sys, numpy as np; from paddle_rep.convert import read_checkpoint; "
+    code = ("import sys, numpy as np; from paddle_rep.apps.convert import read_checkpoint; "
             f"c = read_checkpoint({str(bf16_safetensors)!r}); "
             "assert 'torch' not in sys.modules and 'paddle' not in sys.modules; "
             f"np.savez({str(tmp_path / 'read.npz')!r}, **c.state); print(len(c.bf16_keys))")

@@ -18,11 +18,11 @@ import pytest
 import torch
 from safetensors.numpy import save_file
 
-from paddle_rep.cli import EXIT_CHECKPOINT
-from paddle_rep.convert import read_checkpoint
-from paddle_rep.convert.bf16 import float32_to_bfloat16_bits
-from paddle_rep.convert.write import write_state
-from paddle_rep.errors import CheckpointError
+from paddle_rep.apps.cli import EXIT_CHECKPOINT
+from paddle_rep.apps.convert import read_checkpoint
+from paddle_rep.apps.convert.bf16 import float32_to_bfloat16_bits
+from paddle_rep.apps.convert.write import write_state
+from paddle_rep.core.errors import CheckpointError
 
 DEFAULT_PER_FORMAT = 30  # x 13 formats: 390 cases in the default run
 SLOW_PER_FORMAT = 300  # 3,900 in the slow run
@@ -203,7 +203,7 @@ def test_cli_on_damaged_file_one_line_exit_3(name, bases, tmp_path):
     src = _first_typed_failure(bases[name], name, tmp_path)
     out = tmp_path / "out"
     out.mkdir()
-    proc = subprocess.run([sys.executable, "-m", "paddle_rep", "convert", str(src), str(out / "x.pdparams")],
+    proc = subprocess.run([sys.executable, "-m", "paddle_rep.apps", "convert", str(src), str(out / "x.pdparams")],
                           capture_output=True, text=True, timeout=120)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == EXIT_CHECKPOINT, proc.stderr

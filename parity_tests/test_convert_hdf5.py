@@ -18,9 +18,9 @@ import pytest
 import torch
 
 import torch_ref
-from paddle_rep.cli import EXIT_CHECKPOINT, EXIT_MISSING_DEPENDENCY, EXIT_OK, EXIT_USAGE, main
-from paddle_rep.convert import convert_checkpoint, read_checkpoint
-from paddle_rep.errors import CheckpointError, UnsupportedDtypeError
+from paddle_rep.apps.cli import EXIT_CHECKPOINT, EXIT_MISSING_DEPENDENCY, EXIT_OK, EXIT_USAGE, main
+from paddle_rep.apps.convert import convert_checkpoint, read_checkpoint
+from paddle_rep.core.errors import CheckpointError, UnsupportedDtypeError
 from parity_tests.helpers import assert_all_close, assert_close, measure, randomize_bn
 
 ARCH = "acnet_cifar_quick"

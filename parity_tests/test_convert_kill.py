@@ -3,7 +3,7 @@
 A driver process runs ``paddle-rep convert`` with one step instrumented to announce itself and stop
 (reading done; data half written; data complete; both files linked under temporary names; data
 renamed, sidecar not yet). The test kills it there, then checks the destination, the sidecar and the
-folder, and that the next run into the folder leaves exactly the new pair (``verify-file`` passes).
+folder, and that the next run into the folder leaves exactly the new pair (``check-sidecar`` passes).
 """
 
 import os
@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from paddle_rep.cli import EXIT_CHECKPOINT, EXIT_OK, main
-from paddle_rep.convert.write import remove_stale_temporaries, write_state
+from paddle_rep.apps.cli import EXIT_CHECKPOINT, EXIT_OK, main
+from paddle_rep.apps.convert.write import remove_stale_temporaries, write_state
 
 # Runs in the child: argv = point, announce-file, then the convert arguments.
 DRIVER = r"""
 import os, sys, time, pathlib
-from paddle_rep.convert import api, write
+from paddle_rep.apps.convert import api, write
 point, announce, args = sys.argv[1], pathlib.Path(sys.argv[2]), sys.argv[3:]
 
 def stop():
@@ -65,7 +65,7 @@ elif point == "renamed":
             stop()
         return result
     pathlib.Path.replace = replace
-from paddle_rep.cli import main
+from paddle_rep.apps.cli import main
 sys.exit(main(["convert", *args, "-q"]))
 """
 
@@ -126,32 +126,32 @@ def test_sigkill_leaves_destination_sidecar_and_folder_sound(point, setting, tmp
     assert all(n.startswith(".model.pdparams") and ".paddle-rep-" in n and n.endswith(".tmp") for n in left), left
     assert bool(left) == TEMP_LEFT[point], left  # O_TMPFILE: a kill before the links leaves nothing at all
     sidecar = Path(str(dst) + ".json")
-    if point == "renamed":  # the new file is in place, the old sidecar does not describe it: verify-file says so
+    if point == "renamed":  # the new file is in place, the old sidecar does not describe it: check-sidecar says so
         assert dst.read_bytes() != old[dst.name] and sidecar.read_bytes() == old[sidecar.name]
-        assert main(["verify-file", str(dst)]) == EXIT_CHECKPOINT
+        assert main(["check-sidecar", str(dst)]) == EXIT_CHECKPOINT
         assert "does not match" in capsys.readouterr().err
     else:
         assert {n: (out / n).read_bytes() for n in old} == old  # the previous pair, byte for byte
-        assert main(["verify-file", str(dst), "-q"]) == EXIT_OK
+        assert main(["check-sidecar", str(dst), "-q"]) == EXIT_OK
 
     # the next run into the folder removes the killed run's temporaries, and only those
     assert main(["convert", str(setting["new_src"]), str(dst), "-q"]) == EXIT_OK
     assert _ours(out, foreign) == sorted(old)
     assert all((out / n).read_bytes() == data for n, data in foreign.items())
-    assert main(["verify-file", str(dst), "-q"]) == EXIT_OK
+    assert main(["check-sidecar", str(dst), "-q"]) == EXIT_OK
 
 
-def test_verify_file_detects_a_changed_file(setting, capsys):
+def test_check_sidecar_detects_a_changed_file(setting, capsys):
     dst = setting["dst"]
-    assert main(["verify-file", str(dst)]) == EXIT_OK
+    assert main(["check-sidecar", str(dst)]) == EXIT_OK
     assert "ok, sha256" in capsys.readouterr().out
     data = bytearray(dst.read_bytes())
     data[-10] ^= 1
     dst.write_bytes(bytes(data))
-    assert main(["verify-file", str(dst)]) == EXIT_CHECKPOINT
+    assert main(["check-sidecar", str(dst)]) == EXIT_CHECKPOINT
     assert "does not match" in capsys.readouterr().err
     Path(str(dst) + ".json").unlink()
-    assert main(["verify-file", str(dst)]) == EXIT_CHECKPOINT
+    assert main(["check-sidecar", str(dst)]) == EXIT_CHECKPOINT
     assert "no sidecar" in capsys.readouterr().err
 
 

@@ -15,19 +15,20 @@ import pytest
 import torch
 
 import torch_ref
-from paddle_rep import exporter, interop
 from paddle_rep.acblock import ACBlock
-from paddle_rep.convert import api, canonical, convert_checkpoint, load_checkpoint
-from paddle_rep.convert import arch as arch_mod
+from paddle_rep.apps import exporter
+from paddle_rep.apps.convert import api, canonical, convert_checkpoint, load_checkpoint
+from paddle_rep.apps.convert import arch as arch_mod
+from paddle_rep.core import interop
 from paddle_rep.core.deploy import ACBLOCK_FUSED_ATTR, REPVGG_FUSED_ATTR
-from paddle_rep.errors import ArchMismatchError, MappingError
+from paddle_rep.core.errors import ArchMismatchError, MappingError
 from paddle_rep.models import create_model
 from paddle_rep.repvgg import RepVGGBlock
 
 from . import helpers
 
 ROOT = Path(__file__).resolve().parent.parent
-CONVERT = ROOT / "paddle_rep" / "convert"
+CONVERT = ROOT / "paddle_rep" / "apps" / "convert"
 MAPPING_FUNCTIONS = ("from_torch", "to_torch", "torch_key_to_paddle", "paddle_key_to_torch")
 ARCH = "repvgg_a0"
 CLASSES = 10
@@ -154,7 +155,7 @@ MISSING = r"""
 import sys
 sys.modules["{blocked}"] = None  # importing it raises ImportError
 from pathlib import Path
-from paddle_rep.errors import MissingPackageError, PaddleRepError
+from paddle_rep.core.errors import MissingPackageError, PaddleRepError
 {body}
 try:
     run()
@@ -176,17 +177,17 @@ def run_missing(blocked: str, body: str) -> list[str]:
 def test_missing_torch_reading_a_pth(a0_torch, tmp_path) -> None:
     src = tmp_path / "a0.pth"
     torch.save(a0_torch.state_dict(), src)
-    body = f"from paddle_rep.convert import read_checkpoint\ndef run():\n    read_checkpoint({str(src)!r})\n"
+    body = f"from paddle_rep.apps.convert import read_checkpoint\ndef run():\n    read_checkpoint({str(src)!r})\n"
     assert run_missing("torch", body) == [
         "torch", "torch", f"{src} is a torch checkpoint; reading it needs torch (pip install 'paddle-rep[torch]')"]
 
 
 def test_missing_torch_for_verify_and_for_writing() -> None:
-    body = ("from paddle_rep.convert.arch import build_torch_model\n"
+    body = ("from paddle_rep.apps.convert.arch import build_torch_model\n"
             "def run():\n    build_torch_model('repvgg_a0', {})\n")
     assert run_missing("torch", body) == [
         "torch", "torch", "--verify builds the torch reference model and needs torch (pip install 'paddle-rep[torch]')"]
-    body = ("import io, numpy as np\nfrom paddle_rep.convert.write import write_state\n"
+    body = ("import io, numpy as np\nfrom paddle_rep.apps.convert.write import write_state\n"
             "def run():\n    write_state({'w': np.ones(2, np.float32)}, io.BytesIO(), 'torch', 'torch')\n")
     assert run_missing("torch", body)[:2] == ["torch", "torch"]
 
@@ -194,7 +195,7 @@ def test_missing_torch_for_verify_and_for_writing() -> None:
 def test_missing_h5py_writing_hdf5(a0_torch, tmp_path) -> None:
     src = tmp_path / "a0.pth"
     torch.save(a0_torch.state_dict(), src)
-    body = (f"from paddle_rep.convert import convert_checkpoint\ndef run():\n"
+    body = (f"from paddle_rep.apps.convert import convert_checkpoint\ndef run():\n"
             f"    convert_checkpoint({str(src)!r}, {str(tmp_path / 'a0.hdf5')!r}, progress=False)\n")
     assert run_missing("h5py", body) == ["h5py", "hdf5", "writing HDF5 needs h5py (pip install 'paddle-rep[hdf5]')"]
     assert not (tmp_path / "a0.hdf5").exists()
@@ -210,8 +211,8 @@ def test_missing_package_harness_fails_without_the_error() -> None:
 
 
 def test_load_checkpoint_lives_in_convert() -> None:
-    assert exporter.load_checkpoint is load_checkpoint
-    assert load_checkpoint.__module__ == "paddle_rep.convert.model"
+    assert not hasattr(exporter, "load_checkpoint")  # one import path per name
+    assert load_checkpoint.__module__ == "paddle_rep.apps.convert.load"
 
 
 @pytest.mark.filterwarnings("ignore:Skip loading for:UserWarning")  # Paddle warns, then load_checkpoint raises

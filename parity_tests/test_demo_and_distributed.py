@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import paddle
 
-from paddle_rep import cli, interop
-from paddle_rep.convert.load import read_checkpoint
-from paddle_rep.data import batches, load_digits
+from paddle_rep.apps import cli
+from paddle_rep.apps.convert.load import read_checkpoint
+from paddle_rep.apps.data import batches, load_digits
+from paddle_rep.apps.train import TrainConfig, shard
+from paddle_rep.core import interop
+from paddle_rep.core.schedules import get_temperature, set_temperature
 from paddle_rep.models import create_model
-from paddle_rep.schedules import get_temperature, set_temperature
-from paddle_rep.train import TrainConfig, shard
 from parity_tests import helpers
 from parity_tests.tolerances import tolerance
 
@@ -161,12 +162,12 @@ def test_two_process_data_parallel_matches_one_process(tmp_path: Path) -> None:
 
 
 def _run_module(*args: str, code: str | None = None) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-c", code] if code else [sys.executable, "-m", "paddle_rep", *args]
+    command = [sys.executable, "-c", code] if code else [sys.executable, "-m", "paddle_rep.apps", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
 
 
 def test_python_m_paddle_rep_runs_the_cli(tmp_path: Path) -> None:
-    """``python -m paddle_rep`` is the command line, with the documented exit codes (literals on purpose)."""
+    """``python -m paddle_rep.apps`` is the command line, with the documented exit codes (literals on purpose)."""
     listed = _run_module("list")
     assert listed.returncode == 0, listed.stderr
     assert "repvgg_a0" in listed.stdout and "od_resnet34" in listed.stdout
@@ -178,7 +179,7 @@ def test_python_m_paddle_rep_runs_the_cli(tmp_path: Path) -> None:
 
 def test_other_paddle_rep_error_exits_1(monkeypatch, capsys) -> None:
     """A paddle-rep error that is neither usage, checkpoint, architecture nor verification: exit 1."""
-    from paddle_rep.errors import ExportError
+    from paddle_rep.core.errors import ExportError
 
     def fail(args):
         raise ExportError("planted failure")
@@ -192,7 +193,7 @@ _LOGGING_PROBE = """
 import logging, sys
 import paddle_rep, torch_ref, paddle
 from paddle_rep.models import create_model
-from paddle_rep import export
+from paddle_rep.apps import export
 for name in ("paddle_rep", "torch_ref"):
     logger = logging.getLogger(name)
     assert logger.level == logging.WARNING, (name, logger.level)

@@ -14,11 +14,14 @@ import pytest
 from paddle import nn
 
 import paddle_rep
-from paddle_rep import ACBlock, ODConv2D, RepVGGBlock, cli, reparameterize_model
+import paddle_rep.apps
+from paddle_rep import ACBlock, ODConv2D, RepVGGBlock, reparameterize_model
+from paddle_rep.apps import cli
+from paddle_rep.apps.convert import load_checkpoint
+from paddle_rep.apps.convert.verify import default_input_size
+from paddle_rep.apps.exporter import ExportedModel, Predictor, parse_input_shape
 from paddle_rep.bn import BatchNorm2D
-from paddle_rep.convert.verify import default_input_size
-from paddle_rep.errors import MappingError
-from paddle_rep.exporter import ExportedModel, Predictor, load_checkpoint, parse_input_shape
+from paddle_rep.core.errors import MappingError
 from paddle_rep.odconv import set_formulation
 from parity_tests import helpers
 
@@ -109,7 +112,7 @@ def exported(tmp_path_factory) -> dict:
     def get(name: str) -> tuple[nn.Layer, ExportedModel]:
         if name not in cache:
             model = build(name)
-            files = paddle_rep.export(model, root / name / "model", (3, *HW))
+            files = paddle_rep.apps.export(model, root / name / "model", (3, *HW))
             cache[name] = (reparameterize_model(model), files)
         return cache[name]
 
@@ -196,7 +199,7 @@ def test_export_ignores_a_fold_formulation(tmp_path: Path) -> None:
     """A model left in "fold" mode still exports with a dynamic batch (the copy uses "unfold")."""
     model = build("odconv-k3-kn4")
     set_formulation(model, "fold")
-    files = paddle_rep.export(model, tmp_path / "model", (3, *HW))
+    files = paddle_rep.apps.export(model, tmp_path / "model", (3, *HW))
     assert model.od.formulation == "fold"
     predictor, fused = Predictor(files), reparameterize_model(model)
     for batch in BATCHES:
@@ -213,7 +216,7 @@ def test_fixed_batch_export(tmp_path: Path, name: str, use_onednn: bool) -> None
     weights) returned the first input's kernels under oneDNN.
     """
     model = build(name)
-    files = paddle_rep.export(model, tmp_path / "model", "3,?,?", batch_size=2)
+    files = paddle_rep.apps.export(model, tmp_path / "model", "3,?,?", batch_size=2)
     predictor, fused = Predictor(files, use_onednn=use_onednn), reparameterize_model(model)
     kind = "static_graph_onednn" if use_onednn else "static_graph"
     results = []
@@ -222,7 +225,7 @@ def test_fixed_batch_export(tmp_path: Path, name: str, use_onednn: bool) -> None
         results.append(helpers.measure(f"{name} {shape} seed {seed}", predictor(x), dygraph(fused, x), kind, "float32"))
     helpers.assert_all_close(results)
     with pytest.raises(ValueError, match="batch_size must be a positive int or None, got 0"):
-        paddle_rep.export(model, tmp_path / "bad", (3, *HW), batch_size=0)
+        paddle_rep.apps.export(model, tmp_path / "bad", (3, *HW), batch_size=0)
 
 
 def test_exported_model_differs_from_another_weight_set(exported) -> None:
@@ -236,7 +239,7 @@ def test_exported_model_differs_from_another_weight_set(exported) -> None:
 @pytest.mark.parametrize("name", ["repvgg-stack", "acblock-stack", "odconv-stride2-k3-kn4", "odconv-depthwise-k3-kn4"])
 def test_dynamic_height_and_width(tmp_path: Path, name: str) -> None:
     model = build(name)
-    files = paddle_rep.export(model, tmp_path / "model", "3,?,?")
+    files = paddle_rep.apps.export(model, tmp_path / "model", "3,?,?")
     fused = reparameterize_model(model)
     predictor = Predictor(files)
     results = []
@@ -248,7 +251,7 @@ def test_dynamic_height_and_width(tmp_path: Path, name: str) -> None:
 
 def test_odconv_float64_export(tmp_path: Path) -> None:
     model = build("odconv-groups4-k3-kn4", dtype="float64")
-    files = paddle_rep.export(model, tmp_path / "model", (3, *HW), dtype="float64")
+    files = paddle_rep.apps.export(model, tmp_path / "model", (3, *HW), dtype="float64")
     loaded = paddle.jit.load(str(tmp_path / "model"))
     for batch in BATCHES:
         x = helpers.seeded_input((batch, 3, *HW), "float64", seed=batch)
@@ -261,13 +264,13 @@ def test_odconv_float64_export(tmp_path: Path) -> None:
 def test_export_writes_files_and_leaves_the_model_alone(tmp_path: Path) -> None:
     model = build("repvgg-stack")
     model.train()
-    files = paddle_rep.export(model, tmp_path / "sub" / "net", (3, 16, 16))
+    files = paddle_rep.apps.export(model, tmp_path / "sub" / "net", (3, 16, 16))
     assert Path(files.model_file).suffix in (".json", ".pdmodel") and Path(files.model_file).is_file()
     assert files.params_file == str(tmp_path / "sub" / "net.pdiparams") and Path(files.params_file).is_file()
     assert files.onnx_file is None
     assert model.training, "export switched the caller's model to eval"
     assert not any(block.is_repped for block in model.blocks), "export fused the caller's model"
-    assert paddle_rep.export is paddle_rep.exporter.export  # the package attribute stays the function
+    assert paddle_rep.apps.export is paddle_rep.apps.exporter.export  # the package attribute stays the function
 
 
 @pytest.mark.parametrize(("shape", "message"), [
@@ -292,18 +295,18 @@ def test_parse_input_shape_forms() -> None:
 @pytest.mark.parametrize("path", ["out/model.json", "out/model.pdiparams", "out/", ""])
 def test_bad_path(tmp_path: Path, path: str) -> None:
     with pytest.raises(ValueError, match="path is a file prefix"):
-        paddle_rep.export(build("repvgg-stack"), path, (3, 8, 8))
+        paddle_rep.apps.export(build("repvgg-stack"), path, (3, 8, 8))
 
 
 def test_wrong_channels_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"expects 3 input channels, got shape \[\?, 4, 8, 8\]"):
-        paddle_rep.export(build("repvgg-stack"), tmp_path / "m", (4, 8, 8))
+        paddle_rep.apps.export(build("repvgg-stack"), tmp_path / "m", (4, 8, 8))
 
 
 def test_onnx_without_paddle2onnx(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "paddle2onnx", None)  # makes `import paddle2onnx` fail
     with pytest.raises(ImportError, match=r"pip install 'paddle-rep\[onnx\]'"):
-        paddle_rep.export(build("repvgg-stack"), tmp_path / "m", (3, 8, 8), onnx=True)
+        paddle_rep.apps.export(build("repvgg-stack"), tmp_path / "m", (3, 8, 8), onnx=True)
     assert not list(tmp_path.iterdir()), "failed before writing anything"
 
 
@@ -348,7 +351,7 @@ def test_onnx_round_trip(tmp_path: Path, name: str) -> None:
     import onnxruntime as ort
     import paddle2onnx  # noqa: F401
     model = build(name)
-    files = paddle_rep.export(model, tmp_path / "model", (3, None, None), onnx=True)
+    files = paddle_rep.apps.export(model, tmp_path / "model", (3, None, None), onnx=True)
     fused = reparameterize_model(model)
     session = ort.InferenceSession(files.onnx_file, providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
@@ -378,7 +381,7 @@ def test_zoo_model_exports_with_a_dynamic_batch(tmp_path: Path, arch: str, kwarg
     helpers.randomize_paddle_bn(model, np.random.default_rng(0))
     model.eval()
     size = 32 if default_input_size(arch) == 32 else 64  # the CIFAR nets' heads expect 32x32
-    files = paddle_rep.export(model, tmp_path / arch, (3, size, size))
+    files = paddle_rep.apps.export(model, tmp_path / arch, (3, size, size))
     fused = reparameterize_model(model)
     predictor = Predictor(files)
     results = []

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from paddle_rep import fusion as pf
-from paddle_rep import interop
+from paddle_rep.core import interop
 from parity_tests import helpers
 from torch_ref import fusion as tf
 

@@ -1,4 +1,4 @@
-"""The torch <-> Paddle state-dict mapping (paddle_rep.interop)."""
+"""The torch <-> Paddle state-dict mapping (paddle_rep.core.interop)."""
 
 import subprocess
 import sys
@@ -10,8 +10,8 @@ import torch
 
 import paddle_rep
 import torch_ref
-from paddle_rep import interop
-from paddle_rep.errors import MappingError
+from paddle_rep.core import interop
+from paddle_rep.core.errors import MappingError
 
 
 class _Head(torch.nn.Module):
@@ -100,7 +100,7 @@ def test_paddle_tensors_and_numpy_are_accepted() -> None:
 
 
 def test_interop_imports_no_framework() -> None:
-    code = ("import sys, paddle_rep.interop; "
+    code = ("import sys, paddle_rep.core.interop; "
             "assert 'torch' not in sys.modules and 'paddle' not in sys.modules, sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
 

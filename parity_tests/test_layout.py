@@ -1,28 +1,35 @@
 """The package layout's import rules, read from the source (AST of every module, no import run).
 
+- the library (``paddle_rep`` outside ``paddle_rep/apps``) never imports the applications
+  (``paddle_rep.apps``), torch, ``torch_ref`` or tqdm; the applications may import the library;
 - ``paddle_rep/core`` imports neither framework, only the standard library, numpy and itself;
 - ``torch_ref`` imports no Paddle, and of ``paddle_rep`` only ``paddle_rep.core``;
-- the rest of ``paddle_rep`` imports torch (or ``torch_ref``) only in the modules listed in
-  :data:`TORCH_ALLOWED`, each for a reason given there.
+- the applications import torch (or ``torch_ref``) only in the modules listed in
+  :data:`TORCH_ALLOWED`, each for a reason given there;
+- no module (other than a package's ``__init__``) exists only to re-export another.
 """
 
 import ast
+import importlib
 import sys
-import types
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Modules of paddle_rep (outside core) that may import torch or torch_ref, all inside a function.
+# Modules of paddle_rep.apps that may import torch or torch_ref, each for a reason.
 TORCH_ALLOWED = {
-    "paddle_rep.convert.arch": {"torch_ref"},  # builds the torch reference model for the strict check
-    "paddle_rep.convert.load": {"torch"},  # reads .pth files (restricted unpickler)
-    "paddle_rep.convert.verify": {"torch", "torch_ref"},  # runs the torch reference to verify a conversion
-    "paddle_rep.convert.write": {"torch"},  # writes .pth files
-    "paddle_rep.demo": {"torch", "torch_ref"},  # the demo trains the torch reference first
+    "paddle_rep.apps.bench": {"torch", "torch_ref"},  # times torch_ref next to paddle_rep
+    "paddle_rep.apps.bench_convert": {"torch", "torch_ref"},  # writes the checkpoint it times the converter on
+    "paddle_rep.apps.convert.arch": {"torch_ref"},  # builds the torch reference model for the strict check
+    "paddle_rep.apps.convert.load": {"torch"},  # reads .pth files (restricted unpickler)
+    "paddle_rep.apps.convert.verify": {"torch", "torch_ref"},  # runs the torch reference to verify a conversion
+    "paddle_rep.apps.convert.write": {"torch"},  # writes .pth files
+    "paddle_rep.apps.demo": {"torch", "torch_ref"},  # the demo trains the torch reference first
 }
+# What the library never imports, at any depth (inside functions too).
+LIBRARY_FORBIDDEN = ("paddle_rep.apps", "torch", "torch_ref", "tqdm")
 FRAMEWORKS = ("paddle", "torch", "torch_ref")
 
 
@@ -115,11 +122,24 @@ def test_torch_ref_imports_only_the_core(path: Path) -> None:
     assert torch_ref_violations(path) == []
 
 
-def test_torch_outside_core_only_where_needed() -> None:
+def library_violations(path: Path, source: str | None = None) -> list[str]:
+    """Imports of a library module (paddle_rep outside apps) that break the library/applications rule."""
+    return sorted(name for name in _imports(path, source) if any(_is_under(name, bad) for bad in LIBRARY_FORBIDDEN))
+
+
+def _is_library(path: Path) -> bool:
+    return not _is_under(_module_name(path), "paddle_rep.apps")
+
+
+@pytest.mark.parametrize("path", [p for p in _files("paddle_rep") if _is_library(p)],
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_library_never_imports_the_applications(path: Path) -> None:
+    assert library_violations(path) == []
+
+
+def test_torch_in_the_applications_only_where_needed() -> None:
     found = {}
-    for path in _files("paddle_rep"):
-        if _is_under(_module_name(path), "paddle_rep.core"):
-            continue
+    for path in _files("paddle_rep/apps"):
         tops = paddle_rep_torch_imports(path)
         if tops:
             found[_module_name(path)] = tops
@@ -144,88 +164,97 @@ def test_the_walker_sees_what_it_must_refuse() -> None:
         "paddle_rep (its __init__ is the Paddle package; import paddle_rep.core.*)",
         "paddle_rep.models (paddle_rep outside core)", "paddle_rep.models._specs (paddle_rep outside core)",
     ]
-    demo = ROOT / "paddle_rep" / "probe.py"
+    demo = ROOT / "paddle_rep" / "apps" / "probe.py"
     assert paddle_rep_torch_imports(demo, "from . import cli\ndef f():\n    import torch_ref.models\n") == {"torch_ref"}
+    library = ROOT / "paddle_rep" / "probe.py"
+    library_source = ("from .apps import exporter\nfrom .core import errors\nimport numpy\ndef f():\n"
+                      "    from paddle_rep.apps.convert import load\n    import torch\n    from tqdm import tqdm\n")
+    assert library_violations(library, library_source) == [
+        "paddle_rep.apps", "paddle_rep.apps.convert", "paddle_rep.apps.convert.load", "paddle_rep.apps.exporter",
+        "torch", "tqdm", "tqdm.tqdm",
+    ]
+    assert library_violations(library, "from . import fusion\nfrom .core.errors import MappingError\n") == []
 
 
-# ---------------------------------------------------------------- the lazy-export lists, written once
-
-def _lazy_export_tables(init: Path) -> tuple[dict[str, str], frozenset[str], dict[str, str]]:
-    """``_EXPORTS``, ``_DEPRECATED`` and the TYPE_CHECKING imports (name -> module) of a package __init__."""
-    tree = ast.parse(init.read_text(encoding="utf-8"))
-    exports: dict[str, str] = {}
-    deprecated: frozenset[str] = frozenset()
-    typed: dict[str, str] = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-            if node.targets[0].id == "_EXPORTS":
-                exports = ast.literal_eval(node.value)
-            elif node.targets[0].id == "_DEPRECATED":
-                deprecated = frozenset(ast.literal_eval(node.value.args[0]))
-        elif isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
-            for item in node.body:
-                assert isinstance(item, ast.ImportFrom) and item.level == 1, ast.dump(item)
-                for alias in item.names:
-                    assert alias.asname == alias.name, f"{alias.name} is not re-exported as itself"
-                    typed[alias.name] = item.module
-    return exports, deprecated, typed
+# ---------------------------------------------------------------- no re-export shims
 
 
-@pytest.mark.parametrize("package", ["paddle_rep", "paddle_rep/models"])
-def test_type_checking_block_lists_the_lazy_exports(package: str) -> None:
-    """The TYPE_CHECKING imports name each lazy export once, from the module _EXPORTS gives."""
-    exports, deprecated, typed = _lazy_export_tables(ROOT / package / "__init__.py")
-    assert exports and typed
-    assert deprecated <= set(exports)
-    current = {name: module for name, module in exports.items() if name not in deprecated}
-    assert typed == current
+def is_reexport_shim(source: str) -> bool:
+    """A module whose body is nothing but imports (after its docstring and an optional ``__all__``)."""
+    body = ast.parse(source).body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]
+    rest = [node for node in body if not (isinstance(node, ast.Assign) and len(node.targets) == 1
+                                          and getattr(node.targets[0], "id", None) == "__all__")]
+    return bool(rest) and all(isinstance(node, (ast.Import, ast.ImportFrom)) for node in rest)
 
 
-def test_lazy_export_check_sees_a_missing_name(tmp_path: Path) -> None:
-    """Negative control: a name left out of the TYPE_CHECKING block, or from the wrong module, is seen."""
-    source = (ROOT / "paddle_rep" / "__init__.py").read_text(encoding="utf-8")
-    for broken in (source.replace("    from .exporter import export as export\n", ""),
-                   source.replace("from .exporter import export as export", "from .odconv import export as export")):
-        assert broken != source
-        (tmp_path / "__init__.py").write_text(broken, encoding="utf-8")
-        exports, deprecated, typed = _lazy_export_tables(tmp_path / "__init__.py")
-        assert typed != {name: module for name, module in exports.items() if name not in deprecated}
+@pytest.mark.parametrize("package", ["paddle_rep", "torch_ref"])
+def test_no_module_only_re_exports(package: str) -> None:
+    shims = [str(p.relative_to(ROOT)) for p in _files(package)
+             if p.name not in ("__init__.py", "__main__.py") and is_reexport_shim(p.read_text(encoding="utf-8"))]
+    assert shims == []
 
 
-@pytest.mark.parametrize("old, new", [
-    ("ReparamError", "PaddleRepError"), ("ConversionError", "SurgeryError"),
-    ("set_bn_running_var_mode", "set_default_running_var_mode"),
-    ("set_running_var_mode", "set_model_running_var_mode"),
-])
-def test_old_names_still_work_with_a_deprecation_warning(old: str, new: str) -> None:
+def test_the_shim_check_sees_a_shim() -> None:
+    """Negative control: the old ``paddle_rep/errors.py`` shape is a shim, a real module is not."""
+    assert is_reexport_shim('"""Old home."""\n\nfrom .core.errors import CheckpointError as CheckpointError\n')
+    assert is_reexport_shim("from .core import interop as _core\nfrom .core.interop import to_numpy\n__all__ = []\n")
+    assert not is_reexport_shim('"""Real."""\nimport numpy\n\ndef f():\n    return numpy.zeros(1)\n')
+
+
+# ---------------------------------------------------------------- the public API, written once
+
+
+def _export_table(init: Path) -> dict[str, str]:
+    """``_EXPORTS`` (name -> submodule) of a package ``__init__``."""
+    for node in ast.parse(init.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "_EXPORTS":
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"{init} has no _EXPORTS")
+
+
+def export_table_errors(package: str, table: dict[str, str]) -> list[str]:
+    """Entries of ``table`` whose submodule has no such name."""
+    return [f"{name}: {package}.{module} has no such name" for name, module in table.items()
+            if not hasattr(importlib.import_module(f"{package}.{module}"), name)]
+
+
+@pytest.mark.parametrize("package", ["paddle_rep", "paddle_rep.apps", "paddle_rep.models", "torch_ref"])
+def test_public_api_is_one_table(package: str) -> None:
+    """``__all__`` is the table's keys, each name resolves from the module that defines it."""
+    table = _export_table(ROOT / package.replace(".", "/") / "__init__.py")
+    module = importlib.import_module(package)
+    assert module.__all__ == sorted(table)
+    assert export_table_errors(package, table) == []
+    for name, defined_in in table.items():
+        assert getattr(module, name) is getattr(importlib.import_module(f"{package}.{defined_in}"), name)
+
+
+def test_the_api_check_sees_a_wrong_entry() -> None:
+    """Negative control: a name pointed at a module that lacks it is reported."""
+    assert export_table_errors("paddle_rep", {"ODConv2D": "acblock", "ACBlock": "acblock"}) == [
+        "ODConv2D: paddle_rep.acblock has no such name",
+    ]
+
+
+@pytest.mark.parametrize("old", ["ReparamError", "ConversionError", "set_bn_running_var_mode", "set_running_var_mode",
+                                 "convert_model", "revert_model", "export", "convert_checkpoint"])
+def test_old_names_are_gone(old: str) -> None:
     import paddle_rep
 
-    paddle_rep.__dict__.pop(old, None)  # the lazy hook caches; make this access reach the module
-    with pytest.warns(DeprecationWarning, match=new):
-        value = getattr(paddle_rep, old)
-    assert value is getattr(paddle_rep, new)
-    assert old not in paddle_rep.__all__ and new in paddle_rep.__all__
+    assert old not in paddle_rep.__all__
+    with pytest.raises(AttributeError):
+        getattr(paddle_rep, old)
 
 
-def test_old_module_paths_still_import() -> None:
-    """The modules that moved into paddle_rep.core stay importable at their old paths, as the same objects."""
-    import importlib
-
-    from paddle_rep.core import checks, errors, interop, schedules, surgery_plan
-
-    pairs = [("paddle_rep.errors", errors), ("paddle_rep.interop", interop), ("paddle_rep.schedules", schedules),
-             ("paddle_rep._validate", checks), ("paddle_rep._surgery_common", surgery_plan)]
-    for old, new in pairs:
-        module = importlib.import_module(old)
-        defined = [name for name, value in vars(new).items() if not name.startswith("_")
-                   and not isinstance(value, types.ModuleType)
-                   and getattr(value, "__module__", new.__name__) == new.__name__]
-        assert defined, old
-        for name in defined:
-            assert getattr(module, name) is getattr(new, name), f"{old}.{name}"
-    with pytest.warns(DeprecationWarning, match="SurgeryReport"):
-        from paddle_rep._surgery_common import ConversionReport
-    assert ConversionReport is surgery_plan.SurgeryReport
+@pytest.mark.parametrize("old", ["paddle_rep.errors", "paddle_rep.interop", "paddle_rep.schedules",
+                                 "paddle_rep._validate", "paddle_rep._surgery_common", "paddle_rep._lazy",
+                                 "paddle_rep._logging", "paddle_rep.exporter", "paddle_rep.convert", "paddle_rep.cli",
+                                 "paddle_rep.core.deprecation"])
+def test_old_module_paths_are_gone(old: str) -> None:
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module(old)
 
 
 # ---------------------------------------------------------------- the deploy protocol, written once

@@ -19,8 +19,8 @@ import torch
 
 import paddle_rep
 import torch_ref
-from paddle_rep import interop
-from paddle_rep.errors import UnknownModelError
+from paddle_rep.core import interop
+from paddle_rep.core.errors import UnknownModelError
 from paddle_rep.models._specs import groups_map
 from parity_tests import helpers
 from parity_tests.helpers import assert_all_close, measure

@@ -17,7 +17,7 @@ import torch
 
 import paddle_rep
 import torch_ref
-from paddle_rep import interop
+from paddle_rep.core import interop
 from paddle_rep.models._specs import groups_map
 from parity_tests import helpers
 from parity_tests.helpers import assert_all_close, measure
@@ -425,9 +425,9 @@ def test_builders_take_use_checkpoint(framework: str) -> None:
 # ---------------------------------------------------------------- training loop and export
 
 def test_paddle_rep_train_handles_dict_outputs(tmp_path, monkeypatch) -> None:
-    """``paddle-rep train`` (paddle_rep.train) on RepVGGplus: aux loss in training, logits in eval, fused save."""
+    """``paddle-rep train`` (paddle_rep.apps.train) on RepVGGplus: aux loss in training, logits in eval, fused save."""
     pytest.importorskip("sklearn", reason="the digits data set ships with scikit-learn (test extra)")
-    from paddle_rep import train as train_mod
+    from paddle_rep.apps import train as train_mod
 
     monkeypatch.setattr(train_mod, "create_model", lambda arch, num_classes: _small("paddle"))
     metrics = train_mod.train(train_mod.TrainConfig(arch="repvggplus_l2pse", epochs=1, steps=2, batch_size=16),
@@ -441,7 +441,7 @@ def test_paddle_rep_train_handles_dict_outputs(tmp_path, monkeypatch) -> None:
 
 def test_export_of_repvggplus_matches_dygraph(tmp_path) -> None:
     """The exported (fused) RepVGGplus answers two different inputs and batch sizes like the dygraph model."""
-    from paddle_rep.exporter import Predictor, export
+    from paddle_rep.apps.exporter import Predictor, export
 
     _, paddle_model = _pair("float32")
     exported = export(paddle_model, tmp_path / "plus", "3,32,32")
@@ -458,7 +458,7 @@ def test_export_of_repvggplus_matches_dygraph(tmp_path) -> None:
 def test_convert_l2pse_train_and_official_deploy_checkpoints(tmp_path, capsys) -> None:
     """``paddle-rep convert --arch repvggplus_l2pse``: the train checkpoint with --deploy --verify, and the
     deploy checkpoint that upstream tools/convert.py writes, with --verify (full size: ~0.6 GB each)."""
-    from paddle_rep.cli import main
+    from paddle_rep.apps.cli import main
 
     torch.manual_seed(0)
     model = torch_ref.create_model("repvggplus_l2pse", num_classes=NUM_CLASSES)

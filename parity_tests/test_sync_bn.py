@@ -18,7 +18,7 @@ import torch
 import paddle_rep
 import torch_ref
 from paddle_rep import bn as pbn
-from paddle_rep import interop
+from paddle_rep.core import interop
 from paddle_rep.fusion import is_batch_norm
 from parity_tests import helpers
 
@@ -179,7 +179,7 @@ def test_two_ranks_with_the_local_count_fail(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_training_with_sync_bn_converts_the_model(tmp_path, caplog: pytest.LogCaptureFixture) -> None:
-    from paddle_rep.train import TrainConfig, train
+    from paddle_rep.apps.train import TrainConfig, train
 
     with caplog.at_level("INFO", logger="paddle_rep"):
         metrics = train(TrainConfig(arch="rep_tiny", epochs=1, steps=2, batch_size=16, sync_bn=True), tmp_path)
@@ -189,14 +189,14 @@ def test_training_with_sync_bn_converts_the_model(tmp_path, caplog: pytest.LogCa
 
 
 def test_surgery_round_trip_through_syncbatchnorm() -> None:
-    """convert_model -> convert_sync_batchnorm -> revert_model: the blocks' SyncBNs fuse, the model's
+    """insert_blocks -> convert_sync_batchnorm -> fuse_back: the blocks' SyncBNs fuse, the model's
     own SyncBN takes the folded conv bias, and the eval output is kept."""
     paddle.seed(5)
     model = paddle.nn.Sequential(paddle.nn.Conv2D(3, 4, 3, padding=1, bias_attr=False), paddle.nn.BatchNorm2D(4),
                                  paddle.nn.ReLU(), paddle.nn.Conv2D(4, 4, 3, padding=1))
     model.to(dtype="float64")
     x = paddle.to_tensor(helpers.seeded_input((2, 3, 6, 6), "float64", seed=1))
-    blocks, _ = paddle_rep.convert_model(model, "acb")
+    blocks, _ = paddle_rep.insert_blocks(model, "acb")
     synced = paddle_rep.convert_sync_batchnorm(blocks)
     syncs = _syncs(synced)
     assert len(syncs) == 2 * 3 + 1
@@ -207,7 +207,7 @@ def test_surgery_round_trip_through_syncbatchnorm() -> None:
     synced.eval()
     with paddle.no_grad():
         expected = synced(x)
-    reverted, report = paddle_rep.revert_model(synced, example_input=x)
+    reverted, report = paddle_rep.fuse_back(synced, example_input=x)
     assert [type(layer).__name__ for layer in reverted.children()] == ["Conv2D", "SyncBatchNorm", "ReLU", "Conv2D"]
     assert report.bias_folded == {"0": "1"}, str(report)
     with paddle.no_grad():

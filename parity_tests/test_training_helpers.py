@@ -7,8 +7,8 @@ import torch
 
 import paddle_rep
 import torch_ref
-from paddle_rep import interop
-from paddle_rep.schedules import EVAL_TEMPERATURE, get_temperature, set_temperature
+from paddle_rep.core import interop
+from paddle_rep.core.schedules import EVAL_TEMPERATURE, get_temperature, set_temperature
 from parity_tests import helpers
 
 

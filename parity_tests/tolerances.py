@@ -91,14 +91,14 @@ TOLERANCES: dict[tuple[str, ...], Tolerance] = {
         5e-11, _F64 + " (and Momentum's float32 momentum); measured 5.0e-12 rel after 5 steps"
     ),
     ("converted_vs_original", "float32"): Tolerance(
-        5e-6, "convert_model's function-preserving start, whole nets (resnet18, mobilenet_v2, user net): "
+        5e-6, "insert_blocks's function-preserving start, whole nets (resnet18, mobilenet_v2, user net): "
         "branch convs summed vs one conv, float32 reassociation; measured 1.2e-6 rel (resnet18 ACB)",
     ),
     ("converted_vs_original", "float64"): Tolerance(
         5e-12, "as float32, converting float64 models: identity BNs hold 1 - 1e-5 while Paddle's kernel adds "
         "float32(1e-5), ~2.5e-13 per layer; measured 7.5e-13 rel (resnet18 ACB)"),
     ("reverted_vs_trained", "float32"): Tolerance(
-        5e-6, "revert_model's fused convs vs the trained blocks in eval, whole nets: float32 reassociation; "
+        5e-6, "fuse_back's fused convs vs the trained blocks in eval, whole nets: float32 reassociation; "
         "measured 7.6e-7 rel",
     ),
     ("network_output", "float32"): Tolerance(
@@ -131,7 +131,7 @@ TOLERANCES: dict[tuple[str, ...], Tolerance] = {
     ("param_grad", "float64"): Tolerance(5e-13, _F64 + "; measured 7.1e-14 rel"),
     ("running_stats", "float64"): Tolerance(5e-15, _F64 + "; measured 7.1e-16 rel"),
     ("reverted_vs_trained", "float64"): Tolerance(
-        5e-12, "revert_model's fusion math in float64, whole nets: measured 9.2e-13 rel (resnet18 ACB)"),
+        5e-12, "fuse_back's fusion math in float64, whole nets: measured 9.2e-13 rel (resnet18 ACB)"),
     ("fused_kernel", "float64"): Tolerance(
         1e-12, "Paddle folds with the exact eps 1e-5, the aligned torch module with float32(1e-5): measured "
         "2.5e-13 rel"),

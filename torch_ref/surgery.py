@@ -1,7 +1,7 @@
 """Model surgery for PyTorch, the twin of ``paddle_rep/surgery.py`` (same rules, same start, same names).
 
-``convert_model`` swaps each eligible ``nn.Conv2d`` for an ACBlock / RepVGGBlock / ODConv2d
-whose eval output equals the conv's; ``revert_model`` fuses them and puts a plain
+``insert_blocks`` swaps each eligible ``nn.Conv2d`` for an ACBlock / RepVGGBlock / ODConv2d
+whose eval output equals the conv's; ``fuse_back`` fuses them and puts a plain
 ``nn.Conv2d`` back under the original name. The decisions (eligibility, patterns, reports)
 live in ``paddle_rep/_surgery_common.py``, shared with Paddle; see ``paddle_rep/surgery.py``
 for the initialisation of each block.
@@ -17,7 +17,7 @@ from torch import nn
 from paddle_rep.core import surgery_plan as common
 from paddle_rep.core.deploy import ACBLOCK_FUSED_ATTR, REPVGG_FUSED_ATTR
 from paddle_rep.core.errors import SurgeryError
-from paddle_rep.core.surgery_plan import CONVERTED_FROM, ConvSpec, RevertReport, SurgeryReport
+from paddle_rep.core.surgery_plan import REPLACED_CONV, ConvSpec, FuseBackReport, InsertReport
 
 from .acblock import ACBlock
 from .fusion import is_batch_norm
@@ -100,7 +100,7 @@ def _build_block(to: str, spec: ConvSpec, conv: nn.Conv2d, block_kwargs: dict) -
     block.to(device=conv.weight.device, dtype=conv.weight.dtype)
     with torch.no_grad():
         _init_block(to, block, conv)
-    setattr(block, CONVERTED_FROM, spec)
+    setattr(block, REPLACED_CONV, spec)
     block.train(conv.training)
     return block
 
@@ -135,20 +135,20 @@ def _init_block(to: str, block: nn.Module, conv: nn.Conv2d) -> None:
             block.bias.copy_(bias)
 
 
-def convert_model(model: nn.Module, to: str, *, include: str | Sequence[str] | None = None,
+def insert_blocks(model: nn.Module, to: str, *, include: str | Sequence[str] | None = None,
                   exclude: str | Sequence[str] | None = None, inplace: bool = False,
-                  **block_kwargs) -> tuple[nn.Module, SurgeryReport]:
-    """Replace every eligible ``nn.Conv2d`` by an ACBlock / RepVGGBlock / ODConv2d; see ``paddle_rep.convert_model``."""
+                  **block_kwargs) -> tuple[nn.Module, InsertReport]:
+    """Replace every eligible ``nn.Conv2d`` by an ACBlock / RepVGGBlock / ODConv2d; see ``paddle_rep.insert_blocks``."""
     to = common.check_to(to)
     common.check_block_kwargs(to, _BLOCKS[to], block_kwargs)
     report = common.plan_conversion(_survey(model), to, include, exclude)
     if not inplace:
         model = copy.deepcopy(model)
-    for name in report.converted:
+    for name in report.inserted:
         conv = model.get_submodule(name)
         _replace(model, name, _build_block(to, conv_spec(conv), conv, block_kwargs))
         logger.debug("converted %s to %s", name, to)
-    logger.info("convert_model(to=%r): %d converted, %d skipped", to, len(report.converted), len(report.skipped))
+    logger.info("insert_blocks(to=%r): %d inserted, %d skipped", to, len(report.inserted), len(report.skipped))
     return model, report
 
 
@@ -214,7 +214,7 @@ def _as_float64(value: object) -> object:
     return value
 
 
-def _fold_biases(model: nn.Module, report: RevertReport, specs: dict[str, ConvSpec], example_input: object) -> None:
+def _fold_biases(model: nn.Module, report: FuseBackReport, specs: dict[str, ConvSpec], example_input: object) -> None:
     """Fold each restored conv's bias into the BN that alone consumes it, checked first on a float64 copy."""
     gained_bias = [name for name in report.restored if not specs[name].has_bias]
     bns = {name for name, module in model.named_modules() if is_batch_norm(module)}
@@ -236,22 +236,22 @@ def _fold_biases(model: nn.Module, report: RevertReport, specs: dict[str, ConvSp
     if worst > FOLD_CHECK_REL:
         raise SurgeryError(
             f"folding conv biases into BNs changed the output by {worst:.2e} relative: a BN's input is also "
-            f"used elsewhere ({folds}); call revert_model without example_input to keep the biases")
+            f"used elsewhere ({folds}); call fuse_back without example_input to keep the biases")
     _apply_folds(model, folds, specs)
     report.bias_folded.update(folds)
 
 
-def revert_model(model: nn.Module, *, example_input: object = None,
-                 inplace: bool = False) -> tuple[nn.Module, RevertReport]:
-    """Fuse the converted blocks and put a plain ``nn.Conv2d`` back under each name; see ``paddle_rep.revert_model``."""
+def fuse_back(model: nn.Module, *, example_input: object = None,
+                 inplace: bool = False) -> tuple[nn.Module, FuseBackReport]:
+    """Fuse the converted blocks and put a plain ``nn.Conv2d`` back under each name; see ``paddle_rep.fuse_back``."""
     model = reparameterize_model(model, inplace=inplace)
-    report, specs = RevertReport(), {}
+    report, specs = FuseBackReport(), {}
     for name, module in list(model.named_modules()):
-        spec = getattr(module, CONVERTED_FROM, None)
+        spec = getattr(module, REPLACED_CONV, None)
         if spec is None:
             continue
         if isinstance(module, ODConv2d):
-            report.skipped[name] = common.ODCONV_NOT_REVERTED
+            report.skipped[name] = common.ODCONV_NOT_FUSED_BACK
             continue
         fused = getattr(module, _FUSED_ATTR[type(module)])
         _replace(model, name, _plain_conv(spec, fused.weight, fused.bias))

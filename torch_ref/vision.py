@@ -2,7 +2,7 @@
 
 Same layer names and order as Paddle's ResNet (``conv1``, ``bn1``, ``layer1.0.conv1``,
 ``layer2.0.downsample.0``, ``fc``), so state dicts map key for key through
-``paddle_rep.interop``. Initialisation is torch's default; weights are meant to be copied.
+``paddle_rep.core.interop``. Initialisation is torch's default; weights are meant to be copied.
 """
 
 import torch

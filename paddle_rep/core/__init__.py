@@ -8,7 +8,7 @@ each framework states its networks itself, so the structure test compares two st
 - :mod:`.errors` the typed exceptions; :mod:`.logs` the package loggers' defaults;
   :mod:`.lazy` lazy package attributes; :mod:`.checks` argument checks;
 - :mod:`.registry` the name -> builder registry mechanics; :mod:`.surgery_plan` which convs
-  ``convert_model`` converts and the reports; :mod:`.schedules` ODConv's temperature schedule;
+  ``insert_blocks`` converts and the reports; :mod:`.schedules` ODConv's temperature schedule;
 - :mod:`.interop` the torch <-> Paddle state-dict mapping (numpy);
 - :mod:`.deploy` the blocks' deploy protocol (a mixin); :mod:`.walk` walking a model of either
   framework; :mod:`.deprecation` old names served with a warning.

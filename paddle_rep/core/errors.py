@@ -1,12 +1,4 @@
-"""Exceptions raised by paddle-rep; all derive from :class:`PaddleRepError`.
-
-Old names, served with a DeprecationWarning until the next release: ``ReparamError`` (now
-:class:`PaddleRepError`: it is the base of every error, checkpoint errors included, not of
-re-parameterization ones) and ``ConversionError`` (now :class:`SurgeryError`: it is raised by
-``convert_model`` / ``revert_model``, not by the checkpoint converter ``paddle_rep.convert``).
-"""
-
-from .deprecation import deprecated_aliases
+"""Exceptions raised by paddle-rep; all derive from :class:`PaddleRepError`."""
 
 
 class PaddleRepError(Exception):
@@ -68,7 +60,7 @@ class VerificationError(PaddleRepError):
 
 
 class SurgeryError(PaddleRepError, ValueError):
-    """``convert_model`` / ``revert_model`` cannot change a model as asked (names the layer or pattern at fault)."""
+    """``insert_blocks`` / ``fuse_back`` cannot change a model as asked (names the layer or pattern at fault)."""
 
 
 class BatchNormKernelError(PaddleRepError, RuntimeError):
@@ -94,7 +86,3 @@ class MissingPackageError(PaddleRepError, ImportError):
 
 class MissingExportPackageError(MissingPackageError, ExportError):
     """A package needed by ONNX export or by a non-default inference backend is missing."""
-
-
-__getattr__ = deprecated_aliases(__name__, globals(), {"ReparamError": "PaddleRepError",
-                                                       "ConversionError": "SurgeryError"})

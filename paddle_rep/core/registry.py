@@ -11,6 +11,7 @@ import fnmatch
 import importlib
 import inspect
 import logging
+import pkgutil
 from collections.abc import Callable
 from typing import Any
 
@@ -18,16 +19,17 @@ from .errors import UnknownModelError
 
 logger = logging.getLogger(__name__)
 
-# The model modules of each framework's ``models`` package (mirrored file for file).
-MODEL_MODULES = ("repvgg", "repvggplus", "odconv_resnet", "odconv_mobilenetv2", "acnet", "tiny")
+def model_modules(package: str) -> tuple[str, ...]:
+    """The public modules of a ``models`` package (names without a leading underscore), found on disk."""
+    path = importlib.import_module(package).__path__
+    return tuple(sorted(info.name for info in pkgutil.iter_modules(path) if not info.name.startswith("_")))
 
 
 class ModelRegistry:
-    """Builders by name for one framework; ``package`` holds :data:`MODEL_MODULES`."""
+    """Builders by name for one framework; every public module of ``package`` registers its builders."""
 
-    def __init__(self, package: str, modules: tuple[str, ...] = MODEL_MODULES) -> None:
+    def __init__(self, package: str) -> None:
         self.package = package
-        self.modules = modules
         self._builders: dict[str, Callable[..., Any]] = {}
         self._loaded = False
 
@@ -41,7 +43,7 @@ class ModelRegistry:
 
     def _load(self) -> None:
         if not self._loaded:
-            for module in self.modules:
+            for module in model_modules(self.package):
                 importlib.import_module(f"{self.package}.{module}")
             self._loaded = True
 

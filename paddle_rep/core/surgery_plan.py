@@ -11,18 +11,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .checks import check_choice
-from .deprecation import deprecated_aliases
 from .errors import SurgeryError
 
 BLOCK_KINDS = ("acb", "repvgg", "odconv")
-# Attribute set on every block convert_model creates: the ConvSpec of the conv it replaced.
-CONVERTED_FROM = "converted_from"
+# Attribute set on every block insert_blocks creates: the ConvSpec of the conv it replaced.
+REPLACED_CONV = "replaced_conv"
 # Geometry comes from the replaced conv, never from block_kwargs.
 GEOMETRY_ARGS = frozenset({"in_channels", "out_channels", "in_planes", "out_planes", "kernel_size", "stride",
                            "padding", "dilation", "groups", "padding_mode"})
 # Block arguments that would break the function-preserving start (or the restore to one conv).
 REJECTED_ARGS = {
-    "deploy": "a deploy-form block has no branches to train; convert, train, then revert_model",
+    "deploy": "a deploy-form block has no branches to train; convert, train, then fuse_back",
     "use_affine": "the square BN must carry the conv's scale and bias, and the new branches start at gamma 0",
     "reduce_gamma": "it rescales the square BN, so the converted model would no longer equal the original",
     "gamma_init": "it rescales the square BN, so the converted model would no longer equal the original",
@@ -47,27 +46,23 @@ class ConvSpec:
 
 
 @dataclass
-class SurgeryReport:
-    """What :func:`convert_model` did: converted layer names, skipped ones with the reason.
-
-    Called ``ConversionReport`` before (still served, with a DeprecationWarning, until the next
-    release); renamed because the checkpoint converter has a ``ConversionReport`` of its own.
-    """
+class InsertReport:
+    """What :func:`insert_blocks` did: the names that became blocks, and the skipped ones with the reason."""
 
     to: str
-    converted: list[str] = field(default_factory=list)
+    inserted: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
 
     def __str__(self) -> str:
-        lines = [f"convert_model(to={self.to!r}): {len(self.converted)} converted, {len(self.skipped)} skipped"]
-        lines += [f"  converted {name}" for name in self.converted]
+        lines = [f"insert_blocks(to={self.to!r}): {len(self.inserted)} inserted, {len(self.skipped)} skipped"]
+        lines += [f"  inserted {name}" for name in self.inserted]
         lines += [f"  skipped   {name}: {reason}" for name, reason in self.skipped.items()]
         return "\n".join(lines)
 
 
 @dataclass
-class RevertReport:
-    """What :func:`revert_model` did: restored convs, where each bias went, what stayed a block."""
+class FuseBackReport:
+    """What :func:`fuse_back` did: restored convs, where each bias went, what stayed a block."""
 
     restored: list[str] = field(default_factory=list)
     bias_folded: dict[str, str] = field(default_factory=dict)  # conv name -> BN that took its bias
@@ -75,7 +70,7 @@ class RevertReport:
     skipped: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> str:
-        return (f"revert_model: {len(self.restored)} convs restored, {len(self.bias_folded)} biases folded, "
+        return (f"fuse_back: {len(self.restored)} convs restored, {len(self.bias_folded)} biases folded, "
                 f"{len(self.bias_kept)} kept, {len(self.skipped)} blocks kept")
 
     def __str__(self) -> str:
@@ -86,8 +81,8 @@ class RevertReport:
         return "\n".join(lines)
 
 
-# Reasons revert_model reports, the same in both frameworks.
-ODCONV_NOT_REVERTED = "ODConv's kernel depends on the input; it has no single-conv form"
+# Reasons fuse_back reports, the same in both frameworks.
+ODCONV_NOT_FUSED_BACK = "ODConv's kernel depends on the input; it has no single-conv form"
 BIAS_NEEDS_EXAMPLE = "the original had none; pass example_input to fold it into the following BN"
 
 
@@ -103,7 +98,7 @@ def check_block_kwargs(to: str, block_cls: type, block_kwargs: dict) -> None:
         if name in GEOMETRY_ARGS:
             raise ValueError(f"block argument {name!r} is copied from each replaced conv; do not pass it")
         if name in REJECTED_ARGS and name in accepted:
-            raise ValueError(f"block argument {name!r} is not supported by convert_model: {REJECTED_ARGS[name]}")
+            raise ValueError(f"block argument {name!r} is not supported by insert_blocks: {REJECTED_ARGS[name]}")
         if name not in accepted:
             options = sorted(accepted - GEOMETRY_ARGS - set(REJECTED_ARGS))
             raise ValueError(f"{block_cls.__name__} (to={to!r}) takes no argument {name!r}; options: {options}")
@@ -184,7 +179,7 @@ def ineligible_reason(to: str, spec: ConvSpec) -> str | None:
 
 
 def plan_conversion(convs: dict[str, ConvSpec | str], to: str, include: str | Sequence[str] | None,
-                    exclude: str | Sequence[str] | None) -> SurgeryReport:
+                    exclude: str | Sequence[str] | None) -> InsertReport:
     """Decide, for every conv name, convert or skip (with the reason).
 
     ``convs`` maps each conv's dotted name to its spec or to the reason it cannot be a block.
@@ -198,7 +193,7 @@ def plan_conversion(convs: dict[str, ConvSpec | str], to: str, include: str | Se
                 examples = ", ".join(list(convs)[:5]) or "none"
                 raise SurgeryError(f"{what} pattern {pattern!r} matches no Conv2D layer (conv names: {examples}...)")
     explicit = {p for p in includes if not _WILDCARDS & set(p)}
-    report, refused = SurgeryReport(to), []
+    report, refused = InsertReport(to), []
     for name, spec in convs.items():
         excluded_by = _first_match(name, excludes)
         if excluded_by is not None:
@@ -209,7 +204,7 @@ def plan_conversion(convs: dict[str, ConvSpec | str], to: str, include: str | Se
             continue
         reason = spec if isinstance(spec, str) else ineligible_reason(to, spec)
         if reason is None:
-            report.converted.append(name)
+            report.inserted.append(name)
         elif name in explicit:
             refused.append(f"{name}: {reason}")
         else:
@@ -217,9 +212,6 @@ def plan_conversion(convs: dict[str, ConvSpec | str], to: str, include: str | Se
     if refused:
         raise SurgeryError(f"cannot convert the layers named in include to {to!r}: " + "; ".join(refused))
     return report
-
-
-__getattr__ = deprecated_aliases(__name__, globals(), {"ConversionReport": "SurgeryReport"})
 
 
 def _first_match(name: str, patterns: Iterable[str]) -> str | None:

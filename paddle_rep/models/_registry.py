@@ -1,12 +1,11 @@
 """The Paddle model registry: one :class:`~paddle_rep.core.registry.ModelRegistry` for ``paddle_rep.models``.
 
-The mechanics (and :data:`MODEL_MODULES`) live in :mod:`paddle_rep.core.registry`, shared with ``torch_ref``.
+The mechanics live in :mod:`paddle_rep.core.registry`, shared with ``torch_ref``.
 """
 
 from typing import Any
 
-from ..core.registry import MODEL_MODULES as MODEL_MODULES
-from ..core.registry import ModelRegistry as ModelRegistry
+from ..core.registry import ModelRegistry
 
 registry = ModelRegistry("paddle_rep.models")
 register_model = registry.register

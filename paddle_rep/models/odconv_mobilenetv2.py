@@ -10,9 +10,9 @@ import paddle
 from paddle import nn
 
 from ..bn import BatchNorm2D
+from ..core.schedules import set_temperature
 from ..odconv import ODConv2D
 from ..pooling import global_avg_pool
-from ..schedules import set_temperature
 from ._registry import register_model
 from ._specs import INVERTED_RESIDUAL_SETTING, OD_MOBILENETV2_WIDTHS, make_divisible
 from .odconv_resnet import init_like_upstream

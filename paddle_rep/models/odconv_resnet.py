@@ -10,9 +10,9 @@ import paddle
 from paddle import nn
 
 from ..bn import BatchNorm2D
+from ..core.schedules import set_temperature
 from ..odconv import ODConv2D
 from ..pooling import GlobalAvgPool2D
-from ..schedules import set_temperature
 from ._registry import register_model
 from ._specs import OD_RESNET_SPECS
 

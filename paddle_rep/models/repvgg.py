@@ -3,7 +3,7 @@
 Ding et al., CVPR 2021, arXiv:2101.03697; upstream https://github.com/DingXiaoH/RepVGG
 ``repvgg.py`` (``RepVGG``, ``create_RepVGG_*``; MIT). Same structure and attribute names as
 upstream and ``torch_ref.models.repvgg``, so torch state dicts map key for key through
-:mod:`paddle_rep.interop` (``stage0.rbr_dense.conv.weight``, ``stage1.0...``, ``linear.weight``).
+:mod:`paddle_rep.core.interop` (``stage0.rbr_dense.conv.weight``, ``stage1.0...``, ``linear.weight``).
 """
 
 import paddle

@@ -2,9 +2,9 @@
 
 from typing import Any
 
-from paddle_rep.core.registry import MODEL_MODULES, ModelRegistry
+from paddle_rep.core.registry import ModelRegistry
 
-registry = ModelRegistry("torch_ref.models", MODEL_MODULES)
+registry = ModelRegistry("torch_ref.models")
 register_model = registry.register
 
 

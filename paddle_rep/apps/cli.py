@@ -1,9 +1,9 @@
-"""The ``paddle-rep`` command line (also ``python -m paddle_rep``).
+"""The ``paddle-rep`` command line (also ``python -m paddle_rep.apps``).
 
 Subcommands live in :data:`COMMANDS` (name -> :class:`Command`); add one with :func:`register_command`.
 This module declares every subcommand's arguments itself and imports a subcommand's handler only when
 that subcommand runs, so ``--help`` needs neither Paddle nor torch. Handlers are named ``run_cli(args)``
-in their module (``paddle_rep.exporter``, ``.train``, ``.demo``); convert and list, thin wrappers of
+in their module (``paddle_rep.apps.exporter``, ``.train``, ``.demo``); convert and list, thin wrappers of
 library calls, have theirs here.
 Exit codes: 0 success, 1 other paddle-rep error, 2 bad usage or arguments, 3 unreadable, unsafe or
 corrupt checkpoint, 4 checkpoint does not fit the architecture, 5 verification above tolerance,
@@ -19,7 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ArchMismatchError, CheckpointError, MissingPackageError, PaddleRepError, VerificationError
+from paddle_rep.core.errors import (
+    ArchMismatchError,
+    CheckpointError,
+    MissingPackageError,
+    PaddleRepError,
+    VerificationError,
+)
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHECKPOINT, EXIT_ARCH, EXIT_VERIFY, EXIT_MISSING_DEPENDENCY = range(7)
 
@@ -79,20 +85,20 @@ register_command("convert", "convert a checkpoint between torch/timm/mmpretrain 
                  _convert_arguments, _convert_run_cli)
 
 
-def _verify_file_arguments(parser: argparse.ArgumentParser) -> None:
+def _check_sidecar_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dst", help="a file written by paddle-rep convert; checked against DST.json's sha256")
 
 
-def _verify_file_run_cli(args: argparse.Namespace) -> int:
-    from .convert.write import check_output
+def _check_sidecar_run_cli(args: argparse.Namespace) -> int:
+    from .convert.write import check_sidecar
 
-    sidecar = check_output(args.dst)
+    sidecar = check_sidecar(args.dst)
     _say(args, f"{args.dst}: ok, sha256 {sidecar['output']['sha256']} matches its sidecar")
     return EXIT_OK
 
 
-register_command("verify-file", "check a converted file against the sha256 in its JSON sidecar",
-                 _verify_file_arguments, _verify_file_run_cli)
+register_command("check-sidecar", "check a converted file against the sha256 in its JSON sidecar",
+                 _check_sidecar_arguments, _check_sidecar_run_cli)
 
 
 def _lazy(module: str, function: str = "run_cli") -> Callable:
@@ -100,7 +106,7 @@ def _lazy(module: str, function: str = "run_cli") -> Callable:
     def call(arg):
         import importlib
 
-        return getattr(importlib.import_module(f"paddle_rep.{module}"), function)(arg)
+        return getattr(importlib.import_module(f"paddle_rep.apps.{module}"), function)(arg)
     return call
 
 
@@ -109,19 +115,19 @@ def _list_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _list_run_cli(args: argparse.Namespace) -> int:
-    from .models import list_models
+    from paddle_rep.models import list_models
 
     for name in list_models(args.pattern):
         print(name)
     return EXIT_OK
 
 
-# paddle_rep.exporter.BACKENDS, spelled here so that building the parser imports no Paddle; test_cli checks.
+# paddle_rep.apps.exporter.BACKENDS, spelled here so that building the parser imports no Paddle; test_cli checks.
 EXPORT_BACKENDS = ("paddle", "onnxruntime", "openvino")
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``paddle-rep export`` (handled by :func:`paddle_rep.exporter.run_cli`)."""
+    """Arguments of ``paddle-rep export`` (handled by :func:`paddle_rep.apps.exporter.run_cli`)."""
     parser.add_argument("out", help="output prefix, e.g. exported/repvgg_a0")
     parser.add_argument("--arch", required=True, help="model name (see `paddle-rep list`)")
     parser.add_argument("--checkpoint", help="Paddle state dict (.pdparams) of the unfused model")
@@ -142,13 +148,13 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
                              "check of the same graph, against a bf16 bound")
 
 
-# The defaults of paddle_rep.train.TrainConfig, spelled here so that building the parser imports no
+# The defaults of paddle_rep.apps.train.TrainConfig, spelled here so that building the parser imports no
 # Paddle; test_cli checks that the two agree.
 TRAIN_DEFAULTS = {"arch": "rep_tiny", "epochs": 3, "batch_size": 64, "lr": 0.05, "seed": 0, "temp_epochs": 1}
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``paddle-rep train`` and ``tools/train.py`` (handled by :func:`paddle_rep.train.run_cli`)."""
+    """Arguments of ``paddle-rep train`` and ``tools/train.py`` (handled by :func:`paddle_rep.apps.train.run_cli`)."""
     defaults = TRAIN_DEFAULTS
     parser.add_argument("--arch", default=defaults["arch"], help="registry model (default rep_tiny)")
     parser.add_argument("--out", required=True, type=Path, help="folder for checkpoints and metrics.json")
@@ -163,7 +169,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``paddle-rep demo`` (handled by :func:`paddle_rep.demo.run_cli`)."""
+    """Arguments of ``paddle-rep demo`` (handled by :func:`paddle_rep.apps.demo.run_cli`)."""
     parser.add_argument("--model", default="rep_tiny", help="registry model taking in_channels (default rep_tiny)")
     parser.add_argument("--epochs", type=int, default=4, help="torch training epochs (default 4)")
     parser.add_argument("--paddle-steps", type=int, default=10, help="steps trained on in both frameworks")
@@ -171,7 +177,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("paddle_rep_demo"), help="working folder")
     parser.add_argument("--surgery", choices=("acb", "repvgg", "none"), default="acb",
-                        help="also put these blocks into a plain CNN with convert_model, train, fuse back")
+                        help="also put these blocks into a plain CNN with insert_blocks, train, fuse back")
 
 
 register_command("list", "list the registered models", _list_arguments, _list_run_cli)
@@ -184,23 +190,15 @@ register_command("demo", "the whole story on real data: torch training, convert 
 
 
 def _bench_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = "Every other argument goes to tools/bench.py (see python tools/bench.py --help)."
+    parser.epilog = "Every other argument goes to the benchmark (python -m paddle_rep.apps.bench --help lists them)."
 
 
 def _bench_run_cli(args: argparse.Namespace) -> int:
-    import importlib.util
-    from pathlib import Path
+    from .bench import main as bench_main
 
-    script = Path(__file__).resolve().parents[1] / "tools" / "bench.py"
-    if not script.is_file():
-        raise PaddleRepError(f"paddle-rep bench runs {script}, which only a source checkout has: clone the "
-                           "repository and pip install -e '.[cpu,torch,onnx,openvino,bench]'")
-    spec = importlib.util.spec_from_file_location("paddle_rep_bench", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     try:
-        return module.main(args.bench_args)
-    except SystemExit as exc:  # the tool's own argparse and argument checks
+        return bench_main(args.bench_args)
+    except SystemExit as exc:  # the benchmark's own argparse and argument checks
         if isinstance(exc.code, int):
             return exc.code
         print(f"paddle-rep bench: error: {exc.code}", file=sys.stderr)
@@ -208,8 +206,7 @@ def _bench_run_cli(args: argparse.Namespace) -> int:
 
 
 register_command("bench", "benchmark torch_ref, paddle_rep and every deploy backend side by side "
-                 "(tools/bench.py; writes docs/perf/bench.{md,png,json} and the README table)",
-                 _bench_arguments, _bench_run_cli)
+                 "(writes docs/perf/bench.{md,png,json})", _bench_arguments, _bench_run_cli)
 
 
 def _say(args: argparse.Namespace, text: str) -> None:
@@ -243,7 +240,7 @@ _EXIT_CODES: tuple[tuple[type, int], ...] = (
     (VerificationError, EXIT_VERIFY),
     (ArchMismatchError, EXIT_ARCH),
     (CheckpointError, EXIT_CHECKPOINT),
-    (ValueError, EXIT_USAGE),  # ReparamErrors that are ValueErrors included
+    (ValueError, EXIT_USAGE),  # PaddleRepErrors that are ValueErrors included
     (PaddleRepError, EXIT_ERROR),
     (ImportError, EXIT_MISSING_DEPENDENCY),
 )
@@ -268,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         parser = build_parser()
         try:
             args, extra = parser.parse_known_args(argv)
-            if extra and args.command != "bench":  # only bench passes arguments on (to tools/bench.py)
+            if extra and args.command != "bench":  # only bench passes arguments on (to paddle_rep.apps.bench)
                 parser.parse_args(argv)  # reports them as argparse always did
             args.bench_args = extra
         except SystemExit as exc:  # argparse exits on --help and on usage errors

@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CheckpointError, MappingError, UnsupportedDtypeError, VerificationError
+from paddle_rep.core.errors import CheckpointError, MappingError, UnsupportedDtypeError, VerificationError
+
 from . import arch as arch_mod
 from . import canonical
 from . import verify as verify_mod
@@ -185,7 +186,7 @@ def _work_dtype(state: Mapping[str, np.ndarray], dtype: str) -> str:
 def _fuse(state: Mapping[str, np.ndarray], arch: str, model_args: Mapping[str, Any], work_dtype: str,
           path: str) -> dict[str, np.ndarray]:
     """The re-parameterized (deploy) form of ``state``, fused by the Paddle model of ``arch``."""
-    from ..reparam import reparameterize_model
+    from paddle_rep.reparam import reparameterize_model
 
     model = arch_mod.build_paddle_model(arch, model_args)
     model.to(dtype=work_dtype)

@@ -6,7 +6,7 @@ it builds ``create_model(MODEL, use_checkpoint=...)``, runs ``--warmup`` trainin
 time, the process's peak RSS, and the training increment (peak RSS minus the RSS before the
 first step: activations, gradients and optimizer state). CPU RSS stands in for GPU memory
 here; the saving is the activations that recomputation does not keep. Not a test; run
-``python tools/bench_checkpoint.py [--model repvgg_a0 --batch 8 --size 224] [--markdown out.md]``.
+``python tools/bench_grad_checkpointing.py [--model repvgg_a0 --batch 8 --size 224] [--markdown out.md]``.
 """
 
 import argparse

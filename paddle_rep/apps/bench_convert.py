@@ -2,7 +2,7 @@
 
 Builds a checkpoint from ``torch_ref.create_model(MODEL)`` (default repvgg_b3, ~123M parameters),
 then runs each variant in a fresh Python process and reports its time (after imports, best of
-``--repeat``) and the process's peak RSS. Not a test; run ``python tools/bench_convert.py``.
+``--repeat``) and the process's peak RSS. Not a test; run ``python -m paddle_rep.apps.bench_convert``.
 """
 
 import argparse
@@ -31,15 +31,15 @@ state = torch.load(src, map_location="cpu", weights_only=True)
 paddle.save({k: v.numpy() for k, v in state.items() if not k.endswith("num_batches_tracked")}, dst)
 """,
     "convert (key mapping)": """
-from paddle_rep.convert import convert_checkpoint
+from paddle_rep.apps.convert import convert_checkpoint
 convert_checkpoint(src, dst, progress=False)
 """,
     "convert --arch (strict check)": """
-from paddle_rep.convert import convert_checkpoint
+from paddle_rep.apps.convert import convert_checkpoint
 convert_checkpoint(src, dst, arch=sys.argv[3], progress=False)
 """,
     "convert --arch --deploy": """
-from paddle_rep.convert import convert_checkpoint
+from paddle_rep.apps.convert import convert_checkpoint
 convert_checkpoint(src, dst, arch=sys.argv[3], deploy=True, progress=False)
 """,
 }

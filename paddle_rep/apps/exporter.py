@@ -25,10 +25,9 @@ import numpy as np
 import paddle
 from paddle import nn
 
-from .convert.model import load_checkpoint as load_checkpoint  # its home is paddle_rep.convert; kept importable here
-from .errors import ExportError, MissingExportPackageError
-from .odconv import ODConv2D
-from .reparam import reparameterize_model
+from paddle_rep.core.errors import ExportError, MissingExportPackageError
+from paddle_rep.odconv import ODConv2D
+from paddle_rep.reparam import reparameterize_model
 
 logger = logging.getLogger(__name__)
 
@@ -429,14 +428,7 @@ def _openvino_runner(onnx_file: str, threads: int | None, precision: str = "f32"
     return run
 
 
-# --- command line: ``paddle-rep export`` (registered in paddle_rep.cli) -------------------------
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Deprecated alias of :func:`paddle_rep.cli.add_export_arguments`, where the CLI declares them."""
-    from .cli import add_export_arguments
-
-    add_export_arguments(parser)
-
+# --- command line: ``paddle-rep export`` (registered in paddle_rep.apps.cli) -------------------------
 
 def _parse_sizes(text: str | None) -> tuple[int, ...] | None:
     if text is None:
@@ -466,7 +458,9 @@ def check_backend(model: nn.Layer, exported: ExportedModel, backend: str, shape:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Handler of ``paddle-rep export``; prints the written files (and the --backend check)."""
-    from .models import create_model  # the model zoo is only needed by the command line
+    from paddle_rep.models import create_model  # the model zoo is only needed by the command line
+
+    from .convert import load_checkpoint
 
     kwargs = {} if args.num_classes is None else {"num_classes": args.num_classes}
     model = create_model(args.arch, **kwargs)

@@ -20,13 +20,6 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Deprecated alias of :func:`paddle_rep.cli.add_demo_arguments`, where the CLI declares them."""
-    from .cli import add_demo_arguments
-
-    add_demo_arguments(parser)
-
-
 def _median_ms(fn: Callable[[], object], repeats: int = 7) -> float:
     fn()  # warm-up
     times = []
@@ -55,7 +48,7 @@ def _max_rel(actual: dict, expected: dict) -> float:
 
 
 def _plain_cnn(in_channels: int, num_classes: int):
-    """A conventional Conv-BN-ReLU network, the kind a user brings to ``convert_model``."""
+    """A conventional Conv-BN-ReLU network, the kind a user brings to ``insert_blocks``."""
     from paddle import nn
 
     def conv_bn_relu(cin: int, cout: int, stride: int) -> list:
@@ -66,11 +59,12 @@ def _plain_cnn(in_channels: int, num_classes: int):
 
 
 def _surgery(to: str, data, batch_size: int, seed: int) -> str:
-    """convert_model -> train -> revert_model on a plain CNN; returns a one-line report."""
+    """insert_blocks -> train -> fuse_back on a plain CNN; returns a one-line report."""
     import paddle
 
+    from paddle_rep.surgery import fuse_back, insert_blocks
+
     from .data import batches
-    from .surgery import convert_model, revert_model
 
     paddle.seed(seed)
     plain = _plain_cnn(data.x_train.shape[1], 10)
@@ -92,16 +86,16 @@ def _surgery(to: str, data, batch_size: int, seed: int) -> str:
 
     train_epoch(plain, 0)  # "pretrained" weights to start from
     before = logits(plain)
-    converted, report = convert_model(plain, to)
+    converted, report = insert_blocks(plain, to)
     start_gap = float(np.abs(logits(converted) - before).max() / np.abs(before).max())
     train_epoch(converted, 1)
     trained = logits(converted)
-    reverted, _ = revert_model(converted, example_input=x_test[:2])
+    reverted, _ = fuse_back(converted, example_input=x_test[:2])
     end_gap = float(np.abs(logits(reverted) - trained).max() / np.abs(trained).max())
     same_layout = list(reverted.state_dict()) == list(plain.state_dict())
     accuracy = float((logits(reverted).argmax(1) == data.y_test).mean())
-    return (f"convert_model({to!r}) on a plain CNN: {len(report.converted)} convs became blocks, output change "
-            f"{start_gap:.1e} rel; after an epoch, revert_model fused them back to the original layout "
+    return (f"insert_blocks({to!r}) on a plain CNN: {len(report.inserted)} convs became blocks, output change "
+            f"{start_gap:.1e} rel; after an epoch, fuse_back fused them back to the original layout "
             f"({'same' if same_layout else 'DIFFERENT'} state-dict keys), output change {end_gap:.1e} rel, "
             f"accuracy {accuracy:.4f}")
 
@@ -109,12 +103,12 @@ def _surgery(to: str, data, batch_size: int, seed: int) -> str:
 def _train_torch(args: argparse.Namespace, data, model_args: dict):
     """Phase 1: train the torch reference with upstream's recipe (SGD, momentum 0.9, L2, temperature 30 -> 1)."""
     import torch
-    from tqdm.auto import tqdm
 
     import torch_ref
+    from paddle_rep.core.schedules import get_temperature, set_temperature
 
     from .data import batches
-    from .schedules import get_temperature, set_temperature
+    from .progress import progress
 
     iters = len(data.y_train) // args.batch_size
     torch.manual_seed(args.seed)
@@ -122,15 +116,14 @@ def _train_torch(args: argparse.Namespace, data, model_args: dict):
     optimizer = torch.optim.SGD(torch_model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
     for epoch in range(args.epochs):
         torch_model.train()
-        progress = tqdm(batches(data.x_train, data.y_train, args.batch_size, epoch, args.seed), total=iters,
-                        desc=f"torch epoch {epoch + 1}/{args.epochs}", disable=None, leave=False)
-        for i, (x, y) in enumerate(progress):
-            set_temperature(torch_model, get_temperature(i, epoch, iters, temp_epoch=max(1, args.epochs // 2)))
-            loss = torch_ref.classification_loss(torch_model(torch.from_numpy(x)), torch.from_numpy(y))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            progress.set_postfix(loss=f"{loss.item():.3f}")
+        with progress(batches(data.x_train, data.y_train, args.batch_size, epoch, args.seed), total=iters,
+                      desc=f"torch epoch {epoch + 1}/{args.epochs}") as bar:
+            for i, (x, y) in enumerate(bar):
+                set_temperature(torch_model, get_temperature(i, epoch, iters, temp_epoch=max(1, args.epochs // 2)))
+                loss = torch_ref.classification_loss(torch_model(torch.from_numpy(x)), torch.from_numpy(y))
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
     torch_ckpt = args.out / "torch_model.pth"
     torch.save({"state_dict": torch_model.state_dict(), "epoch": args.epochs}, torch_ckpt)
     print(f"trained {args.model} in torch for {args.epochs} epochs; saved {torch_ckpt}")
@@ -142,9 +135,10 @@ def _convert(args: argparse.Namespace, data, model_args: dict, torch_ckpt: Path)
 
     Returns the Paddle model, or the convert command's exit code when it failed.
     """
+    from paddle_rep.models import create_model
+
     from . import cli
-    from .exporter import load_checkpoint
-    from .models import create_model
+    from .convert import load_checkpoint
 
     paddle_ckpt = args.out / "paddle_model.pdparams"
     convert_args = ["convert", str(torch_ckpt), str(paddle_ckpt), "--arch", args.model, "--verify",
@@ -169,11 +163,11 @@ def _train_both(args: argparse.Namespace, data, torch_model, paddle_model) -> tu
     import torch
 
     import torch_ref
+    from paddle_rep.core import interop
+    from paddle_rep.core.schedules import EVAL_TEMPERATURE, set_temperature
+    from paddle_rep.losses import classification_loss
 
-    from . import interop
     from .data import batches
-    from .losses import classification_loss
-    from .schedules import EVAL_TEMPERATURE, set_temperature
 
     torch_opt = torch.optim.SGD(torch_model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     paddle_opt = paddle.optimizer.Momentum(learning_rate=0.01, momentum=0.9, parameters=paddle_model.parameters(),
@@ -210,9 +204,9 @@ def _fuse_and_export(args: argparse.Namespace, data, torch_model, paddle_model):
     import torch
 
     import torch_ref
+    from paddle_rep.reparam import reparameterize_model
 
     from .exporter import Predictor, export
-    from .reparam import reparameterize_model
 
     x_test = data.x_test
     torch_model.eval()
@@ -284,8 +278,9 @@ def _tables(model_name: str, rows: list, tested: int, timings: dict, counts: dic
 
 def run_cli(args: argparse.Namespace) -> int:
     """Handler of ``paddle-rep demo``: the phases in order, then the tables and ``summary.json``."""
+    from paddle_rep.models._registry import registry
+
     from .data import digits_for_model
-    from .models._registry import registry
 
     args.out.mkdir(parents=True, exist_ok=True)
     data, model_args = digits_for_model(registry.builder(args.model), seed=args.seed)
@@ -311,5 +306,3 @@ def run_cli(args: argparse.Namespace) -> int:
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     return 0 if agreed else 1
 
-
-run = run_cli  # deprecated alias (the handler's old name)

@@ -238,7 +238,7 @@ def _save_torch(state: Mapping[str, np.ndarray], f) -> None:
     try:
         import torch
     except ImportError as err:
-        from ..errors import MissingPackageError
+        from paddle_rep.core.errors import MissingPackageError
 
         raise MissingPackageError("writing a torch checkpoint (.pth) needs torch (pip install 'paddle-rep[torch]')",
                                   package="torch", extra="torch") from err
@@ -351,9 +351,9 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
-def check_output(dst: str | Path) -> dict[str, Any]:
+def check_sidecar(dst: str | Path) -> dict[str, Any]:
     """Check a converted file against its sidecar's sha256; returns the sidecar, raises CheckpointError if not."""
-    from ..errors import CheckpointError
+    from paddle_rep.core.errors import CheckpointError
 
     dst = Path(dst)
     json_dst = sidecar_path(dst)

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ..core.deploy import ACBLOCK_FUSED_ATTR, REPVGG_FUSED_ATTR
-from ..errors import ArchMismatchError, CheckpointError
+from paddle_rep.core.deploy import ACBLOCK_FUSED_ATTR, REPVGG_FUSED_ATTR
+from paddle_rep.core.errors import ArchMismatchError, CheckpointError
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def merge_model_args(inferred: Mapping[str, Inferred], user: Mapping[str, Any] |
 
 def build_paddle_model(arch: str, model_args: Mapping[str, Any]):
     """``paddle_rep.create_model(arch, **model_args)``; an unknown name or argument is a ValueError."""
-    from ..models import create_model
+    from paddle_rep.models import create_model
 
     return create_model(arch, **model_args)
 

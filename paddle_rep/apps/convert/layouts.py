@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import MappingError
+from paddle_rep.core.errors import MappingError
 
 TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "transpose": lambda a: np.ascontiguousarray(a.T),

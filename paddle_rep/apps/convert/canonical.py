@@ -1,7 +1,7 @@
 """The converter's canonical form, and every crossing between it and Paddle's names.
 
 Canonical form: a flat ``{key: numpy array}`` dict under the official (torch) names and layouts,
-``num_batches_tracked`` included. Every step of :func:`paddle_rep.convert.convert_checkpoint`
+``num_batches_tracked`` included. Every step of :func:`paddle_rep.apps.convert.convert_checkpoint`
 between reading and writing takes and returns this form; the torch <-> Paddle key mapping
 (:mod:`paddle_rep.core.interop`) is applied only here:
 
@@ -20,10 +20,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
 
-from .. import interop
+from paddle_rep.core import interop
+
+from ..progress import progress as progress_bar
 from .bf16 import float32_to_bfloat16_bits
 from .write import contiguous
 
@@ -97,10 +97,8 @@ def to_target(state: Mapping[str, np.ndarray], names: str, dtype: str | None,
     bfloat16 bit patterns (uint16 arrays, rounded as torch rounds). Counters are never cast.
     """
     out = TargetState({})
-    disable = None if progress is None else not progress
-    with logging_redirect_tqdm():
-        for key, value in tqdm(state.items(), total=len(state), desc="convert", unit="tensor",
-                               disable=disable, leave=False):
+    with progress_bar(state.items(), total=len(state), desc="convert", unit="tensor", enabled=progress) as items:
+        for key, value in items:
             if names == "torch":
                 if key in bf16:
                     out.state[key] = float32_to_bfloat16_bits(value)

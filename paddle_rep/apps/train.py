@@ -24,15 +24,16 @@ import numpy as np
 import paddle
 import paddle.distributed as dist
 
-from .bn import SyncBatchNorm, convert_sync_batchnorm
+from paddle_rep.bn import SyncBatchNorm, convert_sync_batchnorm
+from paddle_rep.core.schedules import EVAL_TEMPERATURE, get_temperature, set_temperature
+from paddle_rep.losses import classification_loss
+from paddle_rep.models import create_model
+from paddle_rep.models._registry import registry
+from paddle_rep.reparam import reparameterize_model
+
 from .cli import add_train_arguments
 from .data import batches as digit_batches
 from .data import digits_for_model
-from .losses import classification_loss
-from .models import create_model
-from .models._registry import registry
-from .reparam import reparameterize_model
-from .schedules import EVAL_TEMPERATURE, get_temperature, set_temperature
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +51,6 @@ class TrainConfig:
     temp_epochs: int = 1  # ODConv temperature 30 -> 1 over this many epochs (upstream: 10 of 100)
     sync_bn: bool = False
     save_every_rank: bool = False
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Deprecated alias of :func:`paddle_rep.cli.add_train_arguments`, where the CLI declares them."""
-    add_train_arguments(parser)
 
 
 def shard(x: np.ndarray, rank: int, world_size: int) -> np.ndarray:
@@ -153,5 +149,3 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return run_cli(parser.parse_args(argv))
 
-
-run = run_cli  # deprecated alias (the handler's old name)

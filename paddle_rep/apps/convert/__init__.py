@@ -10,8 +10,8 @@ from .layouts import KeyRule as KeyRule
 from .layouts import Layout as Layout
 from .layouts import detect_layout as detect_layout
 from .load import LoadedCheckpoint as LoadedCheckpoint
+from .load import load_checkpoint as load_checkpoint
 from .load import read_checkpoint as read_checkpoint
-from .model import load_checkpoint as load_checkpoint
 
 __all__ = ["LAYOUTS", "ConversionReport", "KeyRule", "Layout", "LoadedCheckpoint", "convert_checkpoint",
            "detect_layout", "load_checkpoint", "read_checkpoint"]

@@ -3,17 +3,17 @@
 Per case (each block, then whole models) it times the eval forward of: torch_ref training form and
 fused, paddle_rep dygraph training form and fused, the exported ``paddle.inference`` predictor
 (oneDNN on) of the fused and of the training-form model, every deploy backend of
-``paddle_rep.exporter.Predictor`` on the fused export (ONNX Runtime, OpenVINO; for ODConv models
+``paddle_rep.apps.exporter.Predictor`` on the fused export (ONNX Runtime, OpenVINO; for ODConv models
 also Paddle Inference on the fold programs, the unfold graph and the batch-1 fold graph run per
 sample), and a straightforward Paddle RepVGG port (written here, for the RepVGG rows); plus a
 training step (forward + backward) in each framework. ODConv rows compare the batch fold, a
 per-sample loop, the unfold export formulation and upstream's 6-D broadcast-and-sum aggregation
 (time and Paddle's peak allocated memory). Conversion of a B3-size checkpoint against the floor
-reuses ``tools/bench_convert.py``. Both frameworks run with the same thread count; every figure is
+reuses :mod:`paddle_rep.apps.bench_convert`. Both frameworks run with the same thread count; every figure is
 the median of ``--repeat`` runs after a warm-up, and ratios come from the same run.
 
-    python tools/bench.py                 # full run into docs/perf/bench.{md,png,json} + the README table
-    python tools/bench.py --quick         # tiny sizes, a smoke run into results/
+    python -m paddle_rep.apps.bench       # full run into docs/perf/bench.{md,png,json} + the README table
+    python -m paddle_rep.apps.bench --quick  # tiny sizes, a smoke run into results/
     paddle-rep bench [same arguments]     # the same tool
 """
 
@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import copy
 import gc
-import importlib.util
 import json
 import logging
 import os
@@ -48,13 +47,13 @@ from paddle.nn import functional as F  # noqa: E402
 
 import paddle_rep  # noqa: E402
 import torch_ref  # noqa: E402
-from paddle_rep import interop  # noqa: E402
-from paddle_rep.exporter import BACKENDS, ExportedModel, Predictor, export  # noqa: E402
+from paddle_rep.apps.exporter import BACKENDS, ExportedModel, Predictor, export  # noqa: E402
+from paddle_rep.core import interop  # noqa: E402
 from paddle_rep.models import create_model  # noqa: E402
 from paddle_rep.odconv import ODConv2D  # noqa: E402
 
 logger = logging.getLogger("bench")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the source checkout (docs/perf, README.md)
 
 # --- harness ----------------------------------------------------------------------------------
 
@@ -419,11 +418,9 @@ def _odconv_variants(model: nn.Layer, xp: paddle.Tensor, ref: np.ndarray, row: R
 
 
 def run_convert(args: argparse.Namespace) -> list[dict]:
-    # Reuse tools/bench_convert.py (loaded by path: tools/ is not a package).
-    spec = importlib.util.spec_from_file_location("bench_convert", Path(__file__).with_name("bench_convert.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.run_variants(args.convert_model, args.convert_repeat, None,
+    from .bench_convert import run_variants
+
+    return run_variants(args.convert_model, args.convert_repeat, None,
                                ["convert --arch"], echo=lambda s: print(s, flush=True))
 
 
@@ -627,7 +624,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (a smoke run)")
     parser.add_argument("--out", type=Path, help="folder for bench.md/.png/.json (default docs/perf, quick results/)")
     parser.add_argument("--readme", type=Path, help="README whose performance table is rewritten (default README.md "
-                        "next to tools/ on a full run with every case; never with --quick)")
+                        "of the source checkout on a full run with every case; never with --quick)")
     parser.add_argument("--no-readme", action="store_true", help="leave the README alone")
     parser.add_argument("--render", type=Path, metavar="BENCH_JSON",
                         help="time nothing: rebuild bench.md/.png from a saved bench.json into --out (default: "

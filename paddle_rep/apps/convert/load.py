@@ -34,8 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CheckpointError, MappingError, MissingPackageError, UnsafeCheckpointError
-from ..interop import to_numpy
+from paddle_rep.core.errors import CheckpointError, MappingError, MissingPackageError, UnsafeCheckpointError
+from paddle_rep.core.interop import to_numpy
+
 from .bf16 import bf16_bits_to_float32
 
 logger = logging.getLogger(__name__)
@@ -380,3 +381,20 @@ def read_sidecar(path: str | Path) -> dict[str, Any] | None:
         return json.loads(sidecar.read_text())
     except (OSError, ValueError):
         return None
+
+
+def load_checkpoint(model, checkpoint: str | Path) -> None:
+    """Load a ``.pdparams`` (or official torch) state dict into ``model`` strictly: every key must match.
+
+    Raises :class:`MappingError` naming the missing and unexpected keys; no pickled code is run.
+    """
+    from .canonical import load_paddle_model
+
+    loaded = read_checkpoint(checkpoint)
+    if loaded.framework == "paddle":
+        missing, unexpected = model.set_state_dict(loaded.state)
+    else:
+        missing, unexpected = load_paddle_model(model, loaded.state, dtype=None)
+    if missing or unexpected:
+        raise MappingError(f"{checkpoint} does not fit the model: missing {sorted(missing)[:10]}, "
+                           f"unexpected {sorted(unexpected)[:10]}")

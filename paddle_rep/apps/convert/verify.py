@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ArchMismatchError
+from paddle_rep.core.errors import ArchMismatchError
+
 from . import arch as arch_mod
 from . import canonical
 from .write import contiguous
@@ -99,7 +100,7 @@ def paddle_outputs(arch: str, model_args: Mapping[str, Any], state: Mapping[str,
     """
     import paddle
 
-    from ..reparam import reparameterize_model
+    from paddle_rep.reparam import reparameterize_model
 
     model = arch_mod.build_paddle_model(arch, model_args)
     model.to(dtype=str(x.dtype))

@@ -1,4 +1,4 @@
-"""convert_model / revert_model: blocks into any model, train, and back to the original architecture.
+"""insert_blocks / fuse_back: blocks into any model, train, and back to the original architecture.
 
 Models: paddle.vision resnet18 and mobilenet_v2 (num_classes=10) and a small user-style model
 whose convs are called from custom forward code, some with a bias. Every model gets random BN
@@ -15,7 +15,8 @@ from paddle import nn
 from paddle.nn import functional as F
 
 import torch_ref
-from paddle_rep import ConversionError, convert_model, interop, revert_model
+from paddle_rep import SurgeryError, fuse_back, insert_blocks
+from paddle_rep.core import interop
 from paddle_rep.fusion import is_batch_norm
 from parity_tests.helpers import (
     assert_all_close,
@@ -115,15 +116,15 @@ def shapes(model: nn.Layer) -> dict[str, list[int]]:
 def test_converted_equals_original(model_name, to):
     original = build(model_name)
     x = seeded_input(SHAPE, "float32", SEED)
-    converted, report = convert_model(original, to)
-    assert report.converted, report
+    converted, report = insert_blocks(original, to)
+    assert report.inserted, report
     assert structure(original) != structure(converted)
     assert_close(f"{model_name}->{to} vs original", eval_output(converted, x), eval_output(original, x),
                  "converted_vs_original", "float32")
 
 
 def _identity_bns(model: nn.Layer) -> list[nn.Layer]:
-    """BNs that convert_model made to pass their input through (variance 1 - eps, mean 0)."""
+    """BNs that insert_blocks made to pass their input through (variance 1 - eps, mean 0)."""
     return [layer for layer in model.sublayers() if is_batch_norm(layer)
             and np.allclose(layer._variance.numpy(), 1.0 - layer._epsilon, rtol=0, atol=1e-12)]
 
@@ -133,7 +134,7 @@ def _identity_bns(model: nn.Layer) -> list[nn.Layer]:
 def test_converted_equals_original_float64(model_name, to):
     """The function-preserving start of a float64 model, where float32 rounding cannot hide a small error."""
     original = build(model_name).to(dtype="float64")
-    converted, _ = convert_model(original, to)
+    converted, _ = insert_blocks(original, to)
     x = seeded_input(SHAPE, "float64", SEED)
     assert_close(f"{model_name}->{to} vs original (float64)", eval_output(converted, x), eval_output(original, x),
                  "converted_vs_original", "float64")
@@ -143,7 +144,7 @@ def test_converted_equals_original_float64(model_name, to):
 def test_converted_identity_bn_variance_control(to):
     """Identity BNs planted with variance 1 instead of 1 - eps (a 5e-6 scale per layer) fail the float64 check."""
     original = build("resnet18").to(dtype="float64")
-    converted, _ = convert_model(original, to)
+    converted, _ = insert_blocks(original, to)
     identity = _identity_bns(converted)
     assert identity, "no identity BN found"
     with paddle.no_grad():
@@ -158,7 +159,7 @@ def test_converted_identity_bn_variance_control(to):
 def test_converted_negative_control():
     """The start comparison must fail for a different weight set."""
     x = seeded_input(SHAPE, "float32", SEED)
-    converted, _ = convert_model(build("resnet18"), "acb")
+    converted, _ = insert_blocks(build("resnet18"), "acb")
     other = build("resnet18", seed=SEED + 1)
     result = measure("acb vs other weights", eval_output(converted, x), eval_output(other, x),
                      "converted_vs_original", "float32")
@@ -171,7 +172,7 @@ def test_train_then_revert(model_name, to):
     original = build(model_name)
     x = seeded_input(SHAPE, "float32", SEED)
     start = eval_output(original, x)
-    converted, report = convert_model(original, to)
+    converted, report = insert_blocks(original, to)
     train_steps(converted)
     trained = eval_output(converted, x)
     assert not measure("training moved it", trained, start, "converted_vs_original", "float32").ok
@@ -179,12 +180,12 @@ def test_train_then_revert(model_name, to):
     # The fusion math in float64 (a copy): exact up to float64 rounding.
     converted64 = copy.deepcopy(converted).to(dtype="float64")
     trained64 = eval_output(converted64, x.astype("float64"))
-    deployed64, _ = revert_model(converted64, example_input=paddle.to_tensor(x.astype("float64")))
+    deployed64, _ = fuse_back(converted64, example_input=paddle.to_tensor(x.astype("float64")))
     result64 = measure(f"{model_name}/{to} reverted vs trained (float64)", eval_output(deployed64, x.astype("float64")),
                        trained64, "reverted_vs_trained", "float64")
 
-    deployed, revert_report = revert_model(converted, example_input=paddle.to_tensor(x))
-    assert sorted(revert_report.restored) == sorted(report.converted)
+    deployed, revert_report = fuse_back(converted, example_input=paddle.to_tensor(x))
+    assert sorted(revert_report.restored) == sorted(report.inserted)
     # float32: a whole net compounds rounding over up to 52 layers (mobilenet_v2 ACB: 1.3e-6 to 8.4e-5 rel
     # over 12 inputs), so past the fixed bound the trained net's own float32 error is the yardstick.
     result32 = measure_against_rounding(f"{model_name}/{to} reverted vs trained", eval_output(deployed, x), trained,
@@ -205,11 +206,11 @@ def test_train_then_revert(model_name, to):
 def test_revert_without_example_input_keeps_biases(to):
     original = build("resnet18")
     x = seeded_input(SHAPE, "float32", SEED)
-    converted, report = convert_model(original, to)
+    converted, report = insert_blocks(original, to)
     train_steps(converted, steps=1)
-    deployed, revert_report = revert_model(converted)
-    assert set(revert_report.bias_kept) == set(report.converted)
-    for name in report.converted:
+    deployed, revert_report = fuse_back(converted)
+    assert set(revert_report.bias_kept) == set(report.inserted)
+    for name in report.inserted:
         assert f"{name}.bias" in deployed.state_dict()
     assert structure(deployed) == structure(original)
     assert_close("reverted (biases kept) vs trained", eval_output(deployed, x), eval_output(converted, x),
@@ -218,29 +219,29 @@ def test_revert_without_example_input_keeps_biases(to):
 
 def test_revert_keeps_bias_a_shared_bn_input_cannot_take():
     """UserNet's ``wide`` output feeds its BN only, ``grouped`` (biased) feeds an add and a conv."""
-    converted, report = convert_model(build("user"), "acb")
-    assert {"stem", "conv_a", "grouped", "wide"} <= set(report.converted)
+    converted, report = insert_blocks(build("user"), "acb")
+    assert {"stem", "conv_a", "grouped", "wide"} <= set(report.inserted)
     assert "row" in report.skipped and "not square" in report.skipped["row"]
-    _, revert_report = revert_model(converted, example_input=paddle.to_tensor(seeded_input(SHAPE, "float32", 0)))
+    _, revert_report = fuse_back(converted, example_input=paddle.to_tensor(seeded_input(SHAPE, "float32", 0)))
     assert revert_report.bias_folded == {"conv_a": "norm_a", "wide": "norm_w"}
 
 
 @pytest.mark.parametrize("model_name", [pytest.param("resnet18", marks=pytest.mark.slow), "user"])
 def test_odconv_trains_and_is_not_reverted(model_name):
-    converted, report = convert_model(build(model_name), "odconv", kernel_num=2)
+    converted, report = insert_blocks(build(model_name), "odconv", kernel_num=2)
     before = [p.numpy().copy() for p in converted.parameters() if not p.stop_gradient]
     train_steps(converted, steps=2)
     after = [p.numpy() for p in converted.parameters() if not p.stop_gradient]
     assert any(not np.array_equal(a, b) for a, b in zip(after, before, strict=True))
-    _, revert_report = revert_model(converted)
+    _, revert_report = fuse_back(converted)
     assert not revert_report.restored
-    assert sorted(revert_report.skipped) == sorted(report.converted)
+    assert sorted(revert_report.skipped) == sorted(report.inserted)
 
 
 def test_include_exclude_patterns():
     model = build("resnet18")
-    _, report = convert_model(model, "repvgg", include="layer1.*", exclude=["*.conv2"])
-    assert report.converted == ["layer1.0.conv1", "layer1.1.conv1"]
+    _, report = insert_blocks(model, "repvgg", include="layer1.*", exclude=["*.conv2"])
+    assert report.inserted == ["layer1.0.conv1", "layer1.1.conv1"]
     assert report.skipped["layer1.0.conv2"] == "excluded by '*.conv2'"
     assert report.skipped["layer2.0.conv1"] == "not matched by include"
     assert "conv1" in report.skipped  # the 7x7 stem: not eligible for RepVGG, matched by no include
@@ -248,18 +249,18 @@ def test_include_exclude_patterns():
 
 
 def test_existing_blocks_are_not_converted_again():
-    converted, first = convert_model(build("resnet18"), "acb")
-    again, second = convert_model(converted, "odconv", include="layer1.*")
-    assert not second.converted
+    converted, first = insert_blocks(build("resnet18"), "acb")
+    again, second = insert_blocks(converted, "odconv", include="layer1.*")
+    assert not second.inserted
     assert second.skipped["layer1.0.conv1.square_conv"] == "part of an existing ACBlock"
 
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
     (dict(to="dbb"), ValueError, "to must be one of"),
-    (dict(to="acb", include="nothing.here"), ConversionError, "'nothing.here' matches no Conv2D"),
-    (dict(to="acb", exclude=["layer9*"]), ConversionError, "'layer9\\*' matches no Conv2D"),
-    (dict(to="repvgg", include=["conv1", "layer1.*"]), ConversionError, "conv1: RepVGGBlock needs a 3x3"),
-    (dict(to="acb", include="layer2.0.downsample.0"), ConversionError, "layer2.0.downsample.0: 1x1 kernel"),
+    (dict(to="acb", include="nothing.here"), SurgeryError, "'nothing.here' matches no Conv2D"),
+    (dict(to="acb", exclude=["layer9*"]), SurgeryError, "'layer9\\*' matches no Conv2D"),
+    (dict(to="repvgg", include=["conv1", "layer1.*"]), SurgeryError, "conv1: RepVGGBlock needs a 3x3"),
+    (dict(to="acb", include="layer2.0.downsample.0"), SurgeryError, "layer2.0.downsample.0: 1x1 kernel"),
     (dict(to="acb", deploy=True), ValueError, "'deploy' is not supported"),
     (dict(to="repvgg", use_se=True), ValueError, "'use_se' is not supported"),
     (dict(to="odconv", kernel_size=3), ValueError, "'kernel_size' is copied"),
@@ -271,13 +272,13 @@ def test_bad_input(kwargs, error, match):
     model = build("resnet18")
     before = structure(model)
     with pytest.raises(error, match=match):
-        convert_model(model, inplace=True, **kwargs)
+        insert_blocks(model, inplace=True, **kwargs)
     assert structure(model) == before, "a refused conversion must not touch the model"
 
 
 def test_explicit_non_square_conv_in_user_model():
-    with pytest.raises(ConversionError, match="row: kernel \\[1, 3\\] is not square"):
-        convert_model(build("user"), "odconv", include=["row"])
+    with pytest.raises(SurgeryError, match="row: kernel \\[1, 3\\] is not square"):
+        insert_blocks(build("user"), "odconv", include=["row"])
 
 
 # --- torch twin: the same conversion in both frameworks, weights moved through interop ---------
@@ -304,8 +305,8 @@ def test_torch_twin_resnet18_parity(to):
     x = seeded_input(SHAPE, "float32", SEED)
     assert_close("original resnet18 paddle vs torch", eval_output(paddle_model, x), torch_eval(torch_model, x),
                  "network_output", "float32")
-    torch_converted, torch_report = torch_ref.convert_model(torch_model, to)
-    paddle_converted, paddle_report = convert_model(paddle_model, to)
+    torch_converted, torch_report = torch_ref.insert_blocks(torch_model, to)
+    paddle_converted, paddle_report = insert_blocks(paddle_model, to)
     assert torch_report == paddle_report
     assert_close(f"torch {to} start vs torch original", torch_eval(torch_converted, x), torch_eval(torch_model, x),
                  "converted_vs_original", "float32")
@@ -321,8 +322,8 @@ def test_torch_twin_resnet18_parity(to):
                  "float32")
     if to == "odconv":
         return
-    torch_deployed, torch_revert = torch_ref.revert_model(torch_converted, example_input=torch.from_numpy(x))
-    paddle_deployed, paddle_revert = revert_model(paddle_converted, example_input=paddle.to_tensor(x))
+    torch_deployed, torch_revert = torch_ref.fuse_back(torch_converted, example_input=torch.from_numpy(x))
+    paddle_deployed, paddle_revert = fuse_back(paddle_converted, example_input=paddle.to_tensor(x))
     assert torch_revert == paddle_revert
     assert set(torch_deployed.state_dict()) == set(torch_model.state_dict())
     assert_close(f"{to} reverted torch vs converted torch", torch_eval(torch_deployed, x), torch_out,
@@ -346,13 +347,13 @@ class SharedBNInput(nn.Layer):
 
 def test_revert_refuses_a_fold_that_changes_the_output():
     paddle.seed(SEED)
-    converted, _ = convert_model(randomize(SharedBNInput(), SEED), "acb")
+    converted, _ = insert_blocks(randomize(SharedBNInput(), SEED), "acb")
     with paddle.no_grad():
         converted.conv.square_bn.bias.set_value(paddle.full([3], 0.5))  # a fused bias to fold
     x = paddle.to_tensor(seeded_input(SHAPE, "float32", SEED))
-    with pytest.raises(ConversionError, match="folding conv biases into BNs changed the output"):
-        revert_model(converted, example_input=x)
-    deployed, report = revert_model(converted)
+    with pytest.raises(SurgeryError, match="folding conv biases into BNs changed the output"):
+        fuse_back(converted, example_input=x)
+    deployed, report = fuse_back(converted)
     assert list(report.bias_kept) == ["conv"]
     assert_close("biases kept", eval_output(deployed, x.numpy()), eval_output(converted, x.numpy()),
                  "reverted_vs_trained", "float32")

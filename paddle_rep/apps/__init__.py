@@ -1,0 +1,24 @@
+"""The applications built on the :mod:`paddle_rep` library.
+
+- :mod:`.convert` checkpoint files between torch (official, timm, mmpretrain), Paddle and HDF5;
+- :mod:`.exporter` export to Paddle Inference and ONNX, and the :class:`~.exporter.Predictor` that runs them;
+- :mod:`.cli` the ``paddle-rep`` command line (``python -m paddle_rep.apps``); :mod:`.train`,
+  :mod:`.demo`, :mod:`.data` and :mod:`.bench` behind its subcommands.
+
+These modules may import the library; the library never imports them (``parity_tests/test_layout.py``).
+"""
+
+from paddle_rep.core.lazy import lazy_exports
+
+_EXPORTS = {
+    "convert_checkpoint": "convert",
+    "ConversionReport": "convert",
+    "load_checkpoint": "convert",
+    "export": "exporter",
+    "ExportedModel": "exporter",
+    "Predictor": "exporter",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -1,0 +1,28 @@
+"""A progress bar for the applications' long loops: tqdm when it is installed, nothing otherwise.
+
+tqdm is optional (the ``progress`` extra); without it the loops run the same, silently. The bar
+hides itself when standard error is not a terminal (``disable=None``) and keeps log lines
+readable while it is drawn.
+"""
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+
+@contextlib.contextmanager
+def progress(items: Iterable[Any], *, total: int | None = None, desc: str = "", unit: str = "it",
+             enabled: bool | None = None) -> Iterator[Iterable[Any]]:
+    """Yield ``items`` wrapped in a tqdm bar; ``enabled=None`` shows it only on a terminal."""
+    if enabled is False:
+        yield items
+        return
+    try:
+        from tqdm.auto import tqdm
+        from tqdm.contrib.logging import logging_redirect_tqdm
+    except ImportError:
+        yield items
+        return
+    with logging_redirect_tqdm(), tqdm(items, total=total, desc=desc, unit=unit, disable=None if enabled is None
+                                       else not enabled, leave=False) as bar:
+        yield bar
