@@ -206,7 +206,7 @@ def _bench_run_cli(args: argparse.Namespace) -> int:
 
 
 register_command("bench", "benchmark torch_ref, paddle_rep and every deploy backend side by side "
-                 "(writes docs/perf/bench.{md,png,json})", _bench_arguments, _bench_run_cli)
+                 "(writes docs/performance/bench.{md,png,json})", _bench_arguments, _bench_run_cli)
 
 
 def _say(args: argparse.Namespace, text: str) -> None:

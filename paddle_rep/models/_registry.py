@@ -9,6 +9,8 @@ from ..core.registry import ModelRegistry
 
 registry = ModelRegistry("paddle_rep.models")
 register_model = registry.register
+"""Decorator: register a builder function under its own name (``@register_model``); a second builder of
+the same name raises ``ValueError``."""
 
 
 def create_model(name: str, **kwargs: Any) -> Any:
