@@ -14,9 +14,17 @@ def classification_loss(outputs: paddle.Tensor | Mapping[str, paddle.Tensor], la
                         aux_weight: float = AUX_WEIGHT) -> paddle.Tensor:
     """Cross-entropy of ``outputs``; a dict gives ``CE(main) + aux_weight * sum(CE(aux))``.
 
-    The dict form is RepVGGplus's training-mode output (``main``, ``stage1_aux``, ...); a key
-    that is neither ``main`` nor an ``*aux*`` head is a ValueError naming it, so nothing is
-    silently left out of (or wrongly weighted in) the loss.
+    Args:
+        outputs: Logits, or RepVGGplus's training-mode dict (``main``, ``stage1_aux``, ...).
+        labels: Class indices.
+        aux_weight: Weight of each auxiliary head's loss (upstream's 0.1).
+
+    Returns:
+        The scalar loss.
+
+    Raises:
+        ValueError: A dict without ``main``, or with a key that is neither ``main`` nor an ``*aux*``
+            head, so that nothing is silently left out of (or wrongly weighted in) the loss.
     """
     if not isinstance(outputs, Mapping):
         return F.cross_entropy(outputs, labels)

@@ -83,7 +83,22 @@ class Attention(nn.Layer):
 
 
 class ODConv2D(nn.Layer):
-    """Dynamic conv: ``kernel_num`` kernels mixed per sample by four attentions; no bias."""
+    """Dynamic conv: ``kernel_num`` kernels mixed per sample by four attentions; no bias.
+
+    Args:
+        in_planes: Input channels (upstream's name).
+        out_planes: Output channels.
+        kernel_size: Square kernel size.
+        stride: As ``paddle.nn.Conv2D``.
+        padding: As ``paddle.nn.Conv2D``.
+        dilation: As ``paddle.nn.Conv2D``.
+        groups: As ``paddle.nn.Conv2D`` (depthwise skips the filter attention, as upstream).
+        reduction: Attention width = ``max(int(in_planes * reduction), 16)``.
+        kernel_num: Number of kernels mixed per sample.
+
+    Raises:
+        ValueError: A bad argument, named in the message.
+    """
 
     def __init__(self, in_planes: int, out_planes: int, kernel_size: int, stride: int = 1, padding: int = 0,
                  dilation: int = 1, groups: int = 1, reduction: float = 0.0625, kernel_num: int = 4) -> None:
@@ -120,6 +135,11 @@ class ODConv2D(nn.Layer):
         self._formulation = _check_formulation(value)
 
     def update_temperature(self, temperature: float) -> None:
+        """Set the kernel attention's softmax temperature (upstream anneals it 30 -> 1).
+
+        Args:
+            temperature: The new temperature.
+        """
         self.attention.update_temperature(temperature)
 
     def sample_kernels(self, spatial: paddle.Tensor | None, kernel: paddle.Tensor | None) -> paddle.Tensor:

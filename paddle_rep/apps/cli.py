@@ -42,7 +42,15 @@ COMMANDS: dict[str, Command] = {}
 
 def register_command(name: str, help: str, add_arguments: Callable[[argparse.ArgumentParser], None],
                      run: Callable[[argparse.Namespace], int]) -> None:
-    """Add a subcommand; ``run(args)`` returns the exit code and may raise paddle-rep errors."""
+    """Add a subcommand to ``paddle-rep``.
+
+    Args:
+        name: The subcommand's name.
+        help: One line for ``paddle-rep --help``.
+        add_arguments: Adds the subcommand's arguments to its parser.
+        run: Runs it: takes the parsed arguments, returns the exit code; paddle-rep errors it raises
+            become their exit codes.
+    """
     COMMANDS[name] = Command(help, add_arguments, run)
 
 
@@ -215,6 +223,7 @@ def _say(args: argparse.Namespace, text: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``paddle-rep`` argument parser, one subparser per registered command."""
     parser = argparse.ArgumentParser(prog="paddle-rep", description=__doc__.splitlines()[0])
     verbosity = argparse.ArgumentParser(add_help=False)
     group = verbosity.add_mutually_exclusive_group()
@@ -255,7 +264,15 @@ def _error_text(err: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one subcommand; returns its exit code (see the module docstring)."""
+    """Run one ``paddle-rep`` subcommand.
+
+    Args:
+        argv: The arguments after the program name; ``sys.argv[1:]`` when None.
+
+    Returns:
+        The exit code: 0 ok, 1 other paddle-rep error, 2 usage, 3 bad checkpoint, 4 architecture
+        mismatch, 5 verification failed, 6 missing optional package.
+    """
     # Before any handler runs: the handlers import Paddle.
     warnings.filterwarnings("ignore", message="No ccache found")  # Paddle's import-time build-tool notice
     warnings.filterwarnings("ignore", message="When training, we now always track")  # Paddle BN, once per layer
