@@ -11,5 +11,5 @@ each framework states its networks itself, so the structure test compares two st
   ``insert_blocks`` converts and the reports; :mod:`.schedules` ODConv's temperature schedule;
 - :mod:`.interop` the torch <-> Paddle state-dict mapping (numpy);
 - :mod:`.deploy` the blocks' deploy protocol (a mixin); :mod:`.walk` walking a model of either
-  framework; :mod:`.deprecation` old names served with a warning.
+  framework.
 """
