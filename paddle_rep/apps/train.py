@@ -125,7 +125,7 @@ def _datasets(config: TrainConfig, recipe: recipes.Recipe, builder) -> tuple:
     check_labels(val_samples, num_classes)
     kwargs["num_classes"] = num_classes
     if "in_channels" in inspect.signature(builder).parameters:
-        kwargs["in_channels"] = 3
+        kwargs.setdefault("in_channels", 3)
     train_set = ImageDataset(train_samples, Transform(True, recipe.image_size, recipe.eval_resize,
                                                       recipe.min_crop_area), config.seed)
     val_set = ImageDataset(val_samples, Transform(False, recipe.eval_size, recipe.eval_resize), config.seed)

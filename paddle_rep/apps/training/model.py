@@ -53,10 +53,11 @@ def load_pretrained(model: nn.Layer, path: str | Path, num_classes: int, arch: s
             f"{path} does not fit {arch} (--pretrained): {len(missing)} missing {missing[:8]}, {len(unexpected)} "
             f"unexpected {unexpected[:8]}, {len(mismatched)} mismatched {mismatched[:8]}", path=str(path),
             missing=tuple(missing), unexpected=tuple(unexpected), mismatched=tuple(mismatched))
-    for key in fresh:
-        del state[key]
-    dtypes = {k: v.dtype for k, v in model.state_dict().items()}
-    model.set_state_dict({k: paddle.to_tensor(np.ascontiguousarray(v)).astype(dtypes[k]) for k, v in state.items()})
+    current = model.state_dict()
+    for key in fresh:  # the model's own fresh initialisation
+        state[key] = current[key]
+    model.set_state_dict({k: paddle.to_tensor(np.ascontiguousarray(v)).astype(current[k].dtype)
+                          if isinstance(v, np.ndarray) else v for k, v in state.items()})
     if fresh:
         logger.info("--pretrained %s: new head for %d classes (%s kept their initialisation)", path, num_classes,
                     ", ".join(fresh))
