@@ -73,7 +73,7 @@ def main() -> None:
     model = create_model(args.arch, num_classes=4)
     optimizer = make_optimizer(model, recipe)
     run = Run(model=model, net=model, optimizer=optimizer, recipe=recipe, train_set=range(args.batch * 1000),
-              val_set=None, out=Path("."), rank=0, world_size=1, seed=0, workers=0, meta={})
+              val_set=None, out=Path(), rank=0, world_size=1, seed=0, workers=0, meta={})
     bare(model, optimizer)  # warm-up
     trainer(run)
     bare_times, trainer_times = [], []
