@@ -525,6 +525,7 @@ def test_train_step_matches_float64(case: Case, request: pytest.FixtureRequest) 
 # Every ReLU / ReLU6 of the four runs follows torch float32's masks (helpers.pinned_train_steps):
 # without that, one pre-activation within rounding of zero flipping in one run moved whole-model
 # input gradients by ~1e-2 (ACNet ResNet-56: Paddle 3.3e-2 against torch's 9.6e-6), a coin toss
+<<<<<<< HEAD
 # that depends on the machine. With masks pinned, Paddle's own float32-vs-float64 error on these
 # whole ODConv models in training mode is still 5-17x torch's (od_resnet18 kn1 3.5e-3 rel against
 # 2.1e-4; kn4 4.4e-2 / 8.0e-3; od_resnet50 kn1 9.2e-2 / 8.2e-3; od_mobilenetv2_100 kn4 60 / 6.2;
@@ -533,6 +534,28 @@ def test_train_step_matches_float64(case: Case, request: pytest.FixtureRequest) 
 # Strict, so a change shows up as XPASS.
 _FLOAT32_OWN_ERROR = {"od_resnet18_kn1", "od_resnet18_kn4", "od_mobilenetv2_050", "od_resnet50_kn1",
                       "od_mobilenetv2_100_kn4"}
+=======
+# that depends on the machine. With masks pinned, Paddle's own float32-vs-float64 error on whole
+# ODConv models in training mode is still 5-17x torch's, so the yardstick's own-error check fails
+# them. Located (tools/odconv_float32_ops.py, docs/odconv-float32.md): two Paddle CPU float32 kernels
+# accumulate less accurately than torch's, the reductions (mean over H*W, the sum in a broadcast
+# multiply's backward: in order, error growing with the length; torch sums in a cascade) and
+# batch_norm's training statistics (float32; torch accumulates in double). ODConv's attention BN
+# normalises B pooled values that differ little against their mean, which amplifies both; running
+# just those two in float64 brings Paddle to torch's level (median ratio 1.0 on od_resnet18 kn1),
+# at a cost (BN 2.7x slower) no float32 formulation in paddle_rep avoids. Strict, so a change shows
+# up as XPASS. Each value: the Paddle / torch own float32 error as measured.
+_KERNELS = ("Paddle's CPU float32 reductions (mean, broadcast-multiply backward) and batch_norm statistics "
+            "accumulate less accurately than torch's, amplified by ODConv's attention BN over B values "
+            "(docs/odconv-float32.md)")
+_FLOAT32_OWN_ERROR = {
+    "od_resnet18_kn1": "3.5e-3 rel against torch's 2.1e-4",
+    "od_resnet18_kn4": "4.4e-2 against 8.0e-3",
+    "od_mobilenetv2_050": "2.0 against 0.68",
+    "od_resnet50_kn1": "9.2e-2 against 8.2e-3",
+    "od_mobilenetv2_100_kn4": "60 against 6.2",
+}
+>>>>>>> odconv
 # The held cases run in `slow` (od_resnet18 kn4 alone takes ~10 s): their float64 steps, run by
 # default, are what shows the models agree.
 _F32_CASE_PARAMS = [pytest.param(c, id=c.id, marks=[pytest.mark.slow] if c.slow or c.id in _FLOAT32_OWN_ERROR else [])
@@ -549,7 +572,7 @@ def test_train_step_matches_float32(case: Case, request: pytest.FixtureRequest) 
     """
     if case.id in _FLOAT32_OWN_ERROR:
         request.applymarker(pytest.mark.xfail(
-            reason="Paddle's float32 error on whole ODConv models in training mode is 5-17x torch's", strict=True))
+            reason=f"Paddle's own float32 error {_FLOAT32_OWN_ERROR[case.id]}: {_KERNELS}", strict=True))
     torch_model, paddle_model = _train_pair(case, "float32")
     torch_exact = copy.deepcopy(torch_model).double()
     paddle_exact = copy.deepcopy(paddle_model)
