@@ -525,16 +525,6 @@ def test_train_step_matches_float64(case: Case, request: pytest.FixtureRequest) 
 # Every ReLU / ReLU6 of the four runs follows torch float32's masks (helpers.pinned_train_steps):
 # without that, one pre-activation within rounding of zero flipping in one run moved whole-model
 # input gradients by ~1e-2 (ACNet ResNet-56: Paddle 3.3e-2 against torch's 9.6e-6), a coin toss
-<<<<<<< HEAD
-# that depends on the machine. With masks pinned, Paddle's own float32-vs-float64 error on these
-# whole ODConv models in training mode is still 5-17x torch's (od_resnet18 kn1 3.5e-3 rel against
-# 2.1e-4; kn4 4.4e-2 / 8.0e-3; od_resnet50 kn1 9.2e-2 / 8.2e-3; od_mobilenetv2_100 kn4 60 / 6.2;
-# od_mobilenetv2_050 2.0 / 0.68), so the yardstick's own-error check fails them. Not established as
-# a Paddle defect (ODConv's attention BN normalises over only B = 4 values); see docs/parity.md.
-# Strict, so a change shows up as XPASS.
-_FLOAT32_OWN_ERROR = {"od_resnet18_kn1", "od_resnet18_kn4", "od_mobilenetv2_050", "od_resnet50_kn1",
-                      "od_mobilenetv2_100_kn4"}
-=======
 # that depends on the machine. With masks pinned, Paddle's own float32-vs-float64 error on whole
 # ODConv models in training mode is still 5-17x torch's, so the yardstick's own-error check fails
 # them. Located (tools/odconv_float32_ops.py, docs/odconv-float32.md): two Paddle CPU float32 kernels
@@ -555,7 +545,6 @@ _FLOAT32_OWN_ERROR = {
     "od_resnet50_kn1": "9.2e-2 against 8.2e-3",
     "od_mobilenetv2_100_kn4": "60 against 6.2",
 }
->>>>>>> odconv
 # The held cases run in `slow` (od_resnet18 kn4 alone takes ~10 s): their float64 steps, run by
 # default, are what shows the models agree.
 _F32_CASE_PARAMS = [pytest.param(c, id=c.id, marks=[pytest.mark.slow] if c.slow or c.id in _FLOAT32_OWN_ERROR else [])
