@@ -77,7 +77,17 @@ def set_default_running_var_mode(mode: str) -> str:
 
 @dataclass(frozen=True)
 class KernelKey:
-    """What selects Paddle's batch-norm kernel, as far as its running-variance update goes."""
+    """What selects Paddle's batch-norm kernel, as far as its running-variance update goes.
+
+    Attributes:
+        kernel: ``"batch_norm"`` or ``"sync_batch_norm"``.
+        place: The device, as Paddle prints it.
+        dtype: The input's dtype.
+        stat_dtype: The running statistics' dtype.
+        data_format: The input's layout.
+        rank: The input's rank.
+        large: The large size class (2-D with batch >= 10240, 3-D with batch >= 880801).
+    """
 
     kernel: str  # "batch_norm" or "sync_batch_norm"
     place: str

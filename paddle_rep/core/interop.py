@@ -20,7 +20,13 @@ from .errors import MappingError
 
 @dataclass(frozen=True)
 class LeafRename:
-    """One row of the mapping: the last key component in torch and in Paddle."""
+    """One row of the mapping: the last key component in torch and in Paddle.
+
+    Attributes:
+        torch_leaf: The torch name.
+        paddle_leaf: The Paddle name; None where the tensor has no Paddle counterpart and is dropped.
+        reason: What the tensor is.
+    """
 
     torch_leaf: str
     paddle_leaf: str | None  # None: the tensor has no Paddle counterpart and is dropped

@@ -32,7 +32,19 @@ _WILDCARDS = set("*?[")
 
 @dataclass(frozen=True)
 class ConvSpec:
-    """The geometry of a square, symmetric 2-D conv, as ints."""
+    """The geometry of a square, symmetric 2-D conv, as ints.
+
+    Attributes:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        kernel_size: Kernel side.
+        stride: Stride.
+        padding: Padding, equal on all sides.
+        dilation: Dilation.
+        groups: Groups.
+        padding_mode: Padding mode.
+        has_bias: Whether the conv has a bias.
+    """
 
     in_channels: int
     out_channels: int
@@ -47,7 +59,13 @@ class ConvSpec:
 
 @dataclass
 class InsertReport:
-    """What :func:`insert_blocks` did: the names that became blocks, and the skipped ones with the reason."""
+    """What :func:`insert_blocks` did: the names that became blocks, and the skipped ones with the reason.
+
+    Attributes:
+        to: The block kind inserted.
+        inserted: The dotted names of the convs that became blocks.
+        skipped: The other convs' names, each with the reason.
+    """
 
     to: str
     inserted: list[str] = field(default_factory=list)
@@ -62,7 +80,14 @@ class InsertReport:
 
 @dataclass
 class FuseBackReport:
-    """What :func:`fuse_back` did: restored convs, where each bias went, what stayed a block."""
+    """What :func:`fuse_back` did: restored convs, where each bias went, what stayed a block.
+
+    Attributes:
+        restored: The names of the blocks turned back into plain convs.
+        bias_folded: Conv name -> the BN that took its fused bias.
+        bias_kept: Conv name -> why it still has a bias.
+        skipped: Block name -> why it stayed a block.
+    """
 
     restored: list[str] = field(default_factory=list)
     bias_folded: dict[str, str] = field(default_factory=dict)  # conv name -> BN that took its bias
