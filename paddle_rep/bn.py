@@ -317,7 +317,7 @@ class _TorchVarianceBN(_TorchVariance):
     """Constructor and forward of the single-process layers below (SyncBatchNorm has its own)."""
 
     def __init__(self, num_features: int, momentum: float = 0.9, epsilon: float = 1e-5, *,
-                 running_var_mode: str | None = None, **kwargs) -> None:
+                 running_var_mode: str | None = None, **kwargs: Any) -> None:
         super().__init__(num_features, momentum=momentum, epsilon=epsilon, **kwargs)
         self.running_var_mode = _check_mode(running_var_mode or _default_mode)
 
