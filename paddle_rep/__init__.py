@@ -21,6 +21,7 @@ _EXPORTS = {
     "RepVGGBlock": "repvgg",
     "RepVGGplusBlock": "repvgg",
     "SEBlock": "repvgg",
+    "QARepVGGBlockV2": "qarepvgg",
     "ODConv2D": "odconv",
     "BatchNorm1D": "bn",
     "BatchNorm2D": "bn",

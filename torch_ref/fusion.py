@@ -23,6 +23,22 @@ def is_batch_norm(module: object) -> bool:
     return isinstance(module, nn.modules.batchnorm._BatchNorm)
 
 
+def bn_scale_shift(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """An eval-mode BN as ``x * scale + shift`` per channel.
+
+    Args:
+        bn: The BN; without affine parameters it counts as weight 1, bias 0.
+
+    Returns:
+        ``(scale, shift)``, one value per channel.
+    """
+    std = (bn.running_var + bn.eps).sqrt()
+    gamma = bn.weight if bn.weight is not None else torch.ones_like(std)
+    beta = bn.bias if bn.bias is not None else torch.zeros_like(std)
+    scale = gamma / std
+    return scale, beta - bn.running_mean * scale
+
+
 def fuse_conv_bn(kernel: torch.Tensor, bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """Fold an eval-mode BN into the bias-free conv kernel before it.
 
@@ -33,11 +49,23 @@ def fuse_conv_bn(kernel: torch.Tensor, bn: nn.Module) -> tuple[torch.Tensor, tor
     Returns:
         ``(kernel, bias)`` of the equivalent biased conv.
     """
-    std = (bn.running_var + bn.eps).sqrt()
-    gamma = bn.weight if bn.weight is not None else torch.ones_like(std)
-    beta = bn.bias if bn.bias is not None else torch.zeros_like(std)
-    scale = gamma / std
-    return kernel * scale.reshape(-1, 1, 1, 1), beta - bn.running_mean * scale
+    scale, shift = bn_scale_shift(bn)
+    return kernel * scale.reshape(-1, 1, 1, 1), shift
+
+
+def fuse_biased_conv_bn(kernel: torch.Tensor, bias: torch.Tensor, bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fold an eval-mode BN into the biased conv ``(kernel, bias)`` before it (QARepVGG's post-sum BN).
+
+    Args:
+        kernel: The conv kernel, ``[out, in/groups, kh, kw]``.
+        bias: The conv bias, ``[out]``.
+        bn: The BN after the conv.
+
+    Returns:
+        ``(kernel, bias)`` of the equivalent biased conv.
+    """
+    scale, shift = bn_scale_shift(bn)
+    return kernel * scale.reshape(-1, 1, 1, 1), bias * scale + shift
 
 
 def pad_kernel_to(kernel: torch.Tensor, size: Sequence[int]) -> torch.Tensor:

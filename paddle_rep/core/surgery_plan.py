@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from .checks import check_choice
 from .errors import SurgeryError
 
-BLOCK_KINDS = ("acb", "repvgg", "odconv")
+BLOCK_KINDS = ("acb", "repvgg", "qarepvgg", "odconv")
 # Attribute set on every block insert_blocks creates: the ConvSpec of the conv it replaced.
 REPLACED_CONV = "replaced_conv"
 # Geometry comes from the replaced conv, never from block_kwargs.
@@ -247,13 +247,14 @@ def ineligible_reason(to: str, spec: ConvSpec) -> str | None:
             return f"ACBlock needs an odd kernel, got {k}x{k}"
         if k == 1:
             return "1x1 kernel: the 1x1 asymmetric branches would only duplicate it (ACNet keeps 1x1 plain)"
-    elif to == "repvgg":
+    elif to in ("repvgg", "qarepvgg"):
+        block = "RepVGGBlock" if to == "repvgg" else "QARepVGGBlockV2"
         if k != 3 or spec.padding != 1:
-            return f"RepVGGBlock needs a 3x3 kernel with padding 1, got {k}x{k} padding {spec.padding}"
+            return f"{block} needs a 3x3 kernel with padding 1, got {k}x{k} padding {spec.padding}"
         if spec.stride not in (1, 2):
-            return f"RepVGGBlock takes stride 1 or 2, got {spec.stride}"
+            return f"{block} takes stride 1 or 2, got {spec.stride}"
         if spec.dilation != 1:
-            return f"RepVGGBlock needs dilation 1, got {spec.dilation}"
+            return f"{block} needs dilation 1, got {spec.dilation}"
     elif to == "odconv" and spec.padding_mode != "zeros":
         return f"ODConv2D pads with zeros only, the conv uses padding_mode {spec.padding_mode!r}"
     return None

@@ -77,6 +77,7 @@ class RepVGG(nn.Layer):
         deploy: Build every block in its fused form.
         use_se: Squeeze-and-excitation in every block (D2se).
         use_checkpoint: Recompute each stage block in the backward pass (gradient checkpointing).
+        block_cls: The block (upstream QARepVGG's ``RepVGG`` argument): ``RepVGGBlock`` or ``QARepVGGBlockV2``.
 
     Raises:
         ValueError: ``width_multiplier`` or ``num_blocks`` does not have 4 values, or
@@ -85,7 +86,7 @@ class RepVGG(nn.Layer):
 
     def __init__(self, num_blocks: list[int], num_classes: int = 1000, width_multiplier: list[float] | None = None,
                  override_groups_map: dict[int, int] | None = None, deploy: bool = False,
-                 use_se: bool = False, use_checkpoint: bool = False) -> None:
+                 use_se: bool = False, use_checkpoint: bool = False, block_cls: type[nn.Layer] = RepVGGBlock) -> None:
         super().__init__()
         if width_multiplier is None or len(width_multiplier) != 4:
             raise ValueError(f"width_multiplier needs 4 values, got {width_multiplier!r}")
@@ -97,8 +98,9 @@ class RepVGG(nn.Layer):
             raise ValueError("override_groups_map cannot group layer 0 (stage0 sees the 3 input channels)")
         self.use_se = use_se
         self.use_checkpoint = use_checkpoint
+        self.block_cls = block_cls  # QARepVGG's builders pass QARepVGGBlockV2, as upstream's block_cls
         self.in_planes = min(64, int(64 * width_multiplier[0]))
-        self.stage0 = RepVGGBlock(3, self.in_planes, kernel_size=3, stride=2, padding=1, deploy=deploy, use_se=use_se)
+        self.stage0 = block_cls(3, self.in_planes, kernel_size=3, stride=2, padding=1, deploy=deploy, use_se=use_se)
         self.cur_layer_idx = 1
         widths = (64, 128, 256, 512)
         self.stage1, self.stage2, self.stage3, self.stage4 = (
@@ -111,8 +113,8 @@ class RepVGG(nn.Layer):
         blocks = []
         for i in range(num_blocks):
             groups = self.override_groups_map.get(self.cur_layer_idx, 1)
-            blocks.append(RepVGGBlock(self.in_planes, planes, kernel_size=3, stride=2 if i == 0 else 1, padding=1,
-                                      groups=groups, deploy=self.deploy, use_se=self.use_se))
+            blocks.append(self.block_cls(self.in_planes, planes, kernel_size=3, stride=2 if i == 0 else 1, padding=1,
+                                         groups=groups, deploy=self.deploy, use_se=self.use_se))
             self.in_planes = planes
             self.cur_layer_idx += 1
         return nn.LayerList(blocks)
