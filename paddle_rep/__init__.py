@@ -22,6 +22,8 @@ _EXPORTS = {
     "RepVGGplusBlock": "repvgg",
     "SEBlock": "repvgg",
     "QARepVGGBlockV2": "qarepvgg",
+    "MobileOneBlock": "mobileone",
+    "MobileOneSEBlock": "mobileone",
     "ODConv2D": "odconv",
     "BatchNorm1D": "bn",
     "BatchNorm2D": "bn",

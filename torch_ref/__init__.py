@@ -16,6 +16,8 @@ _EXPORTS = {
     "RepVGGplusBlock": "repvgg",
     "SEBlock": "repvgg",
     "QARepVGGBlockV2": "qarepvgg",
+    "MobileOneBlock": "mobileone",
+    "MobileOneSEBlock": "mobileone",
     "ODConv2d": "odconv",
     "classification_loss": "losses",
     "reparameterize_model": "reparam",

@@ -173,3 +173,31 @@ def make_fused_conv(reference: nn.Conv2d, kernel: torch.Tensor, bias: torch.Tens
         conv.weight.copy_(kernel)
         conv.bias.copy_(bias)
     return conv
+
+
+# --- MobileOne: the branch sum ----------------------------------------------------------------------
+
+
+def fuse_branch_sum(conv_bns: Sequence[tuple[torch.Tensor, nn.Module]], skip_bn: nn.Module | None, groups: int,
+                    size: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fold a sum of conv+BN branches and an optional BN identity into one biased conv (MobileOne's block).
+
+    Args:
+        conv_bns: ``(conv_weight, bn)`` of each conv+BN branch, in the order they are added (MobileOne: the
+            over-parameterized kxk branches, then the 1x1 scale branch, zero-padded to ``size``).
+        skip_bn: The BN of the identity branch; None when there is none.
+        groups: The convs' groups (the identity kernel follows them).
+        size: The fused kernel's ``(H, W)``.
+
+    Returns:
+        ``(kernel, bias)`` of the equivalent conv.
+
+    Raises:
+        ValueError: ``conv_bns`` is empty, or a kernel cannot be centred in ``size``.
+    """
+    if not conv_bns:
+        raise ValueError("fuse_branch_sum needs at least one conv+BN branch")
+    branches = [fuse_bn_branch(weight, bn, groups, size) for weight, bn in conv_bns]
+    if skip_bn is not None:
+        branches.append(fuse_bn_branch(None, skip_bn, groups, size))
+    return sum_branches(branches)

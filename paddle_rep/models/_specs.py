@@ -136,3 +136,15 @@ def uses_acb(kernel_size: int) -> bool:
         True for 3x3 and 5x5; 1x1 and 7x7 or larger stay plain convs.
     """
     return 1 < kernel_size < 7
+
+
+# --- MobileOne (apple/ml-mobileone ``mobileone.py``, its ``PARAMS``) --------------------------------------
+
+# Width multipliers of stages 1-4, conv branches per block, SE (last half of stage 3, all of stage 4) in s4 only.
+MOBILEONE_VARIANTS: dict[str, dict] = {
+    "s0": {"width_multipliers": (0.75, 1.0, 1.0, 2.0), "num_conv_branches": 4},
+    "s1": {"width_multipliers": (1.5, 1.5, 2.0, 2.5)},
+    "s2": {"width_multipliers": (1.5, 2.0, 2.5, 4.0)},
+    "s3": {"width_multipliers": (2.0, 2.5, 3.0, 4.0)},
+    "s4": {"width_multipliers": (3.0, 3.5, 3.5, 4.0), "use_se": True},
+}
