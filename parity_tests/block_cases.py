@@ -9,7 +9,7 @@ import torch_ref
 @dataclass(frozen=True)
 class BlockCase:
     id: str
-    family: str  # "acb" | "repvgg" | "repvggplus" | "qarepvgg" | "odconv"
+    family: str  # "acb" | "repvgg" | "repvggplus" | "qarepvgg" | "mobileone" | "odconv"
     in_channels: int
     out_channels: int
     kernel_size: int
@@ -20,7 +20,7 @@ class BlockCase:
 
     @property
     def fusable(self) -> bool:
-        return self.family in ("acb", "repvgg", "repvggplus", "qarepvgg")
+        return self.family in ("acb", "repvgg", "repvggplus", "qarepvgg", "mobileone")
 
     @property
     def zero_grad_suffixes(self) -> tuple[str, ...]:
@@ -29,6 +29,12 @@ class BlockCase:
         QARepVGG's post-sum BN removes the 3x3 BN's bias, unless an SE (a per-sample scale) sits between.
         """
         return ("rbr_dense.bn.bias",) if self.family == "qarepvgg" and not self.kwargs.get("use_se") else ()
+
+    @property
+    def scale_invariant_suffixes(self) -> tuple[str, ...]:
+        """Per-channel scalar convs right before a train-mode BN (MobileOne's depthwise 1x1 scale branch)."""
+        depthwise = self.kwargs.get("groups", 1) == self.in_channels == self.out_channels
+        return ("rbr_scale.conv.weight",) if self.family == "mobileone" and depthwise and self.kernel_size > 1 else ()
 
     @property
     def trains(self) -> bool:
@@ -57,9 +63,11 @@ class BlockCase:
 
 _CLASSES = {
     "torch": {"acb": torch_ref.ACBlock, "repvgg": torch_ref.RepVGGBlock, "repvggplus": torch_ref.RepVGGplusBlock,
-              "qarepvgg": torch_ref.QARepVGGBlockV2, "odconv": torch_ref.ODConv2d},
+              "qarepvgg": torch_ref.QARepVGGBlockV2, "odconv": torch_ref.ODConv2d,
+              "mobileone": torch_ref.MobileOneBlock},
     "paddle": {"acb": paddle_rep.ACBlock, "repvgg": paddle_rep.RepVGGBlock, "repvggplus": paddle_rep.RepVGGplusBlock,
-               "qarepvgg": paddle_rep.QARepVGGBlockV2, "odconv": paddle_rep.ODConv2D},
+               "qarepvgg": paddle_rep.QARepVGGBlockV2, "odconv": paddle_rep.ODConv2D,
+               "mobileone": paddle_rep.MobileOneBlock},
 }
 
 
@@ -164,4 +172,27 @@ ODCONV_CASES = [
     _od("k1-kn1-pw-b1", k=1, kernel_num=1, batch=1),
 ]
 
-ALL_CASES = ACB_CASES + REPVGG_CASES + REPVGGPLUS_CASES + QAREPVGG_CASES + ODCONV_CASES
+
+# --- MobileOneBlock: BN identity + k kxk conv-BN branches + 1x1 conv-BN scale branch, SE, ReLU ----------
+
+
+def _mo(id_: str, cin: int, cout: int, k: int = 3, hw: tuple[int, int] = (9, 11), **kw) -> BlockCase:
+    return BlockCase(f"mobileone-{id_}", "mobileone", cin, cout, k, {"padding": k // 2, **kw}, hw=hw)
+
+
+MOBILEONE_CASES = [
+    _mo("identity", 8, 8),
+    _mo("in-ne-out-nb2", 8, 16, num_conv_branches=2),
+    _mo("s2", 8, 16, stride=2),
+    _mo("depthwise-nb4", 8, 8, groups=8, num_conv_branches=4),
+    _mo("depthwise-s2-nb2", 8, 8, groups=8, stride=2, num_conv_branches=2),
+    _mo("g2-nb3", 8, 8, groups=2, num_conv_branches=3),
+    _mo("k1-identity", 8, 8, k=1),
+    _mo("k1-in-ne-out-nb3", 8, 16, k=1, num_conv_branches=3),
+    _mo("k1-s2", 8, 16, k=1, stride=2),
+    _mo("se-depthwise-nb2", 16, 16, hw=(6, 6), groups=16, use_se=True, num_conv_branches=2),
+    _mo("se-k1", 16, 32, k=1, use_se=True),
+    _mo("k5-no-scale-no-act", 8, 8, k=5, use_scale_branch=False, use_act=False),
+]
+
+ALL_CASES = ACB_CASES + REPVGG_CASES + REPVGGPLUS_CASES + QAREPVGG_CASES + ODCONV_CASES + MOBILEONE_CASES

@@ -399,7 +399,8 @@ def pinned_train_steps(torch_model: torch.nn.Module, paddle_model: nn.Layer, tor
 
 
 def compare_train_steps(paddle_step: TrainStep, torch_step: TrainStep, dtype: str,
-                        zero_grad_suffixes: tuple[str, ...] = ()) -> list[Comparison]:
+                        zero_grad_suffixes: tuple[str, ...] = (),
+                        scale_invariant_suffixes: tuple[str, ...] = ()) -> list[Comparison]:
     """Output, input gradient and every parameter gradient, each against the tolerance table.
 
     Parameters ending in one of ``zero_grad_suffixes`` have an exactly zero gradient (a per-channel
@@ -417,8 +418,12 @@ def compare_train_steps(paddle_step: TrainStep, torch_step: TrainStep, dtype: st
     zero = zero_grad_names(torch_step.param_grads, zero_grad_suffixes)
     results += [measure_zero_grad(f"grad {name}", paddle_step.param_grads[name], torch_step, name, dtype)
                 for name in zero]
+    invariant = zero_grad_names(torch_step.param_grads, scale_invariant_suffixes)
+    results += [measure_scale_invariant_grad(f"grad {name}", paddle_step.param_grads[name], torch_step, name, dtype)
+                for name in invariant]
     results += [measure(f"grad {name}", paddle_step.param_grads[name], torch_step.param_grads[name],
-                        "param_grad", dtype) for name in sorted(torch_step.param_grads) if name not in zero]
+                        "param_grad", dtype) for name in sorted(torch_step.param_grads)
+                if name not in zero and name not in invariant]
     return results
 
 
@@ -438,6 +443,21 @@ def measure_zero_grad(what: str, actual, torch_step: TrainStep, name: str, dtype
     size = max(float(np.abs(as_numpy(actual)).max()), float(np.abs(as_numpy(torch_step.param_grads[name])).max()))
     _record(what, "cancelled_grad", dtype, size / scale)
     return Comparison(f"{what} (zero in exact arithmetic; yardstick max|dL/dgamma|)", size, scale, size / scale,
+                      tol.rel, tol.reason)
+
+
+def measure_scale_invariant_grad(what: str, actual, torch_step: TrainStep, name: str, dtype: str) -> Comparison:
+    """The gradient of a per-channel scalar conv (``[C, 1, 1, 1]``) right before a train-mode BN, e.g.
+    MobileOne's depthwise 1x1 scale branch (see ``scale_invariant_grad`` in the tolerance table).
+
+    The BN undoes any per-channel scale, so the exact gradient is only the eps remainder of a cancelling
+    sum: the difference is measured against the yardstick max|dL/dgamma| of the same BN (``...bn.weight``).
+    """
+    tol = tolerance("scale_invariant_grad", dtype)
+    scale = float(np.abs(as_numpy(torch_step.param_grads[name.replace("conv.weight", "bn.weight")])).max())
+    diff = float(np.abs(as_numpy(actual) - as_numpy(torch_step.param_grads[name])).max())
+    _record(what, "scale_invariant_grad", dtype, diff / scale)
+    return Comparison(f"{what} (cancelling sum; yardstick max|dL/dgamma|)", diff, scale, diff / scale,
                       tol.rel, tol.reason)
 
 

@@ -32,6 +32,7 @@ EXPECTED_MODELS = sorted([
                               "b3g4", "d2se")),
     "repvggplus_l2pse",
     *(f"qarepvgg_{v}" for v in ("a0", "a1", "a2", "b0", "b1", "b1g2", "b1g4", "b2", "b2g4")),
+    *(f"mobileone_s{v}" for v in range(5)),
     "od_resnet18", "od_resnet34", "od_resnet50", "od_resnet101",
     "od_mobilenetv2_050", "od_mobilenetv2_075", "od_mobilenetv2_100",
     "acnet_resnet18", "acnet_resnet34", "acnet_resnet56", "acnet_cifar_quick", "acnet_vgg16",
@@ -158,6 +159,25 @@ def test_qarepvgg_official_parameter_and_key_counts(name: str) -> None:
     assert QAREPVGG_TABLE[name][1] == REPVGG_TABLE[name[2:]][1]
 
 
+# MobileOne: trainable params and state-dict keys (train incl. num_batches_tracked; deploy), from running
+# the official apple/ml-mobileone mobileone(variant=...) and reparameterize_model.
+MOBILEONE_TABLE = {
+    "mobileone_s0": (5_293_272, 2_078_504, 1323, 88), "mobileone_s1": (4_825_192, 4_764_840, 562, 88),
+    "mobileone_s2": (7_884_648, 7_808_168, 562, 88), "mobileone_s3": (10_170_600, 10_078_312, 562, 88),
+    "mobileone_s4": (14_951_248, 14_838_352, 610, 136),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MOBILEONE_TABLE))
+def test_mobileone_official_parameter_and_key_counts(name: str) -> None:
+    train, deploy, train_keys, deploy_keys = MOBILEONE_TABLE[name]
+    for deploy_, expected, keys in ((False, train, train_keys), (True, deploy, deploy_keys)):
+        torch_model, paddle_model = helpers.torch_meta(name, deploy=deploy_), helpers.paddle_lazy(name, deploy=deploy_)
+        assert helpers.torch_trainable(torch_model) == expected, f"torch deploy={deploy_}"
+        assert helpers.paddle_trainable(paddle_model) == expected, f"paddle deploy={deploy_}"
+        assert len(torch_model.state_dict()) == keys, f"torch keys deploy={deploy_}"
+
+
 # Exact trainable parameter and state-dict key counts (kernel_num 1 / 2 / 4), from running the
 # official OSVAI/ODConv models/od_resnet.py and models/od_mobilenetv2.py on torch's meta device;
 # each rounds to the README's "Params" column (millions, 2 decimals; od_resnet34 is not in it).
@@ -187,7 +207,7 @@ def test_odconv_official_parameter_counts(name: str, kernel_num: int, count: int
 
 def test_every_zoo_model_has_an_exact_count() -> None:
     """Every registered model is pinned by one of the exact-count tests (none is left to chance)."""
-    pinned = set(REPVGG_TABLE) | set(QAREPVGG_TABLE) | {n for n, *_ in ODCONV_TABLE}
+    pinned = set(REPVGG_TABLE) | set(QAREPVGG_TABLE) | set(MOBILEONE_TABLE) | {n for n, *_ in ODCONV_TABLE}
     pinned |= {n for n in EXPECTED_MODELS if n.startswith("acnet_")}
     pinned.add("repvggplus_l2pse")  # exact train/deploy counts in test_repvggplus.py
     assert pinned | {"rep_tiny"} == set(EXPECTED_MODELS)
@@ -213,6 +233,7 @@ _MOBILENET = {f"features.{i}": size for i, size in enumerate(
 STAGE_SIZES = {
     **{n: _REPVGG for n in REPVGG_TABLE},
     **{n: _REPVGG for n in QAREPVGG_TABLE},
+    **{n: _REPVGG for n in MOBILEONE_TABLE},
     **{n: _RESNET for n in ("od_resnet18", "od_resnet34", "od_resnet50", "od_resnet101")},
     **{n: _MOBILENET for n in ("od_mobilenetv2_050", "od_mobilenetv2_075", "od_mobilenetv2_100")},
     "acnet_resnet18": {"conv1": 112, "stage1": 56, "stage2": 28, "stage3": 14, "stage4": 7, "gap": 1},
@@ -396,6 +417,18 @@ def _mini_repvgg_case(case_id: str, num_blocks: tuple[int, ...], groups: int, us
     return Case(case_id, build, train_kind=train_kind, zero_grad_suffixes=("rbr_dense.bn.bias",) if qa else ())
 
 
+def _mini_mobileone_case(case_id: str) -> Case:
+    """A narrow MobileOne with two conv branches and upstream's SE layout (depthwise and pointwise SE blocks)."""
+
+    def build(framework: str, deploy: bool = False):
+        package = torch_ref if framework == "torch" else paddle_rep
+        mobileone = importlib.import_module(f"{package.__name__}.models.mobileone").MobileOne
+        return mobileone((1, 2, 2, 1), num_classes=NUM_CLASSES, width_multipliers=(0.25, 0.25, 0.25, 0.25),
+                         use_se=True, num_conv_branches=2, deploy=deploy)
+
+    return Case(case_id, build)
+
+
 _FEW = "model_train_few_values"
 _ATTENTION = "model_train_odconv_attention"
 CASES = [
@@ -403,6 +436,8 @@ CASES = [
     _mini_repvgg_case("mini_b1g2", (4, 6, 16, 1), groups=2, use_se=False),
     _mini_repvgg_case("mini_d2se", (8, 14, 24, 1), groups=1, use_se=True, train_kind=_FEW),
     _mini_repvgg_case("mini_qa_b1g2", (4, 6, 16, 1), groups=2, use_se=False, qa=True),
+    _mini_mobileone_case("mini_mobileone"),
+    _registry_case("mobileone_s0", "mobileone_s0", slow=True),
     _registry_case("repvgg_b1g2", "repvgg_b1g2", slow=True),
     _registry_case("qarepvgg_a0", "qarepvgg_a0", slow=True),
     _registry_case("repvgg_d2se", "repvgg_d2se", slow=True, train_kind=_FEW),
