@@ -36,10 +36,11 @@ from paddle import nn
 
 from .acblock import ACBlock
 from .core import surgery_plan as common
-from .core.deploy import ACBLOCK_FUSED_ATTR, REPVGG_FUSED_ATTR
+from .core.deploy import ACBLOCK_FUSED_ATTR, MOBILEONE_FUSED_ATTR, REPVGG_FUSED_ATTR
 from .core.errors import SurgeryError
 from .core.surgery_plan import REPLACED_CONV, ConvSpec, FuseBackReport, InsertReport
 from .fusion import device_of, identity_kernel, is_batch_norm
+from .mobileone import MobileOneBlock
 from .odconv import Attention, ODConv2D
 from .qarepvgg import QARepVGGBlockV2
 from .reparam import reparameterize_model
@@ -49,9 +50,11 @@ logger = logging.getLogger(__name__)
 
 ODCONV_KERNEL_JITTER = 0.1  # std of the per-kernel jitter, relative to the std of the conv kernel
 FOLD_CHECK_REL = 1e-7  # float64 check: a wrong bias fold moves outputs by the bias, far above rounding
-_BLOCKS = {"acb": ACBlock, "repvgg": RepVGGBlock, "qarepvgg": QARepVGGBlockV2, "odconv": ODConv2D}
-_FUSED_ATTR = {ACBlock: ACBLOCK_FUSED_ATTR, RepVGGBlock: REPVGG_FUSED_ATTR, QARepVGGBlockV2: REPVGG_FUSED_ATTR}
-_OPAQUE = (ACBlock, RepVGGBlock, ODConv2D, Attention)  # convs inside these are never converted
+_BLOCKS = {"acb": ACBlock, "repvgg": RepVGGBlock, "qarepvgg": QARepVGGBlockV2, "odconv": ODConv2D,
+           "mobileone": MobileOneBlock}
+_FUSED_ATTR = {ACBlock: ACBLOCK_FUSED_ATTR, RepVGGBlock: REPVGG_FUSED_ATTR, QARepVGGBlockV2: REPVGG_FUSED_ATTR,
+               MobileOneBlock: MOBILEONE_FUSED_ATTR}
+_OPAQUE = (ACBlock, RepVGGBlock, ODConv2D, Attention, MobileOneBlock)  # convs inside these are never converted
 
 
 class BiasedODConv2D(ODConv2D):
@@ -132,13 +135,31 @@ def _build_block(to: str, spec: ConvSpec, conv: nn.Conv2D, block_kwargs: dict) -
         block = cls(spec.in_channels, spec.out_channels, spec.kernel_size, **geometry, **block_kwargs)
     else:
         block = _BLOCKS[to](spec.in_channels, spec.out_channels, spec.kernel_size, **geometry,
-                            padding_mode=spec.padding_mode, **block_kwargs)
+                            **_padding_mode(to, spec), **block_kwargs)
     block.to(device=device_of(conv.weight), dtype=conv.weight.dtype)
     with paddle.no_grad():
         _init_block(to, block, conv)
     setattr(block, REPLACED_CONV, spec)
     block.train() if conv.training else block.eval()
     return block
+
+
+def _padding_mode(to: str, spec: ConvSpec) -> dict[str, str]:
+    """The conv's padding mode for the block; MobileOneBlock takes none (it pads with zeros, as upstream)."""
+    return {} if to == "mobileone" else {"padding_mode": spec.padding_mode}
+
+
+def _init_mobileone(block: MobileOneBlock, weight: paddle.Tensor, bias: paddle.Tensor | None) -> None:
+    """The conv in the first kxk branch; the other branches, the scale branch and the BN identity start silent."""
+    first, *others = block.rbr_conv
+    _set(first.conv.weight, weight)
+    _identity_bn(first.bn, bias)
+    for branch in (*others, block.rbr_scale):
+        if branch is not None:
+            _silent_bn(branch.bn)
+    if block.rbr_skip is not None:
+        _silent_bn(block.rbr_skip)
+    block.activation = nn.Identity()  # the conv had no activation
 
 
 def _init_block(to: str, block: nn.Layer, conv: nn.Conv2D) -> None:
@@ -155,6 +176,8 @@ def _init_block(to: str, block: nn.Layer, conv: nn.Conv2D) -> None:
         if block.rbr_identity is not None:
             _silent_bn(block.rbr_identity)
         block.nonlinearity = nn.Identity()  # the conv had no activation
+    elif to == "mobileone":
+        _init_mobileone(block, weight, bias)
     elif to == "qarepvgg":
         # The bare identity has no weight to silence: the 1x1 starts at minus the identity instead.
         _set(block.rbr_dense.conv.weight, weight)
@@ -191,7 +214,8 @@ def insert_blocks(model: nn.Layer, to: str, *, include: str | Sequence[str] | No
     Args:
         model: The model to convert, usually with trained weights.
         to: ``"acb"`` (square odd kernel >= 3), ``"repvgg"`` or ``"qarepvgg"`` (3x3, padding 1, stride 1 or 2) or
-            ``"odconv"`` (any square kernel, zero padding).
+            ``"odconv"`` (any square kernel, zero padding); ``"mobileone"`` (odd kernel, padding
+            kernel_size // 2, zero padding; ``num_conv_branches`` in ``block_kwargs``).
         include: fnmatch pattern(s) on dotted layer names; only matching convs are converted.
         exclude: fnmatch pattern(s) of convs to leave as they are.
         inplace: Convert ``model`` itself instead of a deep copy.

@@ -30,8 +30,8 @@ from torch_ref.vision import resnet18 as torch_resnet18
 
 SHAPE = (2, 3, 32, 32)
 SEED = 7
-KINDS = ("acb", "repvgg", "qarepvgg", "odconv")
-FUSABLE = ("acb", "repvgg", "qarepvgg")
+KINDS = ("acb", "repvgg", "qarepvgg", "odconv", "mobileone")
+FUSABLE = ("acb", "repvgg", "qarepvgg", "mobileone")
 
 
 class UserNet(nn.Layer):

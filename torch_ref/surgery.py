@@ -16,12 +16,13 @@ import torch
 from torch import nn
 
 from paddle_rep.core import surgery_plan as common
-from paddle_rep.core.deploy import ACBLOCK_FUSED_ATTR, REPVGG_FUSED_ATTR
+from paddle_rep.core.deploy import ACBLOCK_FUSED_ATTR, MOBILEONE_FUSED_ATTR, REPVGG_FUSED_ATTR
 from paddle_rep.core.errors import SurgeryError
 from paddle_rep.core.surgery_plan import REPLACED_CONV, ConvSpec, FuseBackReport, InsertReport
 
 from .acblock import ACBlock
 from .fusion import identity_kernel, is_batch_norm
+from .mobileone import MobileOneBlock
 from .odconv import Attention, ODConv2d
 from .qarepvgg import QARepVGGBlockV2
 from .reparam import reparameterize_model
@@ -31,9 +32,11 @@ logger = logging.getLogger(__name__)
 
 ODCONV_KERNEL_JITTER = 0.1
 FOLD_CHECK_REL = 1e-7
-_BLOCKS = {"acb": ACBlock, "repvgg": RepVGGBlock, "qarepvgg": QARepVGGBlockV2, "odconv": ODConv2d}
-_FUSED_ATTR = {ACBlock: ACBLOCK_FUSED_ATTR, RepVGGBlock: REPVGG_FUSED_ATTR, QARepVGGBlockV2: REPVGG_FUSED_ATTR}
-_OPAQUE = (ACBlock, RepVGGBlock, ODConv2d, Attention)
+_BLOCKS = {"acb": ACBlock, "repvgg": RepVGGBlock, "qarepvgg": QARepVGGBlockV2, "odconv": ODConv2d,
+           "mobileone": MobileOneBlock}
+_FUSED_ATTR = {ACBlock: ACBLOCK_FUSED_ATTR, RepVGGBlock: REPVGG_FUSED_ATTR, QARepVGGBlockV2: REPVGG_FUSED_ATTR,
+               MobileOneBlock: MOBILEONE_FUSED_ATTR}
+_OPAQUE = (ACBlock, RepVGGBlock, ODConv2d, Attention, MobileOneBlock)
 
 
 class BiasedODConv2d(ODConv2d):
@@ -98,13 +101,31 @@ def _build_block(to: str, spec: ConvSpec, conv: nn.Conv2d, block_kwargs: dict) -
         block = cls(spec.in_channels, spec.out_channels, spec.kernel_size, **geometry, **block_kwargs)
     else:
         block = _BLOCKS[to](spec.in_channels, spec.out_channels, spec.kernel_size, **geometry,
-                            padding_mode=spec.padding_mode, **block_kwargs)
+                            **_padding_mode(to, spec), **block_kwargs)
     block.to(device=conv.weight.device, dtype=conv.weight.dtype)
     with torch.no_grad():
         _init_block(to, block, conv)
     setattr(block, REPLACED_CONV, spec)
     block.train(conv.training)
     return block
+
+
+def _padding_mode(to: str, spec: ConvSpec) -> dict[str, str]:
+    """The conv's padding mode for the block; MobileOneBlock takes none (it pads with zeros, as upstream)."""
+    return {} if to == "mobileone" else {"padding_mode": spec.padding_mode}
+
+
+def _init_mobileone(block: MobileOneBlock, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+    """The conv in the first kxk branch; the other branches, the scale branch and the BN identity start silent."""
+    first, *others = block.rbr_conv
+    first.conv.weight.copy_(weight)
+    _identity_bn(first.bn, bias)
+    for branch in (*others, block.rbr_scale):
+        if branch is not None:
+            _silent_bn(branch.bn)
+    if block.rbr_skip is not None:
+        _silent_bn(block.rbr_skip)
+    block.activation = nn.Identity()  # the conv had no activation
 
 
 def _init_block(to: str, block: nn.Module, conv: nn.Conv2d) -> None:
@@ -121,6 +142,8 @@ def _init_block(to: str, block: nn.Module, conv: nn.Conv2d) -> None:
         if block.rbr_identity is not None:
             _silent_bn(block.rbr_identity)
         block.nonlinearity = nn.Identity()
+    elif to == "mobileone":
+        _init_mobileone(block, weight, bias)
     elif to == "qarepvgg":
         # The bare identity has no weight to silence: the 1x1 starts at minus the identity instead.
         block.rbr_dense.conv.weight.copy_(weight)
@@ -157,7 +180,7 @@ def insert_blocks(model: nn.Module, to: str, *, include: str | Sequence[str] | N
 
     Args:
         model: The model to convert.
-        to: ``"acb"``, ``"repvgg"`` or ``"odconv"``.
+        to: ``"acb"``, ``"repvgg"``, ``"qarepvgg"``, ``"odconv"`` or ``"mobileone"``.
         include: fnmatch pattern(s) on dotted module names; only matching convs are converted.
         exclude: fnmatch pattern(s) of convs to leave as they are.
         inplace: Convert ``model`` itself instead of a deep copy.

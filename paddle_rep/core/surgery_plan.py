@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from .checks import check_choice
 from .errors import SurgeryError
 
-BLOCK_KINDS = ("acb", "repvgg", "qarepvgg", "odconv")
+BLOCK_KINDS = ("acb", "repvgg", "qarepvgg", "odconv", "mobileone")
 # Attribute set on every block insert_blocks creates: the ConvSpec of the conv it replaced.
 REPLACED_CONV = "replaced_conv"
 # Geometry comes from the replaced conv, never from block_kwargs.
@@ -257,6 +257,20 @@ def ineligible_reason(to: str, spec: ConvSpec) -> str | None:
             return f"{block} needs dilation 1, got {spec.dilation}"
     elif to == "odconv" and spec.padding_mode != "zeros":
         return f"ODConv2D pads with zeros only, the conv uses padding_mode {spec.padding_mode!r}"
+    elif to == "mobileone":
+        return _mobileone_ineligible(spec)
+    return None
+
+
+def _mobileone_ineligible(spec: ConvSpec) -> str | None:
+    """MobileOneBlock: odd kernel, padding k // 2 (centred scale and identity branches), dilation 1, zero padding."""
+    k = spec.kernel_size
+    if k % 2 == 0 or spec.padding != k // 2:
+        return f"MobileOneBlock needs an odd kernel with padding kernel_size // 2, got {k}x{k} padding {spec.padding}"
+    if spec.dilation != 1:
+        return f"MobileOneBlock needs dilation 1, got {spec.dilation}"
+    if spec.padding_mode != "zeros":
+        return f"MobileOneBlock pads with zeros only, the conv uses padding_mode {spec.padding_mode!r}"
     return None
 
 
