@@ -3,8 +3,8 @@
 The inference reads official torch names and layouts (the converter's intermediate form):
 
 * ``kernel_num`` (ODConv): the first dimension of the 5-D ODConv weights;
-* ``deploy``: keys of a fused block (RepVGG ``rbr_reparam``, ACNet ``fused_conv``: the names in
-  :mod:`paddle_rep.core.deploy`) mean a fused checkpoint,
+* ``deploy``: keys of a fused block (RepVGG ``rbr_reparam``, ACNet ``fused_conv``, MobileOne ``reparam_conv``:
+  the names in :mod:`paddle_rep.core.deploy`) mean a fused checkpoint,
   ``rbr_dense`` / ``square_conv`` keys a training-time one;
 * ``num_classes``: the output size of the head (:data:`HEAD_KEYS`, else the last Linear weight).
 
@@ -19,12 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from paddle_rep.core.deploy import ACBLOCK_FUSED_ATTR, REPVGG_FUSED_ATTR
+from paddle_rep.core.deploy import ACBLOCK_FUSED_ATTR, MOBILEONE_FUSED_ATTR, REPVGG_FUSED_ATTR
 from paddle_rep.core.errors import ArchMismatchError, CheckpointError
 
 logger = logging.getLogger(__name__)
 
-DEPLOY_MARKERS = (f"{REPVGG_FUSED_ATTR}.", f"{ACBLOCK_FUSED_ATTR}.")  # fused RepVGG / ACNet blocks
+DEPLOY_MARKERS = (f"{REPVGG_FUSED_ATTR}.", f"{ACBLOCK_FUSED_ATTR}.",  # fused RepVGG / ACNet blocks
+                  f"{MOBILEONE_FUSED_ATTR}.")  # fused MobileOne blocks
 TRAIN_MARKERS = ("rbr_dense.", "square_conv.")  # their training-time branches
 # Classifier weights of the zoo's models (RepVGG/ACNet ``linear``, OD-ResNet ``fc``, OD-MobileNetV2
 # ``classifier.1``, ACNet CIFAR-quick ``fc2``, VGG ``linear2``); otherwise the last Linear weight.

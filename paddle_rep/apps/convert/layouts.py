@@ -5,7 +5,8 @@ rows (a regex, a replacement template, an optional tensor transform). Every key 
 layout must be touched by some rule, so an unknown top-level part (a neck, an auxiliary head) is
 reported rather than passed through; an unknown name inside a known stage is renamed by the stage
 rule only and left to the strict ``--arch`` check.
-The names were read from timm's ``models/byobnet.py`` and mmpretrain's ``models/backbones/repvgg.py``;
+The names were read from timm's ``models/byobnet.py`` (RepVGG and MobileOne) and mmpretrain's
+``models/backbones/repvgg.py``;
 ``docs/checkpoint_conversion.md`` tabulates them.
 """
 
@@ -83,8 +84,26 @@ MMPRETRAIN_REPVGG = Layout(
     ),
 )
 
+# timm ``byobnet.py`` ``mobileone_s0..s4``: ``stem`` / ``stages.N.M`` blocks with ``conv_kxk.K``, ``conv_scale``,
+# ``identity`` (the BN skip), ``attn.fc1/fc2`` (SE) and ``head.fc``. Only the train form is told apart by its keys:
+# a deploy timm MobileOne holds ``reparam_conv`` keys alone, as a deploy timm RepVGG does.
+TIMM_MOBILEONE = Layout(
+    "timm-mobileone",
+    r"^(stem|stages\.\d+\.\d+)\.(conv_kxk\.\d+|conv_scale)\.",
+    (
+        KeyRule(r"^stem\.", "stage0."),
+        KeyRule(r"^stages\.(\d+)\.", "stage{1}.", offset=1),
+        _rename("conv_kxk", "rbr_conv"),  # its .K.conv/.K.bn children keep their names
+        _rename("conv_scale", "rbr_scale"),
+        _rename("identity", "rbr_skip"),
+        _rename("attn.fc1", "se.reduce"),
+        _rename("attn.fc2", "se.expand"),
+        KeyRule(r"^head\.fc\.", "linear."),
+    ),
+)
+
 OFFICIAL = Layout("official", r"", ())
-LAYOUTS: tuple[Layout, ...] = (TIMM_REPVGG, MMPRETRAIN_REPVGG)
+LAYOUTS: tuple[Layout, ...] = (TIMM_REPVGG, MMPRETRAIN_REPVGG, TIMM_MOBILEONE)
 
 
 def detect_layout(keys: list[str]) -> Layout:
