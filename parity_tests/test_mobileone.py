@@ -172,6 +172,13 @@ def test_inference_mode_and_deploy_build_the_same_fused_block(framework: str) ->
     assert list(a.state_dict()) == ["reparam_conv.weight", "reparam_conv.bias"]
 
 
+def test_variant_tables_agree() -> None:
+    from paddle_rep.models import _specs
+    from torch_ref.models import mobileone
+
+    assert mobileone.MOBILEONE_VARIANTS == _specs.MOBILEONE_VARIANTS
+
+
 def test_wrong_variant_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="variant must be one of"):
         torch_ref.models.mobileone.mobileone(variant="s9")

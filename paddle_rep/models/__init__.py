@@ -12,6 +12,7 @@ _EXPORTS = {
     "register_model": "_registry",
     "RepVGG": "repvgg",
     "RepVGGplus": "repvggplus",
+    "MobileOne": "mobileone",
     "ODResNet": "odconv_resnet",
     "ODMobileNetV2": "odconv_mobilenetv2",
     "ACNetResNet": "acnet",

@@ -138,7 +138,7 @@ def uses_acb(kernel_size: int) -> bool:
     return 1 < kernel_size < 7
 
 
-# --- MobileOne (apple/ml-mobileone ``mobileone.py``, its ``PARAMS``) --------------------------------------
+# --- MobileOne (apple/ml-mobileone ``mobileone.py``, its ``PARAMS``; twin in torch_ref.models.mobileone) ------
 
 # Width multipliers of stages 1-4, conv branches per block, SE (last half of stage 3, all of stage 4) in s4 only.
 MOBILEONE_VARIANTS: dict[str, dict] = {

@@ -11,10 +11,18 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from paddle_rep.models._specs import MOBILEONE_VARIANTS  # pure Python: imports no framework
-
 from ..mobileone import MobileOneBlock
 from ._registry import register_model
+
+# Upstream's PARAMS (twin of paddle_rep.models._specs.MOBILEONE_VARIANTS; test_mobileone checks they agree):
+# width multipliers of stages 1-4, conv branches per block, SE in s4 only.
+MOBILEONE_VARIANTS: dict[str, dict] = {
+    "s0": {"width_multipliers": (0.75, 1.0, 1.0, 2.0), "num_conv_branches": 4},
+    "s1": {"width_multipliers": (1.5, 1.5, 2.0, 2.5)},
+    "s2": {"width_multipliers": (1.5, 2.0, 2.5, 4.0)},
+    "s3": {"width_multipliers": (2.0, 2.5, 3.0, 4.0)},
+    "s4": {"width_multipliers": (3.0, 3.5, 3.5, 4.0), "use_se": True},
+}
 
 
 class MobileOne(nn.Module):
