@@ -437,7 +437,7 @@ CASES = [
     _mini_repvgg_case("mini_d2se", (8, 14, 24, 1), groups=1, use_se=True, train_kind=_FEW),
     _mini_repvgg_case("mini_qa_b1g2", (4, 6, 16, 1), groups=2, use_se=False, qa=True),
     _mini_mobileone_case("mini_mobileone"),
-    _registry_case("mobileone_s0", "mobileone_s0", slow=True),
+    _registry_case("mobileone_s0", "mobileone_s0", slow=True, train_kind=_FEW),
     _registry_case("repvgg_b1g2", "repvgg_b1g2", slow=True),
     _registry_case("qarepvgg_a0", "qarepvgg_a0", slow=True),
     _registry_case("repvgg_d2se", "repvgg_d2se", slow=True, train_kind=_FEW),
@@ -616,6 +616,9 @@ _FLOAT32_OWN_ERROR = {
     "od_mobilenetv2_050": "2.0 against 0.68",
     "od_resnet50_kn1": "9.2e-2 against 8.2e-3",
     "od_mobilenetv2_100_kn4": "60 against 6.2",
+    # Not ODConv's attention BN: MobileOne's depthwise 1x1 scale branch (a per-channel scalar before a
+    # train-mode BN, a cancelling gradient) amplifies the same kernels; float64 agrees to 1.2e-8 rel.
+    "mobileone_s0": "on depthwise scale-branch gradients up to 33x torch's (input gradient 6.6e-4 against 3.3e-4)",
 }
 # The held cases run in `slow` (od_resnet18 kn4 alone takes ~10 s): their float64 steps, run by
 # default, are what shows the models agree.
