@@ -69,6 +69,9 @@ SLOW_FOLD_SIZES = (1,)
 # (fused vs unfused 7e-2 rel in float32, 1e-6 in float64). For these the runtime is held to the table
 # bound plus ROUNDING_FACTOR x the dygraph model's own float32 error (its float64 twin as the yardstick).
 DEEP_SE = ("repvgg_d2se", "repvggplus_l2pse")
+# MobileOne-S4 (SE in 12 block pairs) keeps randomised BN (calibrating it grows its logits to ~5e5) but takes the
+# same float64 yardstick: its float32 dygraph output is ~1e-5 rel from its float64 twin at 32x32.
+DEEP_SE_YARDSTICK = (*DEEP_SE, "mobileone_s4")
 
 
 def _case_id(arch: str, kwargs: dict) -> str:
@@ -149,13 +152,13 @@ def test_backend_round_trip(exported, tmp_path: Path, arch: str, kwargs: dict) -
               for batch in BATCHES for seed in (1, 2)]  # a second, different input per shape
     expected = [dygraph(fused, x) for x in inputs]
     exact = [None] * len(inputs)
-    if arch in DEEP_SE:
+    if arch in DEEP_SE_YARDSTICK:
         fused.to(dtype="float64")
         exact = [dygraph(fused, x.astype(np.float64)) for x in inputs]
     del fused
     results = []
     for backend in BACKENDS if has_odconv else UNFOLD_ONLY:
-        if backend == "openvino-bf16" and arch in DEEP_SE:
+        if backend == "openvino-bf16" and arch in DEEP_SE_YARDSTICK:
             continue  # bf16 rounding grown through 47 SE blocks: no bound would mean anything (see DEEP_SE)
         options, kind = BACKENDS[backend]
         predictor = Predictor(files, threads=1, **options)
