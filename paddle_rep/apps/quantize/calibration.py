@@ -76,12 +76,12 @@ def load_calibration(data, input_shape: Sequence, size: int | None = None,
         raise ValueError(f"size must be a positive int or None, got {size!r}")
     if isinstance(data, (str, Path)):
         path = Path(data)
+        if not path.exists():
+            raise CalibrationError(f"calibration data {path} does not exist", str(path))
         if path.is_dir():
             array = _read_folder(path, channels, height, width, size, preprocess or family_preprocess())
         elif path.suffix == ".npy":
             array = _checked(_read_npy(path), channels, height, width, 0, str(path))
-        elif not path.exists():
-            raise CalibrationError(f"calibration data {path} does not exist", str(path))
         else:
             raise CalibrationError(f"calibration data {path} is neither a folder of images nor a .npy file", str(path))
     elif isinstance(data, np.ndarray):
@@ -101,8 +101,6 @@ def load_calibration(data, input_shape: Sequence, size: int | None = None,
     else:
         raise CalibrationError(f"calibration data must be an ndarray, a .npy file, a folder of images or an "
                                f"iterable of batches, got {type(data).__name__}")
-    if not len(array):
-        raise CalibrationError("the calibration data holds no samples")
     if size is not None and len(array) < size:
         warnings.warn(f"calibration: {size} samples asked for, only {len(array)} available; calibrating on "
                       f"{len(array)}", CalibrationWarning, stacklevel=2)
@@ -120,6 +118,8 @@ def _checked(array: np.ndarray, channels: int | None, height: int | None, width:
              where: str | None) -> np.ndarray:
     """``array`` as float32 after the shape and finiteness checks; indices are reported from ``offset``."""
     origin = f" ({where})" if where else ""
+    if array.ndim == 4 and not len(array):
+        raise CalibrationError(f"the calibration data holds no samples{origin}", where)
     if array.ndim != 4:
         raise CalibrationError(f"calibration data must be [N, C, H, W], got shape {array.shape}{origin}", where)
     if not np.issubdtype(array.dtype, np.floating):
