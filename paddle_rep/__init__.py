@@ -49,6 +49,8 @@ _EXPORTS = {
     "BatchNormKernelError": "core.errors",
     "MissingPackageError": "core.errors",
     "DataError": "core.errors",
+    "CalibrationError": "core.errors",
+    "QuantizationError": "core.errors",
 }
 
 __all__ = sorted(_EXPORTS)

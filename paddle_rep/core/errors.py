@@ -119,3 +119,15 @@ class DataError(PaddleRepError, ValueError):
         super().__init__(message)
         self.path = path
         self.line = line
+
+
+class CalibrationError(PaddleRepError, ValueError):
+    """int8 calibration data cannot be used; ``source`` names the file, or the sample index, at fault."""
+
+    def __init__(self, message: str, source: str | int | None = None) -> None:
+        super().__init__(message)
+        self.source = source
+
+
+class QuantizationError(PaddleRepError, RuntimeError):
+    """Post-training quantization or quantization-aware training failed, or an int8 file is missing."""
