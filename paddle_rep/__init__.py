@@ -47,6 +47,9 @@ _EXPORTS = {
     "VerificationError": "core.errors",
     "BatchNormKernelError": "core.errors",
     "MissingPackageError": "core.errors",
+    "InputContractError": "core.errors",
+    "ManifestError": "core.errors",
+    "PredictorClosedError": "core.errors",
 }
 
 __all__ = sorted(_EXPORTS)
