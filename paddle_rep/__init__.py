@@ -51,6 +51,9 @@ _EXPORTS = {
     "DataError": "core.errors",
     "CalibrationError": "core.errors",
     "QuantizationError": "core.errors",
+    "InputContractError": "core.errors",
+    "ManifestError": "core.errors",
+    "PredictorClosedError": "core.errors",
 }
 
 __all__ = sorted(_EXPORTS)

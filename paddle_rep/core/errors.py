@@ -131,3 +131,22 @@ class CalibrationError(PaddleRepError, ValueError):
 
 class QuantizationError(PaddleRepError, RuntimeError):
     """Post-training quantization or quantization-aware training failed, or an int8 file is missing."""
+
+
+class InputContractError(PaddleRepError, ValueError):
+    """An input breaks a predictor's input contract (rank, channels, dtype, fixed H/W or batch).
+
+    The message names what was expected and what came; it is the same on every backend.
+    """
+
+
+class ManifestError(PaddleRepError, ValueError):
+    """An export's manifest, or a file it lists, is missing, unreadable or edited; ``path`` names it."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class PredictorClosedError(PaddleRepError, RuntimeError):
+    """A predictor was called after :meth:`~paddle_rep.apps.predictor.Predictor.close`."""

@@ -1,6 +1,6 @@
 """Post-training int8 of an exported float ONNX graph, for ONNX Runtime (QDQ file) and OpenVINO (NNCF).
 
-Contract (what :class:`~paddle_rep.apps.exporter.Predictor` and ``export(..., calibration=...)`` build on):
+Contract (what :class:`~paddle_rep.apps.predictor.Predictor` and ``export(..., calibration=...)`` build on):
 
 - :func:`quantize_onnx` ``(float_onnx, backend, calibration) -> path``: writes ``<stem>.int8.onnx``
   (``backend="onnxruntime"``: QDQ ONNX) or ``<stem>.int8.xml`` + ``.bin`` (``"openvino"``) next to
