@@ -33,6 +33,14 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHECKPOINT, EXIT_ARCH, EXIT_VERIFY, EXIT_M
 
 @dataclass(frozen=True)
 class Command:
+    """A ``paddle-rep`` subcommand, as :func:`register_command` stores it.
+
+    Attributes:
+        help: One line for ``paddle-rep --help``.
+        add_arguments: Adds the subcommand's arguments to its parser.
+        run: Runs it on the parsed arguments and returns the exit code.
+    """
+
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
@@ -136,7 +144,11 @@ EXPORT_BACKENDS = ("paddle", "onnxruntime", "openvino")
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``paddle-rep export`` (handled by :func:`paddle_rep.apps.exporter.run_cli`)."""
+    """Add the arguments of ``paddle-rep export`` (handled by :func:`paddle_rep.apps.exporter.run_cli`).
+
+    Args:
+        parser: The subcommand's parser, to which the arguments are added.
+    """
     parser.add_argument("out", help="output prefix, e.g. exported/repvgg_a0")
     parser.add_argument("--arch", required=True, help="model name (see `paddle-rep list`)")
     parser.add_argument("--checkpoint", help="Paddle state dict (.pdparams) of the unfused model")
@@ -164,7 +176,13 @@ TRAIN_DEFAULTS = {"arch": "rep_tiny", "seed": 0, "workers": 0, "keep_last": 3, "
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``paddle-rep train`` and ``tools/train.py`` (handled by :func:`paddle_rep.apps.train.run_cli`)."""
+    """Add the arguments of ``paddle-rep train`` and ``tools/train.py``.
+
+    :func:`paddle_rep.apps.train.run_cli` handles them.
+
+    Args:
+        parser: The subcommand's parser, to which the arguments are added.
+    """
     defaults = TRAIN_DEFAULTS
     parser.add_argument("--arch", default=defaults["arch"], help="registry model (default rep_tiny)")
     parser.add_argument("--data", metavar="ROOT", help="train/ and val/ class folders, or train_list.txt and "
@@ -207,7 +225,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``paddle-rep demo`` (handled by :func:`paddle_rep.apps.demo.run_cli`)."""
+    """Add the arguments of ``paddle-rep demo`` (handled by :func:`paddle_rep.apps.demo.run_cli`).
+
+    Args:
+        parser: The subcommand's parser, to which the arguments are added.
+    """
     parser.add_argument("--model", default="rep_tiny", help="registry model taking in_channels (default rep_tiny)")
     parser.add_argument("--epochs", type=int, default=4, help="torch training epochs (default 4)")
     parser.add_argument("--paddle-steps", type=int, default=10, help="steps trained on in both frameworks")
@@ -254,7 +276,11 @@ def _say(args: argparse.Namespace, text: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``paddle-rep`` argument parser, one subparser per registered command."""
+    """Build the ``paddle-rep`` argument parser, one subparser per registered command.
+
+    Returns:
+        The parser; each subparser also takes ``-q``/``--quiet`` and ``-v``/``--verbose``.
+    """
     parser = argparse.ArgumentParser(prog="paddle-rep", description=__doc__.splitlines()[0])
     verbosity = argparse.ArgumentParser(add_help=False)
     group = verbosity.add_mutually_exclusive_group()
@@ -334,7 +360,15 @@ def _report(prog: str, err: BaseException) -> int:
 
 
 def run_with_exit_codes(prog: str, run: Callable[[], int]) -> int:
-    """``run()``, with paddle-rep, usage and import errors printed and turned into this module's exit codes."""
+    """Call ``run()``, with paddle-rep, usage and import errors printed and turned into this module's exit codes.
+
+    Args:
+        prog: The program name that prefixes an error message on standard error.
+        run: The work; returns an exit code.
+
+    Returns:
+        ``run()``'s exit code, or the code of the error it raised (see :func:`main`).
+    """
     try:
         return run()
     except (PaddleRepError, ValueError, ImportError) as err:

@@ -278,7 +278,15 @@ def _tables(model_name: str, rows: list, tested: int, timings: dict, counts: dic
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    """Handler of ``paddle-rep demo``: the phases in order, then the tables and ``summary.json``."""
+    """Handle ``paddle-rep demo``: the phases in order, then the tables and ``summary.json``.
+
+    Args:
+        args: The parsed arguments (see :func:`paddle_rep.apps.cli.add_demo_arguments`).
+
+    Returns:
+        The exit code: 0 when every form agrees, 1 when they do not, or the converter's code when
+        converting the checkpoint failed.
+    """
     from paddle_rep.models._registry import registry
 
     from .data import digits_for_model

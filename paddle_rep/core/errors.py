@@ -113,7 +113,13 @@ class MissingExportPackageError(MissingPackageError, ExportError):
 
 class DataError(PaddleRepError, ValueError):
     """A training data set cannot be used: a missing or empty folder, an unparsable label-list line
-    (``line``), a label outside the classes, or an image that does not decode (``path``)."""
+    (``line``), a label outside the classes, or an image that does not decode (``path``).
+
+    Args:
+        message: What is wrong, naming the file or line at fault.
+        path: The file or folder at fault, if any.
+        line: The 1-based line of the label list at fault, if any.
+    """
 
     def __init__(self, message: str, path: str | None = None, line: int | None = None) -> None:
         super().__init__(message)
