@@ -13,7 +13,6 @@ import numpy as np
 from paddle_rep.core.errors import ArchMismatchError
 
 from . import arch as arch_mod
-from . import canonical
 from .write import contiguous
 
 logger = logging.getLogger(__name__)
@@ -92,26 +91,10 @@ def torch_outputs(arch: str, model_args: Mapping[str, Any], state: Mapping[str, 
         return model(torch.from_numpy(x)).numpy()
 
 
-def paddle_outputs(arch: str, model_args: Mapping[str, Any], state: Mapping[str, np.ndarray], x: np.ndarray,
-                   fused: bool, path: str) -> np.ndarray:
-    """Eval output of ``paddle_rep.create_model(arch)`` holding ``state`` (canonical form), fused first if asked.
-
-    The state is checked strictly against the model first (``num_batches_tracked`` aside: Paddle has none).
-    """
+def paddle_outputs(model, x: np.ndarray) -> np.ndarray:
+    """Eval output of the Paddle ``model`` (loaded and checked by the caller) on ``x``."""
     import paddle
 
-    from paddle_rep.reparam import reparameterize_model
-
-    model = arch_mod.build_paddle_model(arch, model_args)
-    model.to(dtype=str(x.dtype))
-    if fused:
-        model = reparameterize_model(model, inplace=True)
-    expected = canonical.official_shapes(arch_mod.paddle_shapes(model))
-    arch_mod.check_state(canonical.weights_only(state), expected, arch, path)
-    missing, unexpected = canonical.load_paddle_model(model, state, str(x.dtype))
-    if missing or unexpected:
-        raise ArchMismatchError(f"{path}: Paddle {arch!r} rejects the weights: missing {missing}, "
-                                f"unexpected {unexpected}", path=path)
     model.eval()
     with paddle.no_grad():
         return model(paddle.to_tensor(x)).numpy()
