@@ -24,10 +24,10 @@ import numpy as np
 
 from paddle_rep.core import interop
 from paddle_rep.core.errors import MappingError
+from paddle_rep.core.numeric import contiguous
 
 from ..progress import progress as progress_bar
 from .bf16 import float32_to_bfloat16_bits
-from .write import contiguous
 
 NBT = interop.NUM_BATCHES_TRACKED
 # Leaves that exist only under Paddle's names (``_mean``, ``_variance``): a canonical key never ends so.
@@ -124,7 +124,7 @@ def load_paddle_model(model, form: PaddleForm, dtype: str | None) -> tuple[list,
     Returns:
         Paddle's (missing, unexpected) keys.
     """
-    return model.set_state_dict({k: contiguous(v.astype(dtype or v.dtype, copy=False))
+    return model.set_state_dict({k: contiguous(v.astype(dtype or v.dtype, copy=False), writeable=True)
                                  for k, v in form.state.items()})
 
 

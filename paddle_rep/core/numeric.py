@@ -1,0 +1,60 @@
+"""Small numeric helpers that the library, the applications and the parity suite share (numpy only).
+
+* :func:`difference` / :func:`relative_error`: how far an output is from a reference, the one
+  formula every comparison uses: ``max|actual - expected| / max(max|expected|, floor)``, in float64.
+* :func:`contiguous`: a C-ordered array that keeps a 0-d array 0-d.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+REL_FLOOR = 1e-12  # the smallest reference scale a relative error divides by
+
+
+@dataclass(frozen=True)
+class Difference:
+    """The largest absolute difference from a reference, and the reference's largest magnitude."""
+
+    max_abs: float  # max|actual - expected| in float64; inf when a difference is not finite
+    max_ref: float  # max|expected|
+
+    def rel(self, floor: float = REL_FLOOR) -> float:
+        """``max_abs / max(max_ref, floor)``; inf when that scale is 0 (``floor=0`` and an all-zero reference)."""
+        scale = max(self.max_ref, floor)
+        return self.max_abs / scale if scale > 0 else float("inf")
+
+
+def difference(actual, expected) -> Difference:
+    """The :class:`Difference` of two arrays (or array-likes) of one shape.
+
+    Raises:
+        ValueError: the shapes differ.
+    """
+    actual, expected = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    if actual.shape != expected.shape:
+        raise ValueError(f"shape {actual.shape} differs from the reference's {expected.shape}")
+    diff = np.abs(actual - expected)
+    max_abs = float(diff.max(initial=0.0)) if np.isfinite(diff).all() else float("inf")
+    return Difference(max_abs, float(np.abs(expected).max(initial=0.0)))
+
+
+def relative_error(actual, expected, floor: float = REL_FLOOR) -> float:
+    """``max|actual - expected| / max(max|expected|, floor)`` in float64 (inf when a difference is not finite).
+
+    Raises:
+        ValueError: the shapes differ.
+    """
+    return difference(actual, expected).rel(floor)
+
+
+def contiguous(array: np.ndarray, writeable: bool = False) -> np.ndarray:
+    """``array`` itself when C-contiguous (and writable, if ``writeable``), else a C-ordered copy.
+
+    Not ``np.ascontiguousarray``: it turns a 0-d array (a scalar parameter, ``num_batches_tracked``)
+    into shape ``(1,)``. ``writeable`` serves ``torch.from_numpy``, which warns on read-only arrays
+    such as those of a protocol-5 pickle.
+    """
+    if array.flags.c_contiguous and (array.flags.writeable or not writeable):
+        return array
+    return array.copy(order="C")
