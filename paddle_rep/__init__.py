@@ -47,6 +47,7 @@ _EXPORTS = {
     "VerificationError": "core.errors",
     "BatchNormKernelError": "core.errors",
     "MissingPackageError": "core.errors",
+    "DataError": "core.errors",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -37,7 +37,25 @@ def asymmetric_padding(kernel_size: int, padding: int, dilation: int) -> tuple[i
 
 
 class ACBlock(DeployProtocol, nn.Layer):
-    """kxk conv + BN, plus kx1 and 1xk conv + BN branches, fusable into one kxk conv."""
+    """kxk conv + BN, plus kx1 and 1xk conv + BN branches, fusable into one kxk conv.
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        kernel_size: Odd square kernel size k.
+        stride: As ``paddle.nn.Conv2D``.
+        padding: As ``paddle.nn.Conv2D``; the asymmetric branches pad or crop to line up.
+        dilation: As ``paddle.nn.Conv2D``.
+        groups: As ``paddle.nn.Conv2D`` (depthwise works).
+        padding_mode: ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"``, for all branches.
+        deploy: Build the fused form (``fused_conv``) directly.
+        use_affine: BNs with scale and shift; without, they fuse as scale 1, shift 0.
+        reduce_gamma: Start every BN scale at 1/3 (upstream's option).
+        gamma_init: Start every BN scale at this value (exclusive with ``reduce_gamma``).
+
+    Raises:
+        ValueError: A bad argument (even kernel, unknown padding mode, ...), named in the message.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  padding: int = 0, dilation: int = 1, groups: int = 1, padding_mode: str = "zeros",

@@ -55,7 +55,18 @@ def _check_mode(mode: str) -> str:
 
 
 def set_default_running_var_mode(mode: str) -> str:
-    """Set how BNs built from now on update ``_variance``; returns the previous mode."""
+    """Set how BNs built from now on update their running variance.
+
+    Args:
+        mode: ``"torch"`` (the default: torch's unbiased update on every kernel) or ``"paddle"``
+            (whatever the Paddle kernel does).
+
+    Returns:
+        The previous mode.
+
+    Raises:
+        ValueError: An unknown mode.
+    """
     global _default_mode
     previous, _default_mode = _default_mode, _check_mode(mode)
     return previous
@@ -325,6 +336,12 @@ class SyncBatchNorm(_TorchVariance, nn.SyncBatchNorm):
         Parameters and running statistics are shared, not copied; the state dict keeps its keys.
         Our BNs keep their ``running_var_mode``; native Paddle BNs get ``"paddle"``, so converting
         never changes an update rule. Legacy ``paddle.nn.BatchNorm`` is left alone, as Paddle does.
+
+        Args:
+            layer: A Paddle model or layer.
+
+        Returns:
+            ``layer`` with its BNs replaced (a new object where ``layer`` itself is a BN).
         """
         if isinstance(layer, nn.layer.norm._BatchNormBase) and not isinstance(layer, cls):
             converted = cls(layer._num_features, layer._momentum, layer._epsilon,
@@ -343,11 +360,29 @@ class SyncBatchNorm(_TorchVariance, nn.SyncBatchNorm):
 
 
 def convert_sync_batchnorm(layer: nn.Layer) -> nn.Layer:
-    """:meth:`SyncBatchNorm.convert_sync_batchnorm` (the model to train with ``--sync-bn``)."""
+    """Replace every BN in ``layer`` by :class:`SyncBatchNorm` (see :meth:`SyncBatchNorm.convert_sync_batchnorm`).
+
+    Args:
+        layer: A Paddle model or layer.
+
+    Returns:
+        The converted layer; parameters and running statistics are shared, the state-dict keys kept.
+    """
     return SyncBatchNorm.convert_sync_batchnorm(layer)
 
 
 def set_model_running_var_mode(model: nn.Layer, mode: str) -> int:
-    """Set the running-variance mode of every paddle-rep BN in ``model``; returns how many."""
+    """Set the running-variance mode of every paddle-rep BN in ``model``.
+
+    Args:
+        model: A Paddle model.
+        mode: ``"torch"`` or ``"paddle"`` (see :func:`set_default_running_var_mode`).
+
+    Returns:
+        How many BNs were set.
+
+    Raises:
+        ValueError: An unknown mode.
+    """
     return set_on_sublayers(model, _TorchVariance, "running_var_mode", _check_mode(mode))
 

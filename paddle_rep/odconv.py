@@ -28,6 +28,9 @@ from .pooling import global_avg_pool
 
 # "auto": batch fold in dygraph, unfold + batched matmul in a static graph (export).
 FORMULATIONS = ("auto", "fold", "unfold")
+# How the attention's BatchNorm normalises while training: "batch" statistics (upstream), or its
+# "running" statistics (frozen, so a batch of one trains; a departure from upstream, opt-in).
+ATTENTION_BN_MODES = ("batch", "running")
 
 
 def _check_formulation(formulation: str) -> str:
@@ -83,10 +86,26 @@ class Attention(nn.Layer):
 
 
 class ODConv2D(nn.Layer):
-    """Dynamic conv: ``kernel_num`` kernels mixed per sample by four attentions; no bias."""
+    """Dynamic conv: ``kernel_num`` kernels mixed per sample by four attentions; no bias.
+
+    Args:
+        in_planes: Input channels (upstream's name).
+        out_planes: Output channels.
+        kernel_size: Square kernel size.
+        stride: As ``paddle.nn.Conv2D``.
+        padding: As ``paddle.nn.Conv2D``.
+        dilation: As ``paddle.nn.Conv2D``.
+        groups: As ``paddle.nn.Conv2D`` (depthwise skips the filter attention, as upstream).
+        reduction: Attention width = ``max(int(in_planes * reduction), 16)``.
+        kernel_num: Number of kernels mixed per sample.
+
+    Raises:
+        ValueError: A bad argument, named in the message.
+    """
 
     def __init__(self, in_planes: int, out_planes: int, kernel_size: int, stride: int = 1, padding: int = 0,
-                 dilation: int = 1, groups: int = 1, reduction: float = 0.0625, kernel_num: int = 4) -> None:
+                 dilation: int = 1, groups: int = 1, reduction: float = 0.0625, kernel_num: int = 4,
+                 attention_bn: str = "batch") -> None:
         super().__init__()
         check_conv_args(in_planes, out_planes, kernel_size, stride, padding, dilation, groups)
         check_int("kernel_num", kernel_num, 1)
@@ -104,6 +123,22 @@ class ODConv2D(nn.Layer):
             default_initializer=_kaiming_fan_out(out_planes, kernel_size ** 2),
         )
         self._formulation = "auto"
+        self.attention_bn = attention_bn
+
+    @property
+    def attention_bn(self) -> str:
+        """``"batch"`` (upstream: batch statistics while training) or ``"running"``.
+
+        ``"running"`` normalises the attention's pooled features with the BN's running statistics
+        in training too and leaves them unchanged (``use_global_stats``), so a batch of one trains
+        (upstream raises "Expected more than 1 value per channel"); gamma and beta still learn.
+        The state-dict keys are the same, so official weights load either way.
+        """
+        return "running" if self.attention.bn._use_global_stats else "batch"
+
+    @attention_bn.setter
+    def attention_bn(self, value: str) -> None:
+        self.attention.bn._use_global_stats = check_choice("attention_bn", value, ATTENTION_BN_MODES) == "running"
 
     @property
     def formulation(self) -> str:
@@ -120,6 +155,11 @@ class ODConv2D(nn.Layer):
         self._formulation = _check_formulation(value)
 
     def update_temperature(self, temperature: float) -> None:
+        """Set the kernel attention's softmax temperature (upstream anneals it 30 -> 1).
+
+        Args:
+            temperature: The new temperature.
+        """
         self.attention.update_temperature(temperature)
 
     def sample_kernels(self, spatial: paddle.Tensor | None, kernel: paddle.Tensor | None) -> paddle.Tensor:
@@ -215,3 +255,8 @@ class ODConv2D(nn.Layer):
 def set_formulation(model: nn.Layer, formulation: str) -> int:
     """Set :attr:`ODConv2D.formulation` on every ODConv2D in ``model``; returns how many."""
     return set_on_sublayers(model, ODConv2D, "formulation", _check_formulation(formulation))
+
+
+def set_attention_bn(model: nn.Layer, mode: str) -> int:
+    """Set :attr:`ODConv2D.attention_bn` on every ODConv2D in ``model``; returns how many."""
+    return set_on_sublayers(model, ODConv2D, "attention_bn", check_choice("attention_bn", mode, ATTENTION_BN_MODES))

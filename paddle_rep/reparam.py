@@ -13,13 +13,19 @@ FUSE_METHODS = ("reparameterize", "switch_to_deploy", "re_parameterize")
 
 
 def reparameterize_model(model: nn.Layer, inplace: bool = False) -> nn.Layer:
-    """Fuse every layer that offers one of :data:`FUSE_METHODS`; returns the fused model.
+    """Fuse every layer that offers one of :data:`FUSE_METHODS`.
 
     Works on any tree (a user's model with our blocks inside, SyncBatchNorm layers). A
     ``paddle.DataParallel`` wrapper is unwrapped: the result is the inner model, whose state
     dict has the plain (official) keys. The model is switched to eval mode, since fusion
-    folds the running statistics. With ``inplace=False`` a deep copy is fused and ``model``
-    is left untouched.
+    folds the running statistics. Layers that cannot be fused (ODConv2D) are left as they are.
+
+    Args:
+        model: Any Paddle model.
+        inplace: Fuse ``model`` itself; by default a deep copy is fused and ``model`` is left untouched.
+
+    Returns:
+        The fused model, in eval mode.
     """
     if isinstance(model, paddle.DataParallel):
         model = model._layers

@@ -50,7 +50,23 @@ class SEBlock(nn.Layer):
 
 
 class RepVGGBlock(DeployProtocol, nn.Layer):
-    """3x3 conv-BN + 1x1 conv-BN (+ identity BN) -> optional SE -> ReLU; fuses to one 3x3 conv."""
+    """3x3 conv-BN + 1x1 conv-BN (+ identity BN) -> optional SE -> ReLU; fuses to one 3x3 conv.
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels; equal to ``in_channels`` at stride 1 adds the identity branch.
+        kernel_size: Must be 3.
+        stride: 1 or 2.
+        padding: Must be 1.
+        dilation: Must be 1 (upstream dilates the fused conv only, which would change the function).
+        groups: As ``paddle.nn.Conv2D``.
+        padding_mode: Padding of the 3x3 branch, kept by the fused conv.
+        deploy: Build the fused form (``rbr_reparam``) directly.
+        use_se: Squeeze-and-excitation of width out/16 before the ReLU (needs ``out_channels >= 16``).
+
+    Raises:
+        ValueError: A bad argument, named in the message.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  padding: int = 0, dilation: int = 1, groups: int = 1, padding_mode: str = "zeros",

@@ -29,6 +29,7 @@ running mean (exact in eval and train mode), so the result loads into the origin
 import copy
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import paddle
 from paddle import nn
@@ -172,17 +173,28 @@ def _init_block(to: str, block: nn.Layer, conv: nn.Conv2D) -> None:
 
 def insert_blocks(model: nn.Layer, to: str, *, include: str | Sequence[str] | None = None,
                   exclude: str | Sequence[str] | None = None, inplace: bool = False,
-                  **block_kwargs) -> tuple[nn.Layer, InsertReport]:
+                  **block_kwargs: Any) -> tuple[nn.Layer, InsertReport]:
     """Replace every eligible ``nn.Conv2D`` of ``model`` by an ACBlock / RepVGGBlock / ODConv2D.
 
-    ``to`` is "acb" (square odd kernel >= 3), "repvgg" (3x3, padding 1, stride 1 or 2) or
-    "odconv" (any square kernel, zero padding); groups and depthwise convs are honoured.
-    ``include`` / ``exclude`` are fnmatch patterns on dotted layer names. ``block_kwargs`` go
-    to the block (e.g. ``kernel_num``, ``reduction`` for ODConv). The converted model's eval
-    output equals the original's. Returns ``(model, report)``; with ``inplace=False`` a deep
-    copy is converted. Raises ValueError for a bad ``to`` or block argument and
-    :class:`SurgeryError` for a pattern matching no conv or an exact include name that
-    cannot be converted.
+    New branches start silent, so the converted model's eval output equals the original's;
+    groups and depthwise convs are honoured.
+
+    Args:
+        model: The model to convert, usually with trained weights.
+        to: ``"acb"`` (square odd kernel >= 3), ``"repvgg"`` (3x3, padding 1, stride 1 or 2) or
+            ``"odconv"`` (any square kernel, zero padding).
+        include: fnmatch pattern(s) on dotted layer names; only matching convs are converted.
+        exclude: fnmatch pattern(s) of convs to leave as they are.
+        inplace: Convert ``model`` itself instead of a deep copy.
+        **block_kwargs: Passed to each block (e.g. ``kernel_num``, ``reduction`` for ODConv).
+
+    Returns:
+        ``(model, report)``: the converted model and an :class:`~paddle_rep.core.surgery_plan.InsertReport`
+        listing what was inserted and what was skipped, and why.
+
+    Raises:
+        ValueError: A bad ``to`` or block argument.
+        SurgeryError: A pattern matches no conv, or a conv named exactly in ``include`` cannot be converted.
     """
     to = common.check_to(to)
     common.check_block_kwargs(to, _BLOCKS[to], block_kwargs)
@@ -299,11 +311,22 @@ def fuse_back(model: nn.Layer, *, example_input: object = None,
     """Fuse the blocks ``insert_blocks`` made and put a plain ``nn.Conv2D`` back under each original name.
 
     Each restored conv has the original geometry and the fused bias. Where the original had
-    no bias and ``example_input`` (a tensor or tuple of tensors for ``model(*inputs)``) is
-    given, the bias is folded into the BN that alone consumes the conv's output, and the
-    model's output on ``example_input`` is checked to be unchanged (:class:`SurgeryError`
-    otherwise); the state dict then matches the original model's keys and shapes. ODConv
-    blocks stay (reported in ``skipped``). Returns ``(model, report)`` in eval mode.
+    no bias and ``example_input`` is given, the bias is folded into the BN that alone consumes
+    the conv's output, and the model's output on ``example_input`` is checked to be unchanged;
+    the state dict then matches the original model's keys and shapes. ODConv blocks stay
+    (reported in ``skipped``).
+
+    Args:
+        model: A model converted by :func:`insert_blocks` (and trained).
+        example_input: A tensor, or tuple of tensors for ``model(*inputs)``, to fold biases into BNs with.
+        inplace: Fuse ``model`` itself instead of a deep copy.
+
+    Returns:
+        ``(model, report)``: the fused model in eval mode and a
+        :class:`~paddle_rep.core.surgery_plan.FuseBackReport`.
+
+    Raises:
+        SurgeryError: Folding a bias into its BN changed the output on ``example_input``.
     """
     model = reparameterize_model(model, inplace=inplace)
     report, specs = FuseBackReport(), {}

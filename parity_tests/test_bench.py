@@ -49,7 +49,7 @@ def test_bench_quick_smoke(tmp_path: Path) -> None:
     assert (tmp_path / "again" / "bench.md").read_text() == table
 
 
-def test_bench_rewrites_only_the_marked_readme_table(tmp_path: Path) -> None:
+def test_bench_rewrites_only_the_marked_summary_table(tmp_path: Path) -> None:
     from paddle_rep.apps import bench
 
     row = bench.Row("repvgg_a0", (8, 3, 224, 224))
@@ -57,16 +57,16 @@ def test_bench_rewrites_only_the_marked_readme_table(tmp_path: Path) -> None:
                     ("onnxruntime", 50.0), ("openvino", 40.0), ("openvino bf16", 20.0)):
         row.times[key] = bench.Timing(ms / 1e3, ms / 1e3, ms / 1e3)
     row.diffs["openvino bf16"] = 4e-3
-    readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{bench.README_START}\nold table\n{bench.README_END}\noutro\n")
-    bench.update_readme(readme, bench.readme_table([row]))
-    text = readme.read_text()
+    page = tmp_path / "index.md"
+    page.write_text(f"intro\n{bench.TABLE_START}\nold table\n{bench.TABLE_END}\noutro\n")
+    bench.update_summary_page(page, bench.summary_table([row]))
+    text = page.read_text()
     assert text.startswith("intro\n") and text.endswith("outro\n") and "old table" not in text
     assert "| repvgg_a0 | 80.0 ms |" in text and "**0.50x** openvino |" in text and "48.0 ms (0.60x)" in text
     assert "| 20.0 ms (0.25x; 4e-03) |" in text  # bf16 in its own column, not the float32 "fastest"
-    readme.write_text("no markers\n")
+    page.write_text("no markers\n")
     with pytest.raises(SystemExit, match="markers"):
-        bench.update_readme(readme, "x")
+        bench.update_summary_page(page, "x")
 
 
 def test_cli_bench_passes_arguments_to_the_tool(capsys) -> None:
@@ -75,3 +75,11 @@ def test_cli_bench_passes_arguments_to_the_tool(capsys) -> None:
     # Arguments the subcommand does not know reach the benchmark, whose own check answers.
     assert cli.main(["bench", "--backends", "tensorrt", "--no-convert"]) == cli.EXIT_USAGE
     assert "--backends: unknown ['tensorrt']" in capsys.readouterr().err
+
+
+def test_default_summary_page_has_the_table_markers() -> None:
+    # A full run rewrites this page's table last; a page without the markers would fail it after an hour of timing.
+    from paddle_rep.apps import bench
+
+    text = (bench.PERF_DOCS / "index.md").read_text()
+    assert text.count(bench.TABLE_START) == 1 and text.count(bench.TABLE_END) == 1

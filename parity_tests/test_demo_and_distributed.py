@@ -1,6 +1,7 @@
 """The end-to-end demo, single-process training, and two-process DataParallel training on CPU (gloo)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +12,11 @@ import paddle
 from paddle_rep.apps import cli
 from paddle_rep.apps.convert.load import read_checkpoint
 from paddle_rep.apps.data import batches, load_digits
-from paddle_rep.apps.train import TrainConfig, shard
+from paddle_rep.apps.train import TrainConfig, make_optimizer, resolve_recipe, shard
+from paddle_rep.apps.training import checkpoint
+from paddle_rep.apps.training.recipes import learning_rate, temperature
 from paddle_rep.core import interop
-from paddle_rep.core.schedules import get_temperature, set_temperature
+from paddle_rep.core.schedules import set_temperature
 from paddle_rep.models import create_model
 from parity_tests import helpers
 from parity_tests.tolerances import tolerance
@@ -70,16 +73,17 @@ def _simulate(init: dict, config: TrainConfig, world_size: int, keep_models: boo
     model = create_model(config.arch, num_classes=10, in_channels=1)
     missing, unexpected = model.set_state_dict(init)
     assert not missing and not unexpected
-    optimizer = paddle.optimizer.Momentum(learning_rate=config.lr, momentum=config.momentum,
-                                          parameters=model.parameters(), weight_decay=config.weight_decay)
-    iters = len(data.y_train) // config.batch_size
+    recipe = resolve_recipe(config)
+    optimizer = make_optimizer(model, recipe)
+    iters = len(data.y_train) // recipe.batch_size
     model.train()
     before_step = []
-    for i, (x, y) in enumerate(batches(data.x_train, data.y_train, config.batch_size, 0, config.seed)):
+    for i, (x, y) in enumerate(batches(data.x_train, data.y_train, recipe.batch_size, 0, config.seed)):
         if i == config.steps:
             break
         before_step.append({k: v.numpy().copy() for k, v in model.state_dict().items()})
-        set_temperature(model, get_temperature(i, 0, iters, temp_epoch=config.temp_epochs))
+        set_temperature(model, temperature(recipe, i, iters))
+        optimizer.set_lr(learning_rate(recipe, i, iters, recipe.batch_size))
         losses = [paddle.nn.functional.cross_entropy(model(paddle.to_tensor(shard(x, r, world_size))),
                                                      paddle.to_tensor(shard(y, r, world_size)))
                   for r in range(world_size)]
@@ -97,19 +101,49 @@ def _shard_replica_stats(init: dict, config: TrainConfig, rank: int, world_size:
     missing, unexpected = model.set_state_dict(init)
     assert not missing and not unexpected
     trainer = _simulate(init, config, world_size, keep_models=True)
-    iters = len(data.y_train) // config.batch_size
+    recipe = resolve_recipe(config)
+    iters = len(data.y_train) // recipe.batch_size
     model.train()
-    for i, (x, _) in enumerate(batches(data.x_train, data.y_train, config.batch_size, 0, config.seed)):
+    for i, (x, _) in enumerate(batches(data.x_train, data.y_train, recipe.batch_size, 0, config.seed)):
         if i == config.steps:
             break
         current = {k: v.numpy() for k, v in model.state_dict().items()}
         weights = {k: current[k] if k.endswith(("_mean", "_variance")) else v for k, v in trainer[i].items()}
         missing, unexpected = model.set_state_dict(weights)  # this step's weights, the replica's own statistics
         assert not missing and not unexpected
-        set_temperature(model, get_temperature(i, 0, iters, temp_epoch=config.temp_epochs))
+        set_temperature(model, temperature(recipe, i, iters))
         with paddle.no_grad():
             model(paddle.to_tensor(shard(x, rank, world_size)))
     return model.state_dict()
+
+
+def _launch(out: Path, log: Path, *args: str) -> None:
+    """tools/train.py on 2 CPU processes (gloo) under paddle.distributed.launch, without the export."""
+    command = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir",
+               str(log / "log"), str(REPO / "tools" / "train.py"), "--out", str(out), "--no-export", *args]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=log, env=env)
+    logs = "\n".join(p.read_text()[-2000:] for p in sorted((log / "log").glob("workerlog.*")))
+    assert done.returncode == 0, f"launch failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}\n{logs}"
+
+
+def test_two_process_resume_is_exact(tmp_path: Path) -> None:
+    """2 ranks stopped after 2 steps and resumed to 5 end where 2 ranks running 5 steps straight end, bit for bit
+    (rank 0's weights, BN statistics, optimizer and checkpoint step)."""
+    common = ("--arch", "rep_tiny", "--batch-size", "32", "--save-every-rank")
+    _launch(tmp_path / "straight", tmp_path, *common, "--steps", "5")
+    _launch(tmp_path / "resumed", tmp_path, *common, "--steps", "2")
+    _launch(tmp_path / "resumed", tmp_path, *common, "--steps", "5", "--resume")
+    straight, resumed = (read_checkpoint(tmp_path / run / "rank0.pdparams").state for run in ("straight", "resumed"))
+    assert set(straight) == set(resumed)
+    for key in straight:
+        np.testing.assert_array_equal(resumed[key], straight[key], err_msg=key)
+    ckpts = [checkpoint.load(checkpoint.latest(tmp_path / run)) for run in ("straight", "resumed")]
+    assert ckpts[0]["meta"]["step"] == ckpts[1]["meta"]["step"] == 5
+    for key, value in ckpts[0]["optimizer"].items():
+        np.testing.assert_array_equal(ckpts[1]["optimizer"][key], value, err_msg=key)
+    first = read_checkpoint(tmp_path / "resumed" / "init.pdparams").state
+    assert any(not np.array_equal(first[k], resumed[k]) for k in first), "training did not move the weights"
 
 
 def test_two_process_data_parallel_matches_one_process(tmp_path: Path) -> None:
@@ -122,13 +156,8 @@ def test_two_process_data_parallel_matches_one_process(tmp_path: Path) -> None:
     shard 0 alone), not across ranks.
     """
     config = TrainConfig(steps=3, batch_size=32)
-    command = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
-               "--log_dir", str(tmp_path / "log"), str(REPO / "tools" / "train.py"), "--arch", config.arch,
-               "--steps", str(config.steps), "--batch-size", str(config.batch_size), "--out", str(tmp_path),
-               "--save-every-rank"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    logs = "\n".join(p.read_text()[-2000:] for p in sorted((tmp_path / "log").glob("workerlog.*")))
-    assert done.returncode == 0, f"launch failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}\n{logs}"
+    _launch(tmp_path, tmp_path, "--arch", config.arch, "--steps", str(config.steps), "--batch-size",
+            str(config.batch_size), "--save-every-rank")
     ranks = [read_checkpoint(tmp_path / f"rank{r}.pdparams").state for r in (0, 1)]
     init = read_checkpoint(tmp_path / "init.pdparams").state
     trainable = [k for k in ranks[0] if not k.endswith(("_mean", "_variance"))]

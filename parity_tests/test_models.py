@@ -529,7 +529,7 @@ def test_train_step_matches_float64(case: Case, request: pytest.FixtureRequest) 
 # whole ODConv models in training mode is still 5-17x torch's (od_resnet18 kn1 3.5e-3 rel against
 # 2.1e-4; kn4 4.4e-2 / 8.0e-3; od_resnet50 kn1 9.2e-2 / 8.2e-3; od_mobilenetv2_100 kn4 60 / 6.2;
 # od_mobilenetv2_050 2.0 / 0.68), so the yardstick's own-error check fails them. Not established as
-# a Paddle defect (ODConv's attention BN normalises over only B = 4 values); see parity_tests/README.md.
+# a Paddle defect (ODConv's attention BN normalises over only B = 4 values); see docs/parity.md.
 # Strict, so a change shows up as XPASS.
 _FLOAT32_OWN_ERROR = {"od_resnet18_kn1", "od_resnet18_kn4", "od_mobilenetv2_050", "od_resnet50_kn1",
                       "od_mobilenetv2_100_kn4"}

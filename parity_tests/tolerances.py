@@ -199,7 +199,7 @@ ILL_CONDITIONED: dict[str, str] = {
                          "calibrated on the data (fused vs unfused 7e-2 rel in float32), so another runtime's "
                          "kernel order alone moves the output far past the table"),
     "repvggplus_l2pse on *": "as repvgg_d2se: RepVGGplus-L2pse's post-SE blocks, 8 + 14 + 24 + 1 of them",
-    # test_convert_model.py::test_train_then_revert (eval, float32, after three AdamW steps)
+    # test_insert_blocks.py::test_train_then_revert (eval, float32, after three AdamW steps)
     "mobilenet_v2/* reverted vs trained": ("52 layers with ReLU6 compound float32 rounding after training: "
                                            "measured 1.3e-6 to 8.4e-5 rel over 12 inputs, against the trained "
                                            "net's own float32 error"),

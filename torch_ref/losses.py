@@ -13,7 +13,16 @@ def classification_loss(outputs: torch.Tensor | Mapping[str, torch.Tensor], labe
                         aux_weight: float = AUX_WEIGHT) -> torch.Tensor:
     """Cross-entropy of ``outputs``; a dict gives ``CE(main) + aux_weight * sum(CE(aux))``.
 
-    A dict key that is neither ``main`` nor an ``*aux*`` head is a ValueError naming it.
+    Args:
+        outputs: Logits, or RepVGGplus's training-mode dict (``main``, ``stage1_aux``, ...).
+        labels: Class indices.
+        aux_weight: Weight of each auxiliary head's loss (upstream's 0.1).
+
+    Returns:
+        The scalar loss.
+
+    Raises:
+        ValueError: A dict without ``main``, or with a key that is neither ``main`` nor an ``*aux*`` head.
     """
     if not isinstance(outputs, Mapping):
         return F.cross_entropy(outputs, labels)

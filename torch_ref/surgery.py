@@ -10,6 +10,7 @@ for the initialisation of each block.
 import copy
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -137,8 +138,26 @@ def _init_block(to: str, block: nn.Module, conv: nn.Conv2d) -> None:
 
 def insert_blocks(model: nn.Module, to: str, *, include: str | Sequence[str] | None = None,
                   exclude: str | Sequence[str] | None = None, inplace: bool = False,
-                  **block_kwargs) -> tuple[nn.Module, InsertReport]:
-    """Replace every eligible ``nn.Conv2d`` by an ACBlock / RepVGGBlock / ODConv2d; see ``paddle_rep.insert_blocks``."""
+                  **block_kwargs: Any) -> tuple[nn.Module, InsertReport]:
+    """Replace every eligible ``nn.Conv2d`` by an ACBlock / RepVGGBlock / ODConv2d.
+
+    The twin of ``paddle_rep.insert_blocks``, with the same rules and the same start.
+
+    Args:
+        model: The model to convert.
+        to: ``"acb"``, ``"repvgg"`` or ``"odconv"``.
+        include: fnmatch pattern(s) on dotted module names; only matching convs are converted.
+        exclude: fnmatch pattern(s) of convs to leave as they are.
+        inplace: Convert ``model`` itself instead of a deep copy.
+        **block_kwargs: Passed to each block.
+
+    Returns:
+        ``(model, report)``, the report an :class:`~paddle_rep.core.surgery_plan.InsertReport`.
+
+    Raises:
+        ValueError: A bad ``to`` or block argument.
+        SurgeryError: A pattern matches no conv, or a conv named exactly in ``include`` cannot be converted.
+    """
     to = common.check_to(to)
     common.check_block_kwargs(to, _BLOCKS[to], block_kwargs)
     report = common.plan_conversion(_survey(model), to, include, exclude)
@@ -243,7 +262,21 @@ def _fold_biases(model: nn.Module, report: FuseBackReport, specs: dict[str, Conv
 
 def fuse_back(model: nn.Module, *, example_input: object = None,
                  inplace: bool = False) -> tuple[nn.Module, FuseBackReport]:
-    """Fuse the converted blocks and put a plain ``nn.Conv2d`` back under each name; see ``paddle_rep.fuse_back``."""
+    """Fuse the converted blocks and put a plain ``nn.Conv2d`` back under each name.
+
+    The twin of ``paddle_rep.fuse_back``.
+
+    Args:
+        model: A model converted by :func:`insert_blocks`.
+        example_input: A tensor, or tuple of tensors, to fold biases into BNs with.
+        inplace: Fuse ``model`` itself instead of a deep copy.
+
+    Returns:
+        ``(model, report)`` in eval mode, the report a :class:`~paddle_rep.core.surgery_plan.FuseBackReport`.
+
+    Raises:
+        SurgeryError: Folding a bias into its BN changed the output on ``example_input``.
+    """
     model = reparameterize_model(model, inplace=inplace)
     report, specs = FuseBackReport(), {}
     for name, module in list(model.named_modules()):

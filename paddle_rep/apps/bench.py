@@ -12,7 +12,7 @@ per-sample loop, the unfold export formulation and upstream's 6-D broadcast-and-
 reuses :mod:`paddle_rep.apps.bench_convert`. Both frameworks run with the same thread count; every figure is
 the median of ``--repeat`` runs after a warm-up, and ratios come from the same run.
 
-    python -m paddle_rep.apps.bench       # full run into docs/perf/bench.{md,png,json} + the README table
+    python -m paddle_rep.apps.bench       # full run into docs/performance/bench.{md,png,json} + the summary table
     python -m paddle_rep.apps.bench --quick  # tiny sizes, a smoke run into results/
     paddle-rep bench [same arguments]     # the same tool
 """
@@ -61,7 +61,8 @@ from paddle_rep.models import create_model  # noqa: E402
 from paddle_rep.odconv import ODConv2D  # noqa: E402
 
 logger = logging.getLogger("bench")
-ROOT = Path(__file__).resolve().parents[2]  # the source checkout (docs/perf, README.md)
+ROOT = Path(__file__).resolve().parents[2]  # the source checkout (docs/performance)
+PERF_DOCS = ROOT / "docs" / "performance"
 
 # --- harness ----------------------------------------------------------------------------------
 
@@ -485,8 +486,8 @@ def _render_deploy(rows: list[Row]) -> list[str]:
     return lines
 
 
-def readme_table(rows: list[Row]) -> str:
-    """The README's performance table: whole models, each backend's ratio to torch fused eager."""
+def summary_table(rows: list[Row]) -> str:
+    """The summary page's performance table: whole models, each backend's ratio to torch fused eager."""
     lines = ["| model, " + (f"batch {rows[0].shape[0]}, {rows[0].shape[2]}x{rows[0].shape[3]}" if rows else "")
              + " | torch fused | Paddle fused (dygraph) | Paddle Inference (oneDNN) | Paddle Inference, ODConv fold "
              "| ONNX Runtime | OpenVINO | fastest / torch | OpenVINO bf16 (opt-in; error) |",
@@ -508,17 +509,17 @@ def readme_table(rows: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
-README_START, README_END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
+TABLE_START, TABLE_END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
 
 
-def update_readme(readme: Path, table: str) -> None:
-    """Replace the table between the bench markers in ``readme`` (the markers must be there)."""
-    text = readme.read_text()
-    if README_START not in text or README_END not in text:
-        raise SystemExit(f"{readme} has no {README_START} ... {README_END} markers")
-    head, rest = text.split(README_START, 1)
-    tail = rest.split(README_END, 1)[1]
-    readme.write_text(f"{head}{README_START}\n{table}{README_END}{tail}")
+def update_summary_page(page: Path, table: str) -> None:
+    """Replace the table between the bench markers in ``page`` (the markers must be there)."""
+    text = page.read_text()
+    if TABLE_START not in text or TABLE_END not in text:
+        raise SystemExit(f"{page} has no {TABLE_START} ... {TABLE_END} markers")
+    head, rest = text.split(TABLE_START, 1)
+    tail = rest.split(TABLE_END, 1)[1]
+    page.write_text(f"{head}{TABLE_START}\n{table}{TABLE_END}{tail}")
 
 
 def render(rows: list[Row], convert: list[dict], meta: dict) -> str:
@@ -614,13 +615,15 @@ def chart(rows: list[Row], path: Path) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (a smoke run)")
-    parser.add_argument("--out", type=Path, help="folder for bench.md/.png/.json (default docs/perf, quick results/)")
-    parser.add_argument("--readme", type=Path, help="README whose performance table is rewritten (default README.md "
-                        "of the source checkout on a full run with every case; never with --quick)")
-    parser.add_argument("--no-readme", action="store_true", help="leave the README alone")
+    parser.add_argument("--out", type=Path, help="folder for bench.md/.png/.json (default docs/performance, "
+                        "quick results/)")
+    parser.add_argument("--summary-page", type=Path, help="page whose performance table (between the bench-table "
+                        "markers) is rewritten (default docs/performance/index.md of the source checkout on a "
+                        "full run with every case; never with --quick)")
+    parser.add_argument("--no-summary-page", action="store_true", help="leave the summary page alone")
     parser.add_argument("--render", type=Path, metavar="BENCH_JSON",
                         help="time nothing: rebuild bench.md/.png from a saved bench.json into --out (default: "
-                             "the JSON's folder), and the table of --readme when given")
+                             "the JSON's folder), and the table of --summary-page when given")
     parser.add_argument("--backends", default=",".join(BACKENDS),
                         help=f"deploy backends to time, comma-separated (default {','.join(BACKENDS)})")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for both frameworks")
@@ -657,17 +660,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger().setLevel(logging.WARNING)
     logging.getLogger("paddle_rep").setLevel(logging.WARNING)
     if args.render is not None:
-        return render_saved(args.render, args.out or args.render.parent, None if args.no_readme else args.readme)
+        return render_saved(args.render, args.out or args.render.parent,
+                            None if args.no_summary_page else args.summary_page)
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = sorted(set(args.backends) - set(BACKENDS))
     if unknown:
         raise SystemExit(f"--backends: unknown {unknown}; choose from {BACKENDS}")
     if args.out is None:
-        args.out = Path("results") if quick else ROOT / "docs" / "perf"
+        args.out = Path("results") if quick else PERF_DOCS
     full_run = not (quick or args.only or args.no_models or args.no_blocks or args.no_predictor
                     or args.no_formulations)
-    if args.readme is None and full_run and not args.no_readme:
-        args.readme = ROOT / "README.md"
+    if args.summary_page is None and full_run and not args.no_summary_page:
+        args.summary_page = PERF_DOCS / "index.md"
     thread_call = set_threads(args.threads)
     paddle.set_device("cpu")
 
@@ -693,7 +697,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench.json").write_text(json.dumps({"meta": meta, "convert": convert,
                                                      "rows": [_row_to_json(r) for r in rows]}, indent=1))
-    text = write_report(rows, convert, meta, args.out, None if args.no_readme else args.readme)
+    text = write_report(rows, convert, meta, args.out, None if args.no_summary_page else args.summary_page)
     print(text)
     print(f"wrote {args.out / 'bench.md'}, {args.out / 'bench.png'} and {args.out / 'bench.json'} "
           f"in {time.perf_counter() - started:.0f} s")
@@ -710,23 +714,23 @@ def _row_from_json(data: dict) -> Row:
                data["diffs"], data["memory"])
 
 
-def write_report(rows: list[Row], convert: list[dict], meta: dict, out: Path, readme: Path | None) -> str:
-    """Write bench.md and bench.png into ``out`` and, given ``readme``, its performance table."""
+def write_report(rows: list[Row], convert: list[dict], meta: dict, out: Path, summary_page: Path | None) -> str:
+    """Write bench.md and bench.png into ``out`` and, given ``summary_page``, its performance table."""
     text = render(rows, convert, meta)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.md").write_text(text)
     if rows:
         chart(rows, out / "bench.png")
-    if readme is not None:
-        update_readme(readme, readme_table([r for r in rows if r.shape[1] == 3]))
-        print(f"updated the performance table in {readme}")
+    if summary_page is not None:
+        update_summary_page(summary_page, summary_table([r for r in rows if r.shape[1] == 3]))
+        print(f"updated the performance table in {summary_page}")
     return text
 
 
-def render_saved(saved: Path, out: Path, readme: Path | None) -> int:
+def render_saved(saved: Path, out: Path, summary_page: Path | None) -> int:
     """Rebuild a report from a run's bench.json (after a change to how results are shown)."""
     data = json.loads(saved.read_text())
-    write_report([_row_from_json(r) for r in data["rows"]], data["convert"], data["meta"], out, readme)
+    write_report([_row_from_json(r) for r in data["rows"]], data["convert"], data["meta"], out, summary_page)
     print(f"rebuilt {out / 'bench.md'} and {out / 'bench.png'} from {saved}")
     return 0
 

@@ -6,7 +6,7 @@ that subcommand runs, so ``--help`` needs neither Paddle nor torch. Handlers are
 in their module (``paddle_rep.apps.exporter``, ``.train``, ``.demo``); convert and list, thin wrappers of
 library calls, have theirs here.
 Exit codes: 0 success, 1 other paddle-rep error, 2 bad usage or arguments, 3 unreadable, unsafe or
-corrupt checkpoint, 4 checkpoint does not fit the architecture, 5 verification above tolerance,
+corrupt checkpoint or training data, 4 checkpoint does not fit the architecture, 5 verification above tolerance,
 6 a needed optional package (torch, safetensors, h5py, paddle2onnx, onnxruntime, openvino, scikit-learn)
 is missing.
 """
@@ -22,6 +22,7 @@ from pathlib import Path
 from paddle_rep.core.errors import (
     ArchMismatchError,
     CheckpointError,
+    DataError,
     MissingPackageError,
     PaddleRepError,
     VerificationError,
@@ -42,7 +43,15 @@ COMMANDS: dict[str, Command] = {}
 
 def register_command(name: str, help: str, add_arguments: Callable[[argparse.ArgumentParser], None],
                      run: Callable[[argparse.Namespace], int]) -> None:
-    """Add a subcommand; ``run(args)`` returns the exit code and may raise paddle-rep errors."""
+    """Add a subcommand to ``paddle-rep``.
+
+    Args:
+        name: The subcommand's name.
+        help: One line for ``paddle-rep --help``.
+        add_arguments: Adds the subcommand's arguments to its parser.
+        run: Runs it: takes the parsed arguments, returns the exit code; paddle-rep errors it raises
+            become their exit codes.
+    """
     COMMANDS[name] = Command(help, add_arguments, run)
 
 
@@ -149,22 +158,51 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # The defaults of paddle_rep.apps.train.TrainConfig, spelled here so that building the parser imports no
-# Paddle; test_cli checks that the two agree.
-TRAIN_DEFAULTS = {"arch": "rep_tiny", "epochs": 3, "batch_size": 64, "lr": 0.05, "seed": 0, "temp_epochs": 1}
+# Paddle; test_cli checks that the two agree. Epochs, batch size, lr, ... default to the recipe's (None).
+TRAIN_DEFAULTS = {"arch": "rep_tiny", "seed": 0, "workers": 0, "keep_last": 3, "save_every_steps": 0,
+                  "ema_decay": 0.9999}
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``paddle-rep train`` and ``tools/train.py`` (handled by :func:`paddle_rep.apps.train.run_cli`)."""
     defaults = TRAIN_DEFAULTS
     parser.add_argument("--arch", default=defaults["arch"], help="registry model (default rep_tiny)")
-    parser.add_argument("--out", required=True, type=Path, help="folder for checkpoints and metrics.json")
-    parser.add_argument("--epochs", type=int, default=defaults["epochs"])
-    parser.add_argument("--steps", type=int, default=None, help="stop after this many optimizer steps")
-    parser.add_argument("--batch-size", type=int, default=defaults["batch_size"], help="global batch size")
-    parser.add_argument("--lr", type=float, default=defaults["lr"])
-    parser.add_argument("--seed", type=int, default=defaults["seed"])
-    parser.add_argument("--temp-epochs", type=int, default=defaults["temp_epochs"])
+    parser.add_argument("--data", metavar="ROOT", help="train/ and val/ class folders, or train_list.txt and "
+                                                       "val_list.txt (PaddleClas); default: the shipped digits")
+    parser.add_argument("--out", required=True, type=Path, help="folder for checkpoints, metrics and the models")
+    parser.add_argument("--recipe", help="training recipe preset (default: the architecture family's; digits "
+                                         "without --data): repvgg, repvgg_paper, repvgg_custom_l2, repvggplus, "
+                                         "odconv_resnet, odconv_mobilenetv2, acnet_imagenet, acnet_cifar, digits")
+    parser.add_argument("--image-size", type=int, help="training and evaluation crop (default: the recipe's)")
+    parser.add_argument("--epochs", type=int, help="default: the recipe's")
+    parser.add_argument("--batch-size", type=int, help="global batch size, all ranks together (default: the recipe's)")
+    parser.add_argument("--lr", type=float, help="learning rate at the recipe's reference batch")
+    parser.add_argument("--temp-epochs", type=int, help="ODConv temperature annealing epochs")
+    parser.add_argument("--override", action="append", default=[], metavar="FIELD=VALUE",
+                        help="set any recipe field, e.g. weight_decay=5e-5, lr_scaling=none (repeatable)")
+    parser.add_argument("--workers", type=int, default=defaults["workers"], help="data loader worker processes")
+    parser.add_argument("--num-classes", type=int, help="classes of the head (default: those found in the data)")
+    parser.add_argument("--pretrained", metavar="CKPT", help="start from a checkpoint paddle-rep convert wrote; "
+                                                            "a head of another size is re-initialised")
+    parser.add_argument("--resume", nargs="?", const="latest", metavar="CKPT",
+                        help="continue from a training checkpoint (no value: the newest in --out)")
+    parser.add_argument("--skip-bad-images", action="store_true", help="skip (and count) images that do not decode")
+    parser.add_argument("--amp", choices=("fp16", "bf16"), help="mixed precision: fp16 with loss scaling (GPU), bf16")
+    parser.add_argument("--ema", action="store_true", help="keep, evaluate and save an EMA of the weights")
+    parser.add_argument("--ema-decay", type=float, default=defaults["ema_decay"])
     parser.add_argument("--sync-bn", action="store_true", help="convert BNs to SyncBatchNorm (GPU, or one process)")
+    parser.add_argument("--use-checkpoint", action="store_true", help="gradient checkpointing (models that have it)")
+    parser.add_argument("--attention-bn", choices=("batch", "running"),
+                        help="ODConv attention BN: running statistics while training lets a batch of one train")
+    parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra model constructor argument, e.g. kernel_num=4 (repeatable)")
+    parser.add_argument("--steps", type=int, default=None, help="stop after this many optimizer steps in total")
+    parser.add_argument("--seed", type=int, default=defaults["seed"])
+    parser.add_argument("--save-every-steps", type=int, default=defaults["save_every_steps"],
+                        help="also checkpoint every N steps (0: at the end of each epoch only)")
+    parser.add_argument("--keep-last", type=int, default=defaults["keep_last"], help="step checkpoints kept")
+    parser.add_argument("--no-export", action="store_true", help="skip the inference-model export at the end")
+    parser.add_argument("--visualdl", action="store_true", help="log to OUT/visualdl (needs visualdl)")
     parser.add_argument("--save-every-rank", action="store_true", help="also write rank{N}.pdparams")
 
 
@@ -183,8 +221,9 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 register_command("list", "list the registered models", _list_arguments, _list_run_cli)
 register_command("export", "re-parameterize a model and save a Paddle inference model (and ONNX)",
                  add_export_arguments, _lazy("exporter"))
-register_command("train", "train a registry model on the shipped digits with Paddle (one process; "
-                 "tools/train.py under paddle.distributed.launch for several)", add_train_arguments, _lazy("train"))
+register_command("train", "train a registry model with Paddle on your images or the shipped digits (one "
+                 "process; tools/train.py under paddle.distributed.launch for several)", add_train_arguments,
+                 _lazy("train"))
 register_command("demo", "the whole story on real data: torch training, convert --verify, Paddle training, "
                  "fuse, export, inference", add_demo_arguments, _lazy("demo"))
 
@@ -206,7 +245,7 @@ def _bench_run_cli(args: argparse.Namespace) -> int:
 
 
 register_command("bench", "benchmark torch_ref, paddle_rep and every deploy backend side by side "
-                 "(writes docs/perf/bench.{md,png,json})", _bench_arguments, _bench_run_cli)
+                 "(writes docs/performance/bench.{md,png,json})", _bench_arguments, _bench_run_cli)
 
 
 def _say(args: argparse.Namespace, text: str) -> None:
@@ -215,6 +254,7 @@ def _say(args: argparse.Namespace, text: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``paddle-rep`` argument parser, one subparser per registered command."""
     parser = argparse.ArgumentParser(prog="paddle-rep", description=__doc__.splitlines()[0])
     verbosity = argparse.ArgumentParser(add_help=False)
     group = verbosity.add_mutually_exclusive_group()
@@ -240,6 +280,7 @@ _EXIT_CODES: tuple[tuple[type, int], ...] = (
     (VerificationError, EXIT_VERIFY),
     (ArchMismatchError, EXIT_ARCH),
     (CheckpointError, EXIT_CHECKPOINT),
+    (DataError, EXIT_CHECKPOINT),
     (ValueError, EXIT_USAGE),  # PaddleRepErrors that are ValueErrors included
     (PaddleRepError, EXIT_ERROR),
     (ImportError, EXIT_MISSING_DEPENDENCY),
@@ -255,7 +296,15 @@ def _error_text(err: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one subcommand; returns its exit code (see the module docstring)."""
+    """Run one ``paddle-rep`` subcommand.
+
+    Args:
+        argv: The arguments after the program name; ``sys.argv[1:]`` when None.
+
+    Returns:
+        The exit code: 0 ok, 1 other paddle-rep error, 2 usage, 3 bad checkpoint, 4 architecture
+        mismatch, 5 verification failed, 6 missing optional package.
+    """
     # Before any handler runs: the handlers import Paddle.
     warnings.filterwarnings("ignore", message="No ccache found")  # Paddle's import-time build-tool notice
     warnings.filterwarnings("ignore", message="When training, we now always track")  # Paddle BN, once per layer
@@ -274,10 +323,22 @@ def main(argv: list[str] | None = None) -> int:
         prog = f"paddle-rep {args.command}"
         return COMMANDS[args.command].run(args)
     except (PaddleRepError, ValueError, ImportError) as err:
-        code = next(code for kind, code in _EXIT_CODES if isinstance(err, kind))
-        prefix = "" if isinstance(err, VerificationError) else "error: "  # the report already says what failed
-        print(f"{prog}: {prefix}{_error_text(err)}", file=sys.stderr)
-        return code
+        return _report(prog, err)
+
+
+def _report(prog: str, err: BaseException) -> int:
+    code = next(code for kind, code in _EXIT_CODES if isinstance(err, kind))
+    prefix = "" if isinstance(err, VerificationError) else "error: "  # the report already says what failed
+    print(f"{prog}: {prefix}{_error_text(err)}", file=sys.stderr)
+    return code
+
+
+def run_with_exit_codes(prog: str, run: Callable[[], int]) -> int:
+    """``run()``, with paddle-rep, usage and import errors printed and turned into this module's exit codes."""
+    try:
+        return run()
+    except (PaddleRepError, ValueError, ImportError) as err:
+        return _report(prog, err)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,5 +12,5 @@ each framework states its networks itself, so the structure test compares two st
 - :mod:`.interop` the torch <-> Paddle state-dict mapping (numpy); :mod:`.numeric` the relative
   error every comparison uses, and a 0-d-safe contiguous copy;
 - :mod:`.deploy` the blocks' deploy protocol (a mixin); :mod:`.walk` walking a model of either
-  framework; :mod:`.deprecation` old names served with a warning.
+  framework.
 """

@@ -86,3 +86,13 @@ class MissingPackageError(PaddleRepError, ImportError):
 
 class MissingExportPackageError(MissingPackageError, ExportError):
     """A package needed by ONNX export or by a non-default inference backend is missing."""
+
+
+class DataError(PaddleRepError, ValueError):
+    """A training data set cannot be used: a missing or empty folder, an unparsable label-list line
+    (``line``), a label outside the classes, or an image that does not decode (``path``)."""
+
+    def __init__(self, message: str, path: str | None = None, line: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.line = line

@@ -6,13 +6,33 @@ from paddle_rep.core.registry import ModelRegistry
 
 registry = ModelRegistry("torch_ref.models")
 register_model = registry.register
+"""Decorator: register a builder function under its own name (``@register_model``); a second builder of
+the same name raises ``ValueError``."""
 
 
 def create_model(name: str, **kwargs: Any) -> Any:
-    """Build the torch model registered as ``name`` (e.g. ``"repvgg_a0"``, ``deploy=True``)."""
+    """Build the torch model registered as ``name``.
+
+    Args:
+        name: A registered name (``list_models()``), e.g. ``"repvgg_a0"``.
+        **kwargs: Passed to the builder, e.g. ``num_classes``, ``deploy=True``, ``kernel_num``.
+
+    Returns:
+        The model.
+
+    Raises:
+        UnknownModelError: ``name`` is not registered; the message lists the closest names.
+    """
     return registry.create(name, **kwargs)
 
 
 def list_models(pattern: str | None = None) -> list[str]:
-    """Sorted names of the torch models, filtered by a shell-style ``pattern`` if given."""
+    """The registered torch model names.
+
+    Args:
+        pattern: A shell-style filter such as ``"repvgg_b*"``; all names when None.
+
+    Returns:
+        The matching names, sorted.
+    """
     return registry.names(pattern)

@@ -172,6 +172,14 @@ def _paddle_load(path: Path) -> Any:
                               path=str(path)) from err
 
 
+def read_pickle_safely(path: str | Path) -> Any:
+    """Unpickle ``path`` allowing numpy arrays, dicts, lists and plain values only (no code is run).
+
+    Raises :class:`UnsafeCheckpointError` for any other global, :class:`CheckpointError` when corrupt.
+    """
+    return _paddle_load(Path(path))
+
+
 def _bad_safetensors(path: Path, what: str, key: str | None = None) -> CheckpointError:
     where = f" key {key!r}:" if key is not None else ""
     return CheckpointError(f"{path}: corrupt safetensors file:{where} {what}", path=str(path), key=key)

@@ -338,6 +338,22 @@ def write_outputs(dst: Path, state: Mapping[str, np.ndarray], container: str, to
     return digest
 
 
+def write_atomically(dst: str | Path, write: Callable[[Any], None]) -> None:
+    """Create or replace ``dst`` with what ``write(binary_file)`` writes, atomically (see the module docstring).
+
+    ``dst`` is either left untouched (an exception in ``write``, a full disk, a kill) or replaced by
+    the complete, fsynced file. Stale temporaries of killed runs in its folder are removed first.
+    """
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(dst.parent)
+    with pending_file(dst) as pending:
+        write(pending.file)
+        pending.finish()
+        pending.link_name().replace(dst)
+    _fsync_dir(dst.parent)
+
+
 def _fsync_dir(directory: Path) -> None:
     with contextlib.suppress(OSError):  # not every platform/filesystem can open a directory
         fd = os.open(directory, os.O_RDONLY)
