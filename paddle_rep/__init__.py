@@ -21,6 +21,7 @@ _EXPORTS = {
     "RepVGGBlock": "repvgg",
     "RepVGGplusBlock": "repvgg",
     "SEBlock": "repvgg",
+    "QARepVGGBlockV2": "qarepvgg",
     "ODConv2D": "odconv",
     "BatchNorm1D": "bn",
     "BatchNorm2D": "bn",
@@ -48,6 +49,11 @@ _EXPORTS = {
     "BatchNormKernelError": "core.errors",
     "MissingPackageError": "core.errors",
     "DataError": "core.errors",
+    "CalibrationError": "core.errors",
+    "QuantizationError": "core.errors",
+    "InputContractError": "core.errors",
+    "ManifestError": "core.errors",
+    "PredictorClosedError": "core.errors",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -25,10 +25,20 @@ _PAD_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate"
 
 
 def asymmetric_padding(kernel_size: int, padding: int, dilation: int) -> tuple[int, tuple, tuple]:
-    """``(crop, hor_padding, ver_padding)`` so the kx1 / 1xk branches line up with the kxk one.
+    """Compute the crop and paddings that line the kx1 and 1xk branches up with the kxk one.
 
     Upstream uses ``padding - k // 2``; with dilation the square kernel's half-width is
     ``dilation * (k // 2)``, which is what keeps the three outputs the same size.
+
+    Args:
+        kernel_size: The square kernel's side k.
+        padding: The square conv's padding.
+        dilation: The dilation of all three convs.
+
+    Returns:
+        ``(crop, hor_padding, ver_padding)``: how much to crop off each side of the input (where
+        the padding is smaller than the kernel's half-width), and the (height, width) paddings of
+        the 1xk and kx1 branches.
     """
     center = dilation * (kernel_size // 2)
     if padding >= center:
@@ -100,7 +110,14 @@ class ACBlock(DeployProtocol, nn.Layer):
         return BatchNorm2D(channels, weight_attr=False, bias_attr=False)
 
     def init_gamma(self, gamma_value: float) -> None:
-        """Set the scale of all three BNs (upstream ``reduce_gamma`` / ``gamma_init``)."""
+        """Set the scale of all three BNs (upstream ``reduce_gamma`` / ``gamma_init``).
+
+        Args:
+            gamma_value: The scale every BN starts at.
+
+        Raises:
+            ValueError: The BNs have no scale (``use_affine=False``).
+        """
         for bn in (self.square_bn, self.ver_bn, self.hor_bn):
             if bn.weight is None:
                 raise ValueError("init_gamma needs use_affine=True: the BNs have no weight")
@@ -122,6 +139,17 @@ class ACBlock(DeployProtocol, nn.Layer):
         return x
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        """Run the three branches and sum them, or the fused conv once deployed.
+
+        Args:
+            x: The input, ``[B, in_channels, H, W]``.
+
+        Returns:
+            The output, ``[B, out_channels, H', W']``.
+
+        Raises:
+            ValueError: The input is not 4-D or has the wrong channel count.
+        """
         check_input_channels("ACBlock", self.in_channels, x.shape)
         if self.deploy:
             return self.fused_conv(x)
@@ -131,7 +159,11 @@ class ACBlock(DeployProtocol, nn.Layer):
         return square + vertical + horizontal
 
     def get_equivalent_kernel_bias(self) -> tuple[paddle.Tensor, paddle.Tensor]:
-        """The kxk kernel and bias of the fused conv (differentiable)."""
+        """Compute the kxk kernel and bias of the fused conv (differentiable).
+
+        Returns:
+            ``(kernel, bias)``, shaped ``[out, in/groups, k, k]`` and ``[out]``.
+        """
         size = (self.kernel_size, self.kernel_size)
         return fusion.sum_branches([
             fusion.fuse_bn_branch(self.square_conv.weight, self.square_bn, self.groups, size),

@@ -23,6 +23,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import paddle
@@ -76,7 +77,17 @@ def set_default_running_var_mode(mode: str) -> str:
 
 @dataclass(frozen=True)
 class KernelKey:
-    """What selects Paddle's batch-norm kernel, as far as its running-variance update goes."""
+    """What selects Paddle's batch-norm kernel, as far as its running-variance update goes.
+
+    Attributes:
+        kernel: ``"batch_norm"`` or ``"sync_batch_norm"``.
+        place: The device, as Paddle prints it.
+        dtype: The input's dtype.
+        stat_dtype: The running statistics' dtype.
+        data_format: The input's layout.
+        rank: The input's rank.
+        large: The large size class (2-D with batch >= 10240, 3-D with batch >= 880801).
+    """
 
     kernel: str  # "batch_norm" or "sync_batch_norm"
     place: str
@@ -91,7 +102,11 @@ _kernel_updates: dict[KernelKey, str] = {}
 
 
 def kernel_updates() -> dict[KernelKey, str]:
-    """What every kernel probed so far does: ``BIASED`` or ``UNBIASED`` (a copy of the cache)."""
+    """Report what every kernel probed so far does.
+
+    Returns:
+        A copy of the cache: each :class:`KernelKey` mapped to ``BIASED`` or ``UNBIASED``.
+    """
     return dict(_kernel_updates)
 
 
@@ -101,7 +116,15 @@ def clear_kernel_cache() -> None:
 
 
 def is_large(rank: int, batch: int) -> bool:
-    """True where Paddle's CUDA build leaves cuDNN for its own kernels (by input rank and batch size)."""
+    """Tell whether Paddle's CUDA build leaves cuDNN for its own kernels at this input rank and batch size.
+
+    Args:
+        rank: The input's rank.
+        batch: The batch size.
+
+    Returns:
+        True for 2-D input from batch 10240 on and 3-D input from batch 880801 on.
+    """
     return (rank == 2 and batch >= PER_ACTIVATION_MIN_BATCH) or (rank == 3 and batch >= SPATIAL_MIN_BATCH)
 
 
@@ -119,14 +142,44 @@ def _probe_shape(rank: int, data_format: str, large: bool) -> list[int]:
     return [2, *spatial, 1] if data_format in _CHANNELS_LAST else [2, 1, *spatial]
 
 
-def plain_kernel(x, mean, variance, weight, bias, momentum: float, epsilon: float, data_format: str):
-    """The call :class:`BatchNorm2D` makes in training (``F.batch_norm``, looked up at call time)."""
+def plain_kernel(x: paddle.Tensor, mean: paddle.Tensor, variance: paddle.Tensor, weight: paddle.Tensor | None,
+                 bias: paddle.Tensor | None, momentum: float, epsilon: float, data_format: str) -> paddle.Tensor:
+    """Run the call :class:`BatchNorm2D` makes in training (``F.batch_norm``, looked up at call time).
+
+    Args:
+        x: The input.
+        mean: The running mean, updated in place.
+        variance: The running variance, updated in place.
+        weight: The scale, or None.
+        bias: The shift, or None.
+        momentum: Paddle's momentum (the weight of the old running value).
+        epsilon: Added to the variance before the square root.
+        data_format: The input's layout, e.g. ``"NCHW"``.
+
+    Returns:
+        The normalised output.
+    """
     return F.batch_norm(x, mean, variance, weight=weight, bias=bias, training=True, momentum=momentum,
                         epsilon=epsilon, data_format=data_format, use_global_stats=False)
 
 
-def sync_kernel(x, mean, variance, weight, bias, momentum: float, epsilon: float, data_format: str):
-    """The call :class:`SyncBatchNorm` makes in multi-rank training (Paddle's ``sync_batch_norm``)."""
+def sync_kernel(x: paddle.Tensor, mean: paddle.Tensor, variance: paddle.Tensor, weight: paddle.Tensor,
+                bias: paddle.Tensor, momentum: float, epsilon: float, data_format: str) -> paddle.Tensor:
+    """Run the call :class:`SyncBatchNorm` makes in multi-rank training (Paddle's ``sync_batch_norm``).
+
+    Args:
+        x: The input.
+        mean: The running mean, updated in place.
+        variance: The running variance, updated in place.
+        weight: The scale (the sync kernel needs one).
+        bias: The shift (the sync kernel needs one).
+        momentum: Paddle's momentum (the weight of the old running value).
+        epsilon: Added to the variance before the square root.
+        data_format: The input's layout, e.g. ``"NCHW"``.
+
+    Returns:
+        The normalised output.
+    """
     return paddle._C_ops.sync_batch_norm_(x, mean, variance, weight, bias, False, momentum, epsilon,
                                           data_format, False, False)[0]
 
@@ -162,12 +215,23 @@ def _probe(key: KernelKey, place, kernel: Callable, count_over_ranks: Callable[[
     return nearest
 
 
-def kernel_update(key: KernelKey, place=None, kernel: Callable = plain_kernel,
+def kernel_update(key: KernelKey, place: Any = None, kernel: Callable = plain_kernel,
                   count_over_ranks: Callable[[int], int] = _local_count) -> str:
-    """``BIASED`` or ``UNBIASED``: what ``kernel`` does on ``key``, probed once and cached.
+    """Find what a kernel does to the running variance, probing it once and caching the answer.
 
-    ``place`` is where to probe (default: the expected place, i.e. ``paddle.set_device``'s);
-    while to_static traces, the probe runs eagerly there, outside the program.
+    While to_static traces, the probe runs eagerly at ``place``, outside the program.
+
+    Args:
+        key: The kernel to probe.
+        place: Where to probe; None: the expected place (``paddle.set_device``'s).
+        kernel: The call to probe, with :func:`plain_kernel`'s signature.
+        count_over_ranks: Turns a rank's count of values per channel into the global one.
+
+    Returns:
+        ``BIASED`` or ``UNBIASED``.
+
+    Raises:
+        BatchNormKernelError: The probe read a value that neither update gives.
     """
     update = _kernel_updates.get(key)
     if update is None:
@@ -253,7 +317,7 @@ class _TorchVarianceBN(_TorchVariance):
     """Constructor and forward of the single-process layers below (SyncBatchNorm has its own)."""
 
     def __init__(self, num_features: int, momentum: float = 0.9, epsilon: float = 1e-5, *,
-                 running_var_mode: str | None = None, **kwargs) -> None:
+                 running_var_mode: str | None = None, **kwargs: Any) -> None:
         super().__init__(num_features, momentum=momentum, epsilon=epsilon, **kwargs)
         self.running_var_mode = _check_mode(running_var_mode or _default_mode)
 
@@ -268,22 +332,58 @@ class _TorchVarianceBN(_TorchVariance):
 class BatchNorm2D(_TorchVarianceBN, nn.BatchNorm2D):
     """``paddle.nn.BatchNorm2D`` with a selectable running-variance update.
 
-    ``running_var_mode="torch"`` (default: the module setting) reproduces PyTorch's unbiased
-    update on every kernel; ``"paddle"`` keeps the kernel's. The state dict is that of ``nn.BatchNorm2D``.
+    ``running_var_mode="torch"`` reproduces PyTorch's unbiased update on every kernel; ``"paddle"``
+    keeps the kernel's. The state dict is that of ``nn.BatchNorm2D``.
+
+    Args:
+        num_features: Channels.
+        momentum: Paddle's momentum (the weight of the old running value; torch's 0.1 is 0.9 here).
+        epsilon: Added to the variance before the square root.
+        running_var_mode: ``"torch"`` or ``"paddle"``; None: the module default
+            (:func:`set_default_running_var_mode`).
+        **kwargs: Passed on to ``paddle.nn.BatchNorm2D`` (``weight_attr``, ``bias_attr``,
+            ``data_format``, ...).
+
+    Raises:
+        ValueError: An unknown ``running_var_mode``; in training, an input with one value per channel.
     """
 
 
 class BatchNorm1D(_TorchVarianceBN, nn.BatchNorm1D):
-    """``paddle.nn.BatchNorm1D`` (2-D or 3-D input) with the running-variance update of :class:`BatchNorm2D`."""
+    """``paddle.nn.BatchNorm1D`` (2-D or 3-D input) with the running-variance update of :class:`BatchNorm2D`.
+
+    Args:
+        num_features: Channels.
+        momentum: Paddle's momentum (the weight of the old running value; torch's 0.1 is 0.9 here).
+        epsilon: Added to the variance before the square root.
+        running_var_mode: ``"torch"`` or ``"paddle"``; None: the module default
+            (:func:`set_default_running_var_mode`).
+        **kwargs: Passed on to ``paddle.nn.BatchNorm1D`` (``weight_attr``, ``bias_attr``,
+            ``data_format``, ...).
+
+    Raises:
+        ValueError: An unknown ``running_var_mode``; in training, an input with one value per channel.
+    """
 
 
 def world_size() -> int:
-    """Ranks that a SyncBatchNorm reduces over (1 outside ``paddle.distributed``)."""
+    """Count the ranks that a SyncBatchNorm reduces over.
+
+    Returns:
+        The world size (1 outside ``paddle.distributed``).
+    """
     return dist.get_world_size()
 
 
 def sum_over_ranks(count: int) -> int:
-    """The global count: ``count`` summed over all ranks (ranks may hold batches of different size)."""
+    """Sum a count over all ranks (ranks may hold batches of different size).
+
+    Args:
+        count: This rank's count.
+
+    Returns:
+        The global count.
+    """
     total = paddle.to_tensor([count], dtype="int64")
     dist.all_reduce(total)
     return int(total.item())
@@ -298,10 +398,26 @@ class SyncBatchNorm(_TorchVariance, nn.SyncBatchNorm):
     batch norm, as torch's SyncBatchNorm does (so it also runs on a CPU, where Paddle has no
     sync kernel). Without affine parameters the layer has no ``weight``/``bias`` (torch's
     ``affine=False``), where Paddle's own SyncBatchNorm keeps constant ones.
+
+    Args:
+        num_features: Channels.
+        momentum: Paddle's momentum (the weight of the old running value).
+        epsilon: Added to the variance before the square root.
+        weight_attr: The scale's ``ParamAttr``; False: no scale.
+        bias_attr: The shift's ``ParamAttr``; False: no shift.
+        data_format: The input's layout.
+        name: Paddle's layer name.
+        running_var_mode: ``"torch"`` or ``"paddle"``; None: the module default
+            (:func:`set_default_running_var_mode`).
+
+    Raises:
+        ValueError: An unknown ``running_var_mode``.
     """
 
-    def __init__(self, num_features: int, momentum: float = 0.9, epsilon: float = 1e-5, weight_attr=None,
-                 bias_attr=None, data_format: str = "NCHW", name: str | None = None, *,
+    def __init__(self, num_features: int, momentum: float = 0.9, epsilon: float = 1e-5,
+                 weight_attr: paddle.ParamAttr | bool | None = None,
+                 bias_attr: paddle.ParamAttr | bool | None = None, data_format: str = "NCHW",
+                 name: str | None = None, *,
                  running_var_mode: str | None = None) -> None:
         super().__init__(num_features, momentum, epsilon, weight_attr, bias_attr, data_format, name)
         if weight_attr is False:
@@ -311,6 +427,17 @@ class SyncBatchNorm(_TorchVariance, nn.SyncBatchNorm):
         self.running_var_mode = _check_mode(running_var_mode or _default_mode)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        """Normalise ``x`` with batch statistics (training) or running statistics (eval).
+
+        Args:
+            x: The input, in the layer's data format.
+
+        Returns:
+            The normalised output, shaped like ``x``.
+
+        Raises:
+            ValueError: In training, an input with one value per channel.
+        """
         self._check_data_format()  # Paddle's: NCL/NCDHW/... -> NCHW, channels-last -> NHWC
         if not self._updates_stats() or world_size() == 1:
             if self._updates_stats() and self.running_var_mode == "torch":

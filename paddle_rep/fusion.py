@@ -20,8 +20,8 @@ def is_batch_norm(layer: object) -> bool:
     return isinstance(layer, BatchNormLayer)
 
 
-def fuse_conv_bn(kernel: paddle.Tensor, bn: nn.Layer) -> tuple[paddle.Tensor, paddle.Tensor]:
-    """Fold an eval-mode BN into the bias-free conv kernel before it.
+def bn_scale_shift(bn: nn.Layer) -> tuple[paddle.Tensor, paddle.Tensor]:
+    """An eval-mode BN as ``x * scale + shift`` per channel.
 
     BN without affine parameters counts as weight 1, bias 0 (the official ACNet crashes there).
     """
@@ -30,9 +30,20 @@ def fuse_conv_bn(kernel: paddle.Tensor, bn: nn.Layer) -> tuple[paddle.Tensor, pa
     gamma = bn.weight if bn.weight is not None else paddle.ones_like(std)
     beta = bn.bias if bn.bias is not None else paddle.zeros_like(std)
     scale = gamma / std
-    fused_kernel = kernel * scale.reshape([-1, 1, 1, 1])
-    fused_bias = beta - bn._mean * scale
-    return fused_kernel, fused_bias
+    return scale, beta - bn._mean * scale
+
+
+def fuse_conv_bn(kernel: paddle.Tensor, bn: nn.Layer) -> tuple[paddle.Tensor, paddle.Tensor]:
+    """Fold an eval-mode BN into the bias-free conv kernel before it."""
+    scale, shift = bn_scale_shift(bn)
+    return kernel * scale.reshape([-1, 1, 1, 1]), shift
+
+
+def fuse_biased_conv_bn(kernel: paddle.Tensor, bias: paddle.Tensor,
+                        bn: nn.Layer) -> tuple[paddle.Tensor, paddle.Tensor]:
+    """Fold an eval-mode BN into the biased conv ``(kernel, bias)`` before it (QARepVGG's post-sum BN)."""
+    scale, shift = bn_scale_shift(bn)
+    return kernel * scale.reshape([-1, 1, 1, 1]), bias * scale + shift
 
 
 def pad_kernel_to(kernel: paddle.Tensor, size: Sequence[int]) -> paddle.Tensor:

@@ -138,7 +138,10 @@ class ODConv2D(nn.Layer):
 
     @attention_bn.setter
     def attention_bn(self, value: str) -> None:
-        self.attention.bn._use_global_stats = check_choice("attention_bn", value, ATTENTION_BN_MODES) == "running"
+        # None is Paddle's "batch statistics in training, running ones in eval"; False would mean batch
+        # statistics in eval too.
+        running = check_choice("attention_bn", value, ATTENTION_BN_MODES) == "running"
+        self.attention.bn._use_global_stats = True if running else None
 
     @property
     def formulation(self) -> str:

@@ -39,8 +39,9 @@ from .core import surgery_plan as common
 from .core.deploy import ACBLOCK_FUSED_ATTR, REPVGG_FUSED_ATTR
 from .core.errors import SurgeryError
 from .core.surgery_plan import REPLACED_CONV, ConvSpec, FuseBackReport, InsertReport
-from .fusion import device_of, is_batch_norm
+from .fusion import device_of, identity_kernel, is_batch_norm
 from .odconv import Attention, ODConv2D
+from .qarepvgg import QARepVGGBlockV2
 from .reparam import reparameterize_model
 from .repvgg import RepVGGBlock
 
@@ -48,8 +49,8 @@ logger = logging.getLogger(__name__)
 
 ODCONV_KERNEL_JITTER = 0.1  # std of the per-kernel jitter, relative to the std of the conv kernel
 FOLD_CHECK_REL = 1e-7  # float64 check: a wrong bias fold moves outputs by the bias, far above rounding
-_BLOCKS = {"acb": ACBlock, "repvgg": RepVGGBlock, "odconv": ODConv2D}
-_FUSED_ATTR = {ACBlock: ACBLOCK_FUSED_ATTR, RepVGGBlock: REPVGG_FUSED_ATTR}
+_BLOCKS = {"acb": ACBlock, "repvgg": RepVGGBlock, "qarepvgg": QARepVGGBlockV2, "odconv": ODConv2D}
+_FUSED_ATTR = {ACBlock: ACBLOCK_FUSED_ATTR, RepVGGBlock: REPVGG_FUSED_ATTR, QARepVGGBlockV2: REPVGG_FUSED_ATTR}
 _OPAQUE = (ACBlock, RepVGGBlock, ODConv2D, Attention)  # convs inside these are never converted
 
 
@@ -154,6 +155,14 @@ def _init_block(to: str, block: nn.Layer, conv: nn.Conv2D) -> None:
         if block.rbr_identity is not None:
             _silent_bn(block.rbr_identity)
         block.nonlinearity = nn.Identity()  # the conv had no activation
+    elif to == "qarepvgg":
+        # The bare identity has no weight to silence: the 1x1 starts at minus the identity instead.
+        _set(block.rbr_dense.conv.weight, weight)
+        _identity_bn(block.rbr_dense.bn, bias)
+        minus_identity = -identity_kernel(block.in_channels, block.groups, (1, 1), weight.dtype)
+        _set(block.rbr_1x1.weight, minus_identity if block.rbr_identity is not None else 0.0)
+        _identity_bn(block.bn, None)
+        block.nonlinearity = nn.Identity()
     else:
         attention = block.attention
         for head in (attention.channel_fc, attention.filter_fc, attention.spatial_fc, attention.kernel_fc):
@@ -181,7 +190,7 @@ def insert_blocks(model: nn.Layer, to: str, *, include: str | Sequence[str] | No
 
     Args:
         model: The model to convert, usually with trained weights.
-        to: ``"acb"`` (square odd kernel >= 3), ``"repvgg"`` (3x3, padding 1, stride 1 or 2) or
+        to: ``"acb"`` (square odd kernel >= 3), ``"repvgg"`` or ``"qarepvgg"`` (3x3, padding 1, stride 1 or 2) or
             ``"odconv"`` (any square kernel, zero padding).
         include: fnmatch pattern(s) on dotted layer names; only matching convs are converted.
         exclude: fnmatch pattern(s) of convs to leave as they are.

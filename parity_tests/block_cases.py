@@ -9,7 +9,7 @@ import torch_ref
 @dataclass(frozen=True)
 class BlockCase:
     id: str
-    family: str  # "acb" | "repvgg" | "repvggplus" | "odconv"
+    family: str  # "acb" | "repvgg" | "repvggplus" | "qarepvgg" | "odconv"
     in_channels: int
     out_channels: int
     kernel_size: int
@@ -20,7 +20,15 @@ class BlockCase:
 
     @property
     def fusable(self) -> bool:
-        return self.family in ("acb", "repvgg", "repvggplus")
+        return self.family in ("acb", "repvgg", "repvggplus", "qarepvgg")
+
+    @property
+    def zero_grad_suffixes(self) -> tuple[str, ...]:
+        """Parameters whose exact training gradient is zero: a shift that a train-mode BN removes.
+
+        QARepVGG's post-sum BN removes the 3x3 BN's bias, unless an SE (a per-sample scale) sits between.
+        """
+        return ("rbr_dense.bn.bias",) if self.family == "qarepvgg" and not self.kwargs.get("use_se") else ()
 
     @property
     def trains(self) -> bool:
@@ -49,9 +57,9 @@ class BlockCase:
 
 _CLASSES = {
     "torch": {"acb": torch_ref.ACBlock, "repvgg": torch_ref.RepVGGBlock, "repvggplus": torch_ref.RepVGGplusBlock,
-              "odconv": torch_ref.ODConv2d},
+              "qarepvgg": torch_ref.QARepVGGBlockV2, "odconv": torch_ref.ODConv2d},
     "paddle": {"acb": paddle_rep.ACBlock, "repvgg": paddle_rep.RepVGGBlock, "repvggplus": paddle_rep.RepVGGplusBlock,
-               "odconv": paddle_rep.ODConv2D},
+               "qarepvgg": paddle_rep.QARepVGGBlockV2, "odconv": paddle_rep.ODConv2D},
 }
 
 
@@ -65,6 +73,10 @@ def _rep(id_: str, cin: int, cout: int, hw: tuple[int, int] = (9, 11), **kw) -> 
 
 def _plus(id_: str, cin: int, cout: int, hw: tuple[int, int] = (9, 11), **kw) -> BlockCase:
     return BlockCase(f"repvggplus-{id_}", "repvggplus", cin, cout, 3, {"padding": 1, **kw}, hw=hw)
+
+
+def _qa(id_: str, cin: int, cout: int, hw: tuple[int, int] = (9, 11), **kw) -> BlockCase:
+    return BlockCase(f"qarepvgg-{id_}", "qarepvgg", cin, cout, 3, {"padding": 1, **kw}, hw=hw)
 
 
 def _od(id_: str, cin: int = 8, cout: int = 16, k: int = 3, batch: int = 4, temperature: float = 1.0,
@@ -120,6 +132,20 @@ REPVGGPLUS_CASES = [
     _plus("post-se-in-ne-out-square", 8, 16, hw=(10, 10), use_post_se=True),
 ]
 
+# QARepVGGBlockV2: bare identity and 1x1 without BN, one BN after the sum; SE before that BN.
+QAREPVGG_CASES = [
+    _qa("identity", 8, 8),
+    _qa("in-ne-out", 8, 16),
+    _qa("s2", 8, 16, stride=2),
+    _qa("identity-s2", 8, 8, stride=2),
+    _qa("g2", 8, 8, groups=2),
+    _qa("g4-s2", 16, 32, groups=4, stride=2),
+    _qa("depthwise", 8, 8, groups=8),
+    _qa("se-identity", 64, 64, hw=(6, 6), use_se=True),
+    _qa("se-s2", 32, 32, stride=2, use_se=True),
+    _qa("reflect", 8, 8, padding_mode="reflect"),
+]
+
 ODCONV_CASES = [
     _od("k3-kn4", padding=1, kernel_num=4),
     _od("k3-kn1", padding=1, kernel_num=1),
@@ -138,4 +164,4 @@ ODCONV_CASES = [
     _od("k1-kn1-pw-b1", k=1, kernel_num=1, batch=1),
 ]
 
-ALL_CASES = ACB_CASES + REPVGG_CASES + REPVGGPLUS_CASES + ODCONV_CASES
+ALL_CASES = ACB_CASES + REPVGG_CASES + REPVGGPLUS_CASES + QAREPVGG_CASES + ODCONV_CASES

@@ -345,7 +345,15 @@ def pinned_train_steps(torch_model: torch.nn.Module, paddle_model: nn.Layer, tor
     return steps
 
 
-def compare_train_steps(paddle_step: TrainStep, torch_step: TrainStep, dtype: str) -> list[Comparison]:
+def compare_train_steps(paddle_step: TrainStep, torch_step: TrainStep, dtype: str,
+                        zero_grad_suffixes: tuple[str, ...] = ()) -> list[Comparison]:
+    """Output, input gradient and every parameter gradient, each against the tolerance table.
+
+    Parameters ending in one of ``zero_grad_suffixes`` have an exactly zero gradient (a per-channel
+    shift followed by a train-mode BN, e.g. QARepVGG's ``rbr_dense.bn.bias``): both sides must then be
+    zero to the table's bound, measured against the largest gradient of the step, since comparing
+    rounding noise with rounding noise says nothing.
+    """
     assert set(paddle_step.param_grads) == set(torch_step.param_grads), (
         f"parameter sets differ: {sorted(set(paddle_step.param_grads) ^ set(torch_step.param_grads))}"
     )
@@ -353,9 +361,31 @@ def compare_train_steps(paddle_step: TrainStep, torch_step: TrainStep, dtype: st
         measure("train output", paddle_step.output, torch_step.output, "output", dtype),
         measure("input grad", paddle_step.input_grad, torch_step.input_grad, "input_grad", dtype),
     ]
+    zero = zero_grad_names(torch_step.param_grads, zero_grad_suffixes)
+    results += [measure_zero_grad(f"grad {name}", paddle_step.param_grads[name], torch_step, name, dtype)
+                for name in zero]
     results += [measure(f"grad {name}", paddle_step.param_grads[name], torch_step.param_grads[name],
-                        "param_grad", dtype) for name in sorted(torch_step.param_grads)]
+                        "param_grad", dtype) for name in sorted(torch_step.param_grads) if name not in zero]
     return results
+
+
+def zero_grad_names(grads: Mapping[str, object], suffixes: tuple[str, ...]) -> list[str]:
+    """The parameter names ending in one of ``suffixes`` (whose exact gradient is zero)."""
+    return sorted(n for n in grads if suffixes and n.endswith(suffixes))
+
+
+def measure_zero_grad(what: str, actual, torch_step: TrainStep, name: str, dtype: str) -> Comparison:
+    """A BN bias gradient that is exactly zero (see ``cancelled_grad`` in the tolerance table).
+
+    Both sides must be zero to the bound, against the yardstick max|dL/dgamma| of the same BN
+    (a sum over the same terms).
+    """
+    tol = tolerance("cancelled_grad", dtype)
+    scale = float(np.abs(as_numpy(torch_step.param_grads[name[:-len("bias")] + "weight"])).max(initial=0.0))
+    size = max(float(np.abs(as_numpy(actual)).max()), float(np.abs(as_numpy(torch_step.param_grads[name])).max()))
+    _record(what, "cancelled_grad", dtype, size / scale)
+    return Comparison(f"{what} (zero in exact arithmetic; yardstick max|dL/dgamma|)", size, scale, size / scale,
+                      tol.rel, tol.reason)
 
 
 def running_stats(state: Mapping[str, object]) -> dict[str, np.ndarray]:

@@ -19,6 +19,8 @@ FUSABLE = [
     pytest.param(torch_ref.RepVGGBlock, paddle_rep.RepVGGBlock, (16, 16, 3), {"padding": 1, "use_se": True},
                  ["se.down.weight", "se.down.bias", "se.up.weight", "se.up.bias", "rbr_reparam.weight",
                   "rbr_reparam.bias"], id="repvgg-se"),
+    pytest.param(torch_ref.QARepVGGBlockV2, paddle_rep.QARepVGGBlockV2, (8, 8, 3), {"padding": 1},
+                 ["rbr_reparam.weight", "rbr_reparam.bias"], id="qarepvgg"),
 ]
 
 
@@ -155,6 +157,9 @@ BAD_ARGUMENTS = [
     pytest.param("RepVGGBlock", (4, 8, 3), {"padding": 1, "dilation": 2}, "dilation=1 only", id="repvgg-dilation"),
     pytest.param("RepVGGBlock", (8, 8, 3), {"padding": 1, "use_se": True}, "out_channels >= 16", id="repvgg-se-narrow"),
     pytest.param("RepVGGBlock", (6, 8, 3), {"padding": 1, "groups": 4}, "in_channels=6 is not divisible", id="rep-g"),
+    pytest.param("QARepVGGBlockV2", (4, 8, 3), {"padding": 0}, "padding=1, got 0", id="qarepvgg-p0"),
+    pytest.param("QARepVGGBlockV2", (4, 8, 3), {"padding": 1, "drop_path_ratio": 1.0}, "drop_path_ratio",
+                 id="qarepvgg-drop-path"),
     pytest.param("ODConv", (8, 8, (3, 3)), {}, "kernel_size must be an int", id="odconv-tuple-kernel"),
     pytest.param("ODConv", (8, 6, 3), {"groups": 4}, "out_channels=6 is not divisible", id="odconv-groups"),
     pytest.param("ODConv", (8, 8, 3), {"kernel_num": 0}, "kernel_num must be >= 1", id="odconv-kernel-num"),
@@ -172,7 +177,7 @@ def test_invalid_arguments_name_the_argument(framework: str, name: str, args: tu
         cls(*args, **kwargs)
 
 
-@pytest.mark.parametrize("name", ["ACBlock", "RepVGGBlock", "ODConv"])
+@pytest.mark.parametrize("name", ["ACBlock", "RepVGGBlock", "QARepVGGBlockV2", "ODConv"])
 def test_wrong_input_channels_is_a_clear_error(name: str) -> None:
     x = np.ones((2, 5, 6, 6), dtype=np.float32)
     torch_cls = torch_ref.ODConv2d if name == "ODConv" else getattr(torch_ref, name)
@@ -268,3 +273,37 @@ def test_fusion_accepts_sync_batchnorm() -> None:
 def test_frameworks_do_not_import_each_other(statement: str, forbidden: str) -> None:
     code = f"import sys; {statement}; assert {forbidden!r} not in sys.modules"
     subprocess.run([sys.executable, "-W", "ignore", "-c", code], check=True)
+
+
+def test_qarepvgg_se_keeps_the_post_bn_after_fusion() -> None:
+    """Upstream folds the post-sum BN through the SE at deploy (0.98 max abs off in our check); here it stays."""
+    torch_block, paddle_block = helpers.make_pair(lambda: torch_ref.QARepVGGBlockV2(32, 32, 3, padding=1, use_se=True),
+                                                  lambda: paddle_rep.QARepVGGBlockV2(32, 32, 3, padding=1, use_se=True),
+                                                  "float64", seed=8)
+    deploy_keys = list(torch_ref.QARepVGGBlockV2(32, 32, 3, padding=1, use_se=True, deploy=True).state_dict())
+    assert deploy_keys[-7:-5] == ["rbr_reparam.weight", "rbr_reparam.bias"] and deploy_keys[-5] == "bn.weight"
+    x = helpers.seeded_input((2, 32, 6, 6), "float64", seed=8)
+    before, _ = helpers.eval_outputs(torch_block, paddle_block, x)
+    torch_block.switch_to_deploy()
+    paddle_block.switch_to_deploy()
+    assert list(torch_block.state_dict()) == deploy_keys
+    after, _ = helpers.eval_outputs(torch_block, paddle_block, x)
+    helpers.assert_close("SE block fused vs branches", after, before, "fused_vs_eval", "float64")
+
+
+def test_qarepvgg_drop_path_only_where_the_identity_is() -> None:
+    """Upstream drops the conv branches per sample only in blocks with an identity; eval mode never drops."""
+    torch.manual_seed(0)
+    with_identity = torch_ref.QARepVGGBlockV2(8, 8, 3, padding=1, drop_path_ratio=0.5).train()
+    without = torch_ref.QARepVGGBlockV2(8, 16, 3, padding=1, drop_path_ratio=0.5).train()
+    x = torch.randn(16, 8, 5, 5)
+    for block in (with_identity, without):
+        block.bn = torch.nn.Identity()  # so the output shows the branch sum itself
+    with torch.no_grad():
+        out = with_identity(x)
+        dropped = [torch.allclose(out[i], torch.relu(x[i])) for i in range(16)]
+        assert any(dropped) and not all(dropped), "expected some samples to keep only the identity"
+        assert torch.allclose(without(x), torch.relu(without.rbr_dense(x) + without.rbr_1x1(x)), atol=1e-6)
+        with_identity.eval()
+        dense = with_identity.rbr_dense(x) + with_identity.rbr_1x1(x)
+        assert torch.allclose(with_identity(x), torch.relu(dense + x), atol=1e-6)

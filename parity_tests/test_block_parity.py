@@ -44,7 +44,7 @@ def test_train_output_and_gradients(case: BlockCase, dtype: str) -> None:
     upstream = _upstream(out_shape, dtype, _seed(case))
     torch_step = helpers.torch_train_step(torch_block, x, upstream)
     paddle_step = helpers.paddle_train_step(paddle_block, x, upstream)
-    helpers.assert_all_close(helpers.compare_train_steps(paddle_step, torch_step, dtype))
+    helpers.assert_all_close(helpers.compare_train_steps(paddle_step, torch_step, dtype, case.zero_grad_suffixes))
 
 
 @pytest.mark.parametrize(("case", "dtype"), _params([c for c in ALL_CASES if c.trains]))
@@ -82,7 +82,8 @@ def test_fused(case: BlockCase, dtype: str) -> None:
     paddle_block.switch_to_deploy()
     paddle_fused, torch_fused = helpers.eval_outputs(torch_block, paddle_block, x)
 
-    torch_state = torch_block.state_dict()
+    # A BN that survives fusion (QARepVGG's post-SE BN) keeps a counter Paddle does not have.
+    torch_state = {k: v for k, v in torch_block.state_dict().items() if not k.endswith("num_batches_tracked")}
     paddle_state = interop.to_torch(paddle_block.state_dict(), dtype=None, num_batches_tracked=None)
     assert list(paddle_state) == list(torch_state), "fused state dicts differ in keys"
     fused_names = [k for k in torch_state if k.startswith(("fused_conv.", "rbr_reparam."))]

@@ -593,3 +593,25 @@ def test_odconv_training_script_checkpoint(tmp_path, capsys):
     assert "paddle vs torch (eval)" in capsys.readouterr().out
     state = _load_pdparams(dst)
     assert state["layer1.0.conv1.weight"].shape == (4, 64, 64, 3, 3) and not any(k.startswith("module.") for k in state)
+
+
+def test_qarepvgg_official_layout_converts_with_deploy_and_verify(tmp_path, capsys):
+    """QARepVGG-A0 in upstream's key layout (bare 1x1 conv, post-sum ``bn``, no identity keys), both ways."""
+    state = _seeded_torch_model("qarepvgg_a0", num_classes=10).state_dict()
+    assert tuple(state["stage0.rbr_1x1.weight"].shape) == (48, 3, 1, 1)
+    assert "stage1.1.bn.running_mean" in state and not any("rbr_identity" in k for k in state)
+    assert not any(k.startswith("stage1.0.rbr_1x1.bn") for k in state)
+    src, dst = tmp_path / "qa_a0.pth", tmp_path / "qa_a0_deploy.pdparams"
+    torch.save(state, src)
+    code = main(["convert", str(src), str(dst), "--arch", "qarepvgg_a0", "--deploy", "--verify",
+                 "--input-size", str(SMALL)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    keys = list(_load_pdparams(dst))
+    assert any("rbr_reparam" in k for k in keys) and not any(".bn." in k or "rbr_dense" in k for k in keys)
+    back = tmp_path / "qa_a0_deploy.pth"
+    report = convert_checkpoint(dst, back, to="torch", arch="qarepvgg_a0", deploy=True, verify=True,
+                                input_size=SMALL, progress=False)
+    assert all(r["ok"] for r in report.verify)
+    model = torch_ref.create_model("qarepvgg_a0", num_classes=10, deploy=True)
+    model.load_state_dict(torch.load(back, map_location="cpu", weights_only=True), strict=True)

@@ -30,8 +30,8 @@ from torch_ref.vision import resnet18 as torch_resnet18
 
 SHAPE = (2, 3, 32, 32)
 SEED = 7
-KINDS = ("acb", "repvgg", "odconv")
-FUSABLE = ("acb", "repvgg")
+KINDS = ("acb", "repvgg", "qarepvgg", "odconv")
+FUSABLE = ("acb", "repvgg", "qarepvgg")
 
 
 class UserNet(nn.Layer):

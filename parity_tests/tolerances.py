@@ -31,6 +31,19 @@ _F64 = (
 _TRAIN64 = "whole models in training mode, float64, 4x3x32x32, every gradient"
 
 TOLERANCES: dict[tuple[str, ...], Tolerance] = {
+    # int8 (post-training, per-channel weights, first conv and classifier kept float; docs/int8.md):
+    # int8 is a lossy format, so these bound the loss, and the int8 tests also require a non-zero error
+    # (a runner silently running float32 fails them).
+    ("int8_output", "int8"): Tolerance(
+        0.3, "max |int8 - float32| / max |float32| logits over a batch of the small digits models (RepVGG, "
+             "rep_tiny with ODConv), ONNX Runtime and OpenVINO; measured <= 0.254 (median sample 0.016-0.051); "
+             "OpenVINO's ODConv fold graph of batch 1 is 0.82 and is an expected failure (docs/int8.md)"),
+    ("int8_disagreement", "int8"): Tolerance(
+        0.03, "share of top-1 predictions that int8 changes on 356 held-out digits; measured 0.0084-0.0197 "
+              "(RepVGG 0.011 ORT / 0.008 OpenVINO, rep_tiny 0.020 ORT / 0.017 OpenVINO, fold batch 4)"),
+    ("int8_accuracy_drop", "int8"): Tolerance(
+        0.01, "top-1 accuracy lost by int8 on the held-out digits (356 images: one image is 0.3 points); "
+              "measured <= 0.003 (int8 gained 0.3 to 1.1 points on three of the four)"),
     ("output", "float32"): Tolerance(
         1e-5, _F32_SUM_ORDER + "; measured 8.7e-7 rel on blocks, 5.2e-6 on whole-model train outputs (repvgg_a0)"),
     ("input_grad", "float32"): Tolerance(
@@ -114,6 +127,11 @@ TOLERANCES: dict[tuple[str, ...], Tolerance] = {
     ("model_train_odconv_attention", "float64"): Tolerance(
         5e-7, _TRAIN64 + ": ODConv's attention BN normalises over n = B = 4 values and the kernel softmax "
         "amplifies it; measured 7.0e-8 rel (od_resnet18 kn4), 4.6e-8 (od_mobilenetv2_050)"),
+    ("cancelled_grad", "float32"): Tolerance(
+        1e-5,
+        "as float64 (QARepVGG's 3x3 BN bias before the post-sum train-mode BN): float32 noise of sum(dL/dy) "
+        "held below rel x max|dL/dgamma|; measured 1.4e-6 rel (blocks and mini_qa_b1g2)",
+    ),
     ("cancelled_grad", "float64"): Tolerance(
         1e-12,
         "a BN bias whose output meets a training-mode BN before any nonlinearity (the ACB branch BNs of "
@@ -140,6 +158,10 @@ TOLERANCES: dict[tuple[str, ...], Tolerance] = {
         5e-15, "as float32 (measured 0.0 there), but on an AMD EPYC (Zen 4) CPU the float64 grouped conv and "
         "the batched matmul take differently blocked GEMMs: measured 8.3e-16 rel (0.0 on the first machine)"),
     ("static_graph", "float64"): Tolerance(0.0, "float64 jit.load graph vs dygraph: measured 0.0, so exact"),
+    ("concurrent_call", "float32"): Tolerance(
+        0.0, "a Predictor called from 8 threads vs the same Predictor's single-threaded answer, every backend "
+        "(one runtime thread per call: clones, infer requests and sessions run the same kernels in the same "
+        "order): measured 0.0, so exact; a shared OpenVINO request or Paddle predictor is >= 1e-2 off"),
     # Paddle 2.6.2 (CI's second run): jit.save writes a legacy .pdmodel program, and its inference passes
     # without oneDNN reorder more sums than 3.3.1's PIR passes (the cause inside Paddle is not isolated).
     ("static_graph", "float32", "paddle2"): Tolerance(
@@ -175,6 +197,9 @@ ILL_CONDITIONED: dict[str, str] = {
                     "EPYC (Zen 4) CPU, above the table's 1e-5 (9.5e-6 where the table was first measured)"),
     "mini_b1g2 *": ("22 narrow grouped RepVGG blocks in train mode: torch's own float32 error is 7.2e-6 rel on the "
                     "output, 1.7e-5 on the input gradient, 4e-5 on identity-BN gradients"),
+    "mini_qa_b1g2 *": ("22 narrow grouped QARepVGG blocks in train mode, each ending in a post-sum BN: torch's own "
+                       "float32 error is 5.1e-6 rel on the output, 1.2e-5 on the input gradient (Paddle's 7.8e-6, "
+                       "1.2e-5)"),
     "mini_d2se *": ("D2se's SE squeezes a 0.25-width stage to 1-2 units whose ReLU inputs sit near zero, and 47 "
                     "train-mode BNs compound: torch's own float32 error reaches 1e-1 rel on gradients"),
     "repvgg_b1g2 *": ("as mini_b1g2 at full width: torch's own float32 error reaches 5.5e-5 rel with ReLU masks "
@@ -254,3 +279,10 @@ def tolerance(kind: str, dtype: str) -> Tolerance:
         return TOLERANCES[(kind, dtype)]
     except KeyError:
         raise KeyError(f"no tolerance for ({kind!r}, {dtype!r}); add it to TOLERANCES with a reason") from None
+
+
+# Resident memory growth allowed over 10,000 sequential Predictor calls (after 300 warm-up calls), per
+# backend, 1x3x16x16 input: allocator arenas and runtime caches settle in the warm-up; a leak of 1 KB per
+# call (a third of one input copy) would grow 10 MB and fail. Measured: Paddle Inference 0.7 MB, ONNX
+# Runtime 0.0 MB, OpenVINO 0.04 MB.
+RSS_GROWTH_BOUND_MB = 8.0

@@ -15,6 +15,7 @@ _EXPORTS = {
     "RepVGGBlock": "repvgg",
     "RepVGGplusBlock": "repvgg",
     "SEBlock": "repvgg",
+    "QARepVGGBlockV2": "qarepvgg",
     "ODConv2d": "odconv",
     "classification_loss": "losses",
     "reparameterize_model": "reparam",

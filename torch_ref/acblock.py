@@ -20,7 +20,21 @@ logger = logging.getLogger(__name__)
 
 
 def asymmetric_padding(kernel_size: int, padding: int, dilation: int) -> tuple[int, tuple, tuple]:
-    """``(crop, hor_padding, ver_padding)`` so the kx1 / 1xk branches line up with the kxk one."""
+    """Compute the crop and paddings that line the kx1 and 1xk branches up with the kxk one.
+
+    Upstream uses ``padding - k // 2``; with dilation the square kernel's half-width is
+    ``dilation * (k // 2)``, which is what keeps the three outputs the same size.
+
+    Args:
+        kernel_size: The square kernel's side k.
+        padding: The square conv's padding.
+        dilation: The dilation of all three convs.
+
+    Returns:
+        ``(crop, hor_padding, ver_padding)``: how much to crop off each side of the input (where
+        the padding is smaller than the kernel's half-width), and the (height, width) paddings of
+        the 1xk and kx1 branches.
+    """
     center = dilation * (kernel_size // 2)
     if padding >= center:
         return 0, (padding - center, padding), (padding, padding - center)
@@ -28,7 +42,25 @@ def asymmetric_padding(kernel_size: int, padding: int, dilation: int) -> tuple[i
 
 
 class ACBlock(DeployProtocol, nn.Module):
-    """kxk conv + BN, plus kx1 and 1xk conv + BN branches, fusable into one kxk conv."""
+    """kxk conv + BN, plus kx1 and 1xk conv + BN branches, fusable into one kxk conv.
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        kernel_size: Odd square kernel size k.
+        stride: As ``torch.nn.Conv2d``.
+        padding: As ``torch.nn.Conv2d``; the asymmetric branches pad or crop to line up.
+        dilation: As ``torch.nn.Conv2d``.
+        groups: As ``torch.nn.Conv2d`` (depthwise works).
+        padding_mode: ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"``, for all branches.
+        deploy: Build the fused form (``fused_conv``) directly.
+        use_affine: BNs with scale and shift; without, they fuse as scale 1, shift 0.
+        reduce_gamma: Start every BN scale at 1/3 (upstream's option).
+        gamma_init: Start every BN scale at this value (exclusive with ``reduce_gamma``).
+
+    Raises:
+        ValueError: A bad argument (even kernel, unknown padding mode, ...), named in the message.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  padding: int = 0, dilation: int = 1, groups: int = 1, padding_mode: str = "zeros",
@@ -63,7 +95,14 @@ class ACBlock(DeployProtocol, nn.Module):
             self.init_gamma(gamma_init)
 
     def init_gamma(self, gamma_value: float) -> None:
-        """Set the scale of all three BNs (upstream ``reduce_gamma`` / ``gamma_init``)."""
+        """Set the scale of all three BNs (upstream ``reduce_gamma`` / ``gamma_init``).
+
+        Args:
+            gamma_value: The scale every BN starts at.
+
+        Raises:
+            ValueError: The BNs have no scale (``use_affine=False``).
+        """
         for bn in (self.square_bn, self.ver_bn, self.hor_bn):
             if bn.weight is None:
                 raise ValueError("init_gamma needs use_affine=True: the BNs have no weight")
@@ -77,6 +116,17 @@ class ACBlock(DeployProtocol, nn.Module):
         nn.init.constant_(self.hor_bn.weight, 0.0)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        """Run the three branches and sum them, or the fused conv once deployed.
+
+        Args:
+            input: The input, ``[B, in_channels, H, W]``.
+
+        Returns:
+            The output, ``[B, out_channels, H', W']``.
+
+        Raises:
+            ValueError: The input is not 4-D or has the wrong channel count.
+        """
         check_input_channels("ACBlock", self.in_channels, list(input.shape))
         if self.deploy:
             return self.fused_conv(input)
@@ -91,7 +141,11 @@ class ACBlock(DeployProtocol, nn.Module):
         return square_outputs + vertical_outputs + horizontal_outputs
 
     def get_equivalent_kernel_bias(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The kxk kernel and bias of the fused conv (differentiable)."""
+        """Compute the kxk kernel and bias of the fused conv (differentiable).
+
+        Returns:
+            ``(kernel, bias)``, shaped ``[out, in/groups, k, k]`` and ``[out]``.
+        """
         size = (self.kernel_size, self.kernel_size)
         return fusion.sum_branches([
             fusion.fuse_bn_branch(self.square_conv.weight, self.square_bn, self.groups, size),

@@ -12,21 +12,75 @@ from torch import nn
 
 
 def is_batch_norm(module: object) -> bool:
-    """True for BatchNorm1d/2d/3d and SyncBatchNorm."""
+    """Tell whether a module is a batch norm.
+
+    Args:
+        module: Any object.
+
+    Returns:
+        True for BatchNorm1d/2d/3d and SyncBatchNorm (every ``_BatchNorm`` subclass).
+    """
     return isinstance(module, nn.modules.batchnorm._BatchNorm)
 
 
-def fuse_conv_bn(kernel: torch.Tensor, bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fold an eval-mode BN into the bias-free conv kernel before it (no affine: weight 1, bias 0)."""
+def bn_scale_shift(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """An eval-mode BN as ``x * scale + shift`` per channel.
+
+    Args:
+        bn: The BN; without affine parameters it counts as weight 1, bias 0.
+
+    Returns:
+        ``(scale, shift)``, one value per channel.
+    """
     std = (bn.running_var + bn.eps).sqrt()
     gamma = bn.weight if bn.weight is not None else torch.ones_like(std)
     beta = bn.bias if bn.bias is not None else torch.zeros_like(std)
     scale = gamma / std
-    return kernel * scale.reshape(-1, 1, 1, 1), beta - bn.running_mean * scale
+    return scale, beta - bn.running_mean * scale
+
+
+def fuse_conv_bn(kernel: torch.Tensor, bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fold an eval-mode BN into the bias-free conv kernel before it.
+
+    Args:
+        kernel: The conv kernel, ``[out, in/groups, kh, kw]``.
+        bn: The BN after the conv; without affine parameters it counts as scale 1, shift 0.
+
+    Returns:
+        ``(kernel, bias)`` of the equivalent biased conv.
+    """
+    scale, shift = bn_scale_shift(bn)
+    return kernel * scale.reshape(-1, 1, 1, 1), shift
+
+
+def fuse_biased_conv_bn(kernel: torch.Tensor, bias: torch.Tensor, bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fold an eval-mode BN into the biased conv ``(kernel, bias)`` before it (QARepVGG's post-sum BN).
+
+    Args:
+        kernel: The conv kernel, ``[out, in/groups, kh, kw]``.
+        bias: The conv bias, ``[out]``.
+        bn: The BN after the conv.
+
+    Returns:
+        ``(kernel, bias)`` of the equivalent biased conv.
+    """
+    scale, shift = bn_scale_shift(bn)
+    return kernel * scale.reshape(-1, 1, 1, 1), bias * scale + shift
 
 
 def pad_kernel_to(kernel: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Zero-pad a ``[out, in, kh, kw]`` kernel symmetrically to ``size = (H, W)``."""
+    """Zero-pad a ``[out, in, kh, kw]`` kernel symmetrically to a larger size.
+
+    Args:
+        kernel: The kernel.
+        size: The target ``(H, W)``.
+
+    Returns:
+        The padded kernel (``kernel`` itself when it already has that size).
+
+    Raises:
+        ValueError: The kernel is larger than ``size`` or cannot be centred in it.
+    """
     kh, kw = kernel.shape[2], kernel.shape[3]
     th, tw = int(size[0]), int(size[1])
     if (th - kh) % 2 or (tw - kw) % 2 or th < kh or tw < kw:
@@ -39,7 +93,21 @@ def pad_kernel_to(kernel: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 
 def identity_kernel(channels: int, groups: int, size: Sequence[int], dtype: torch.dtype,
                     device: torch.device | None = None) -> torch.Tensor:
-    """The kernel of a grouped conv that returns its input: one centre tap per channel."""
+    """Build the kernel of a grouped conv that returns its input: one centre tap per channel.
+
+    Args:
+        channels: Channels in and out.
+        groups: The conv's groups.
+        size: The kernel's ``(H, W)``.
+        dtype: The kernel's dtype.
+        device: The kernel's device; None: the default.
+
+    Returns:
+        The kernel, ``[channels, channels/groups, H, W]``.
+
+    Raises:
+        ValueError: ``channels`` is not divisible by ``groups``.
+    """
     if channels % groups:
         raise ValueError(f"channels={channels} is not divisible by groups={groups}")
     input_dim = channels // groups
@@ -52,7 +120,17 @@ def identity_kernel(channels: int, groups: int, size: Sequence[int], dtype: torc
 
 def fuse_bn_branch(conv_weight: torch.Tensor | None, bn: nn.Module, groups: int,
                    size: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fold one conv+BN branch (or a bare BN when ``conv_weight`` is None) into a ``size`` kernel."""
+    """Fold one conv+BN branch, or a bare BN, into a kernel and bias of a given size.
+
+    Args:
+        conv_weight: The branch's conv kernel; None for a bare BN (an identity branch).
+        bn: The branch's BN.
+        groups: The conv's groups.
+        size: The fused kernel's ``(H, W)``.
+
+    Returns:
+        ``(kernel, bias)``, the kernel zero-padded to ``size``.
+    """
     if conv_weight is None:
         mean = bn.running_mean
         conv_weight = identity_kernel(mean.shape[0], groups, size, mean.dtype, mean.device)
@@ -61,7 +139,14 @@ def fuse_bn_branch(conv_weight: torch.Tensor | None, bn: nn.Module, groups: int,
 
 
 def sum_branches(branches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Add (kernel, bias) pairs of branches that share the same output geometry."""
+    """Add the (kernel, bias) pairs of branches that share the same output geometry.
+
+    Args:
+        branches: At least one ``(kernel, bias)`` pair, kernels of equal shape.
+
+    Returns:
+        The summed ``(kernel, bias)``.
+    """
     kernel, bias = branches[0]
     for other_kernel, other_bias in branches[1:]:
         kernel = kernel + other_kernel
@@ -70,7 +155,16 @@ def sum_branches(branches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple
 
 
 def make_fused_conv(reference: nn.Conv2d, kernel: torch.Tensor, bias: torch.Tensor) -> nn.Conv2d:
-    """A biased ``Conv2d`` with the geometry of ``reference`` holding ``kernel`` and ``bias``."""
+    """Build a biased ``Conv2d`` with the geometry of ``reference`` holding ``kernel`` and ``bias``.
+
+    Args:
+        reference: The conv whose stride, padding, dilation, groups and padding mode to copy.
+        kernel: The fused kernel; its shape gives the kernel size, its device and dtype the conv's.
+        bias: The fused bias.
+
+    Returns:
+        The new conv.
+    """
     conv = nn.Conv2d(reference.in_channels, reference.out_channels, tuple(kernel.shape[2:]),
                      stride=reference.stride, padding=reference.padding, dilation=reference.dilation,
                      groups=reference.groups, bias=True, padding_mode=reference.padding_mode,

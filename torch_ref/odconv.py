@@ -15,7 +15,17 @@ from paddle_rep.core.checks import check_conv_args, check_input_channels, check_
 
 
 class Attention(nn.Module):
-    """The four attention heads (channel, filter, spatial, kernel) of one ODConv."""
+    """The four attention heads (channel, filter, spatial, kernel) of one ODConv.
+
+    Args:
+        in_planes: The conv's input channels.
+        out_planes: The conv's output channels.
+        kernel_size: The conv's kernel size (1 skips the spatial head).
+        groups: The conv's groups (depthwise skips the filter head).
+        reduction: Attention width = ``max(int(in_planes * reduction), min_channel)``.
+        kernel_num: Number of kernels (1 skips the kernel head).
+        min_channel: The smallest attention width.
+    """
 
     def __init__(self, in_planes: int, out_planes: int, kernel_size: int, groups: int = 1,
                  reduction: float = 0.0625, kernel_num: int = 4, min_channel: int = 16) -> None:
@@ -46,11 +56,23 @@ class Attention(nn.Module):
                 nn.init.constant_(m.bias, 0)
 
     def update_temperature(self, temperature: float) -> None:
-        """Set the softmax/sigmoid temperature (annealed 30 -> 1 in upstream training)."""
+        """Set the softmax/sigmoid temperature (annealed 30 -> 1 in upstream training).
+
+        Args:
+            temperature: The new temperature.
+        """
         self.temperature = float(temperature)
 
     def forward(self, x: torch.Tensor) -> tuple:
-        """``(channel [B,in,1,1], filter [B,out,1,1], spatial [B,1,1,k,k], kernel [B,kn])``; skipped heads are None."""
+        """Compute the four attentions of a batch.
+
+        Args:
+            x: The conv's input, ``[B, in_planes, H, W]``.
+
+        Returns:
+            ``(channel [B,in,1,1], filter [B,out,1,1], spatial [B,1,1,k,k], kernel [B,kn])``; skipped heads
+            are None.
+        """
         x = self.relu(self.bn(self.fc(self.avgpool(x))))
         t = self.temperature
         channel = torch.sigmoid(self.channel_fc(x) / t).view(-1, self.in_planes, 1, 1)
@@ -63,7 +85,22 @@ class Attention(nn.Module):
 
 
 class ODConv2d(nn.Module):
-    """Dynamic conv: ``kernel_num`` kernels mixed per sample by four attentions; no bias."""
+    """Dynamic conv: ``kernel_num`` kernels mixed per sample by four attentions; no bias.
+
+    Args:
+        in_planes: Input channels (upstream's name).
+        out_planes: Output channels.
+        kernel_size: Square kernel size.
+        stride: As ``torch.nn.Conv2d``.
+        padding: As ``torch.nn.Conv2d``.
+        dilation: As ``torch.nn.Conv2d``.
+        groups: As ``torch.nn.Conv2d`` (depthwise skips the filter attention, as upstream).
+        reduction: Attention width = ``max(int(in_planes * reduction), 16)``.
+        kernel_num: Number of kernels mixed per sample.
+
+    Raises:
+        ValueError: A bad argument, named in the message.
+    """
 
     def __init__(self, in_planes: int, out_planes: int, kernel_size: int, stride: int = 1, padding: int = 0,
                  dilation: int = 1, groups: int = 1, reduction: float = 0.0625, kernel_num: int = 4) -> None:
@@ -86,11 +123,25 @@ class ODConv2d(nn.Module):
             nn.init.kaiming_normal_(self.weight[i], mode="fan_out", nonlinearity="relu")
 
     def update_temperature(self, temperature: float) -> None:
+        """Set the attention's softmax/sigmoid temperature.
+
+        Args:
+            temperature: The new temperature.
+        """
         self.attention.update_temperature(temperature)
 
     def aggregate_weight(self, spatial: torch.Tensor | None, kernel: torch.Tensor | None,
                          batch: int) -> torch.Tensor:
-        """Per-sample kernels ``[batch, out, in/groups, k, k]`` from the spatial and kernel attentions."""
+        """Build the per-sample kernels from the spatial and kernel attentions.
+
+        Args:
+            spatial: The spatial attention ``[B, 1, 1, k, k]``, or None when skipped.
+            kernel: The kernel attention ``[B, kernel_num]``, or None when skipped.
+            batch: The batch size.
+
+        Returns:
+            The kernels, ``[batch, out, in/groups, k, k]``.
+        """
         kn, out, cin, k = self.kernel_num, self.out_planes, self.in_planes // self.groups, self.kernel_size
         if kernel is None:
             weight = self.weight.reshape(1, out, cin, k, k)
@@ -120,6 +171,17 @@ class ODConv2d(nn.Module):
         return out if filter_ is None else out * filter_
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Convolve each sample with its own attention-weighted kernel.
+
+        Args:
+            x: The input, ``[B, in_planes, H, W]``.
+
+        Returns:
+            The output, ``[B, out_planes, H', W']``.
+
+        Raises:
+            ValueError: The input is not 4-D or has the wrong channel count.
+        """
         check_input_channels("ODConv2d", self.in_planes, list(x.shape))
         if self.kernel_size == 1 and self.kernel_num == 1:
             return self._forward_impl_pw1x(x)

@@ -11,11 +11,18 @@ FUSE_METHODS = ("reparameterize", "switch_to_deploy", "re_parameterize")
 
 
 def reparameterize_model(model: nn.Module, inplace: bool = False) -> nn.Module:
-    """Fuse every module that offers one of :data:`FUSE_METHODS`; returns the fused model in eval mode.
+    """Fuse every module that offers one of :data:`FUSE_METHODS`.
 
     ``DataParallel`` / ``DistributedDataParallel`` wrappers are unwrapped, so the result's state
-    dict has the official keys (no ``module.`` prefix). With ``inplace=False`` a deep copy is
-    fused and ``model`` is left untouched.
+    dict has the official keys (no ``module.`` prefix). The model is switched to eval mode, since
+    fusion folds the running statistics. Modules that cannot be fused (ODConv2d) are left as they are.
+
+    Args:
+        model: Any torch model.
+        inplace: Fuse ``model`` itself; by default a deep copy is fused and ``model`` is left untouched.
+
+    Returns:
+        The fused model, in eval mode.
     """
     if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
         model = model.module

@@ -18,7 +18,20 @@ from . import fusion
 
 def conv_bn(in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int,
             groups: int = 1, padding_mode: str = "zeros") -> nn.Sequential:
-    """Upstream ``conv_bn``: ``Sequential(conv=bias-free Conv2d, bn=BatchNorm2d)``."""
+    """Build upstream's ``conv_bn``: ``Sequential(conv=bias-free Conv2d, bn=BatchNorm2d)``.
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        kernel_size: Square kernel size.
+        stride: The conv's stride.
+        padding: The conv's padding.
+        groups: The conv's groups.
+        padding_mode: The conv's padding mode.
+
+    Returns:
+        The conv-BN pair.
+    """
     result = nn.Sequential()
     result.add_module("conv", nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
                                         groups=groups, bias=False, padding_mode=padding_mode))
@@ -27,7 +40,12 @@ def conv_bn(in_channels: int, out_channels: int, kernel_size: int, stride: int, 
 
 
 class SEBlock(nn.Module):
-    """Squeeze-and-excitation with 1x1 convs ``down`` and ``up``; pools over the whole map."""
+    """Squeeze-and-excitation with 1x1 convs ``down`` and ``up``; pools over the whole map.
+
+    Args:
+        input_channels: Channels in and out.
+        internal_neurons: Channels between ``down`` and ``up``.
+    """
 
     def __init__(self, input_channels: int, internal_neurons: int) -> None:
         super().__init__()
@@ -36,13 +54,37 @@ class SEBlock(nn.Module):
         self.up = nn.Conv2d(internal_neurons, input_channels, 1, bias=True)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Scale each channel of ``inputs`` by its gate.
+
+        Args:
+            inputs: The input, ``[B, input_channels, H, W]``.
+
+        Returns:
+            The gated input, shaped like ``inputs``.
+        """
         x = F.adaptive_avg_pool2d(inputs, 1)
         x = torch.sigmoid(self.up(F.relu(self.down(x))))
         return inputs * x.view(-1, self.input_channels, 1, 1)
 
 
 class RepVGGBlock(DeployProtocol, nn.Module):
-    """3x3 conv-BN + 1x1 conv-BN (+ identity BN) -> optional SE -> ReLU; fuses to one 3x3 conv."""
+    """3x3 conv-BN + 1x1 conv-BN (+ identity BN) -> optional SE -> ReLU; fuses to one 3x3 conv.
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels; equal to ``in_channels`` at stride 1 adds the identity branch.
+        kernel_size: Must be 3.
+        stride: 1 or 2.
+        padding: Must be 1.
+        dilation: Must be 1 (upstream dilates the fused conv only, which would change the function).
+        groups: As ``torch.nn.Conv2d``.
+        padding_mode: Padding of the 3x3 branch, kept by the fused conv.
+        deploy: Build the fused form (``rbr_reparam``) directly.
+        use_se: Squeeze-and-excitation of width out/16 before the ReLU (needs ``out_channels >= 16``).
+
+    Raises:
+        ValueError: A bad argument, named in the message.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  padding: int = 0, dilation: int = 1, groups: int = 1, padding_mode: str = "zeros",
@@ -88,10 +130,25 @@ class RepVGGBlock(DeployProtocol, nn.Module):
         return out
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Sum the branches (or run the fused conv), then SE and ReLU.
+
+        Args:
+            inputs: The input, ``[B, in_channels, H, W]``.
+
+        Returns:
+            The output, ``[B, out_channels, H', W']``.
+
+        Raises:
+            ValueError: The input is not 4-D or has the wrong channel count.
+        """
         return self.nonlinearity(self.se(self._branches(inputs)))
 
     def get_equivalent_kernel_bias(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The 3x3 kernel and bias of the fused conv (differentiable, as upstream)."""
+        """Compute the 3x3 kernel and bias of the fused conv (differentiable, as upstream).
+
+        Returns:
+            ``(kernel, bias)``, shaped ``[out, in/groups, 3, 3]`` and ``[out]``.
+        """
         size = self.rbr_dense.conv.weight.shape[2:]
         branches = [
             fusion.fuse_bn_branch(self.rbr_dense.conv.weight, self.rbr_dense.bn, self.groups, size),
@@ -102,10 +159,13 @@ class RepVGGBlock(DeployProtocol, nn.Module):
         return fusion.sum_branches(branches)
 
     def get_custom_L2(self) -> torch.Tensor:  # noqa: N802 - upstream's name
-        """Upstream's L2 on the equivalent kernel (``loss += weight_decay * 0.5 * get_custom_L2()``).
+        """Compute upstream's L2 on the equivalent kernel (``loss += weight_decay * 0.5 * get_custom_L2()``).
 
         Decays the 3x3 ring directly and the centre tap as the BN-scaled sum of the 3x3 centre
         and the 1x1 kernel; the identity branch is ignored, as upstream.
+
+        Returns:
+            The penalty, a scalar tensor.
         """
         def bn_scale(bn: nn.Module) -> torch.Tensor:
             return (bn.weight / (bn.running_var + bn.eps).sqrt()).reshape(-1, 1, 1, 1).detach()
@@ -131,6 +191,21 @@ class RepVGGplusBlock(RepVGGBlock):
 
     The SE (``post_se``, width out/4) sits after the ReLU instead of before it; branch names,
     fusion and ``get_custom_L2`` are RepVGGBlock's, so state-dict keys are upstream's.
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels; equal to ``in_channels`` at stride 1 adds the identity branch.
+        kernel_size: Must be 3.
+        stride: 1 or 2.
+        padding: Must be 1.
+        dilation: Must be 1.
+        groups: As ``torch.nn.Conv2d``.
+        padding_mode: Padding of the 3x3 branch, kept by the fused conv.
+        deploy: Build the fused form (``rbr_reparam``) directly.
+        use_post_se: Squeeze-and-excitation of width out/4 after the ReLU (needs ``out_channels >= 4``).
+
+    Raises:
+        ValueError: A bad argument, named in the message.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
@@ -145,4 +220,15 @@ class RepVGGplusBlock(RepVGGBlock):
         self.post_se = SEBlock(out_channels, internal_neurons=out_channels // 4) if enabled else nn.Identity()
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Sum the branches (or run the fused conv), then ReLU and the post-SE.
+
+        Args:
+            inputs: The input, ``[B, in_channels, H, W]``.
+
+        Returns:
+            The output, ``[B, out_channels, H', W']``.
+
+        Raises:
+            ValueError: The input is not 4-D or has the wrong channel count.
+        """
         return self.post_se(self.nonlinearity(self._branches(inputs)))

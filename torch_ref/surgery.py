@@ -21,8 +21,9 @@ from paddle_rep.core.errors import SurgeryError
 from paddle_rep.core.surgery_plan import REPLACED_CONV, ConvSpec, FuseBackReport, InsertReport
 
 from .acblock import ACBlock
-from .fusion import is_batch_norm
+from .fusion import identity_kernel, is_batch_norm
 from .odconv import Attention, ODConv2d
+from .qarepvgg import QARepVGGBlockV2
 from .reparam import reparameterize_model
 from .repvgg import RepVGGBlock
 
@@ -30,8 +31,8 @@ logger = logging.getLogger(__name__)
 
 ODCONV_KERNEL_JITTER = 0.1
 FOLD_CHECK_REL = 1e-7
-_BLOCKS = {"acb": ACBlock, "repvgg": RepVGGBlock, "odconv": ODConv2d}
-_FUSED_ATTR = {ACBlock: ACBLOCK_FUSED_ATTR, RepVGGBlock: REPVGG_FUSED_ATTR}
+_BLOCKS = {"acb": ACBlock, "repvgg": RepVGGBlock, "qarepvgg": QARepVGGBlockV2, "odconv": ODConv2d}
+_FUSED_ATTR = {ACBlock: ACBLOCK_FUSED_ATTR, RepVGGBlock: REPVGG_FUSED_ATTR, QARepVGGBlockV2: REPVGG_FUSED_ATTR}
 _OPAQUE = (ACBlock, RepVGGBlock, ODConv2d, Attention)
 
 
@@ -119,6 +120,17 @@ def _init_block(to: str, block: nn.Module, conv: nn.Conv2d) -> None:
         _silent_bn(block.rbr_1x1.bn)
         if block.rbr_identity is not None:
             _silent_bn(block.rbr_identity)
+        block.nonlinearity = nn.Identity()
+    elif to == "qarepvgg":
+        # The bare identity has no weight to silence: the 1x1 starts at minus the identity instead.
+        block.rbr_dense.conv.weight.copy_(weight)
+        _identity_bn(block.rbr_dense.bn, bias)
+        if block.rbr_identity is not None:
+            block.rbr_1x1.weight.copy_(-identity_kernel(block.in_channels, block.groups, (1, 1),
+                                                               weight.dtype, weight.device))
+        else:
+            block.rbr_1x1.weight.zero_()
+        _identity_bn(block.bn, None)
         block.nonlinearity = nn.Identity()
     else:
         attention = block.attention

@@ -10,7 +10,14 @@ from torch import nn
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 conv-BN pairs with a residual; ``downsample`` projects it when the shape changes."""
+    """Two 3x3 conv-BN pairs with a residual; ``downsample`` projects it when the shape changes.
+
+    Args:
+        inplanes: Input channels.
+        planes: Output channels.
+        stride: The first conv's stride.
+        downsample: The projection of the residual, or None for the identity.
+    """
 
     expansion = 1
 
@@ -25,6 +32,14 @@ class BasicBlock(nn.Module):
         self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the block.
+
+        Args:
+            x: The input, ``[B, inplanes, H, W]``.
+
+        Returns:
+            The output, ``[B, planes, H/stride, W/stride]``.
+        """
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
@@ -32,7 +47,12 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    """ResNet with BasicBlocks, laid out as ``paddle.vision.models.ResNet`` (``with_pool=True``)."""
+    """ResNet with BasicBlocks, laid out as ``paddle.vision.models.ResNet`` (``with_pool=True``).
+
+    Args:
+        layers: Blocks per stage.
+        num_classes: Classes of the ``fc`` head; 0 or less: no head (the pooled features are returned).
+    """
 
     def __init__(self, layers: tuple[int, int, int, int] = (2, 2, 2, 2), num_classes: int = 1000) -> None:
         super().__init__()
@@ -61,6 +81,14 @@ class ResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the network.
+
+        Args:
+            x: Images, ``[B, 3, H, W]``.
+
+        Returns:
+            Logits ``[B, num_classes]``, or pooled features ``[B, 512, 1, 1]`` without a head.
+        """
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         x = self.avgpool(x)
@@ -70,5 +98,12 @@ class ResNet(nn.Module):
 
 
 def resnet18(num_classes: int = 1000) -> ResNet:
-    """ResNet-18 with the layer names of ``paddle.vision.models.resnet18``."""
+    """Build ResNet-18 with the layer names of ``paddle.vision.models.resnet18``.
+
+    Args:
+        num_classes: Classes of the head.
+
+    Returns:
+        The model.
+    """
     return ResNet((2, 2, 2, 2), num_classes=num_classes)

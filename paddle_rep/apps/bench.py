@@ -3,7 +3,7 @@
 Per case (each block, then whole models) it times the eval forward of: torch_ref training form and
 fused, paddle_rep dygraph training form and fused, the exported ``paddle.inference`` predictor
 (oneDNN on) of the fused and of the training-form model, every deploy backend of
-``paddle_rep.apps.exporter.Predictor`` on the fused export (ONNX Runtime, OpenVINO; for ODConv models
+``paddle_rep.apps.predictor.Predictor`` on the fused export (ONNX Runtime, OpenVINO; for ODConv models
 also Paddle Inference on the fold programs, the unfold graph and the batch-1 fold graph run per
 sample), and a straightforward Paddle RepVGG port (written here, for the RepVGG rows); plus a
 training step (forward + backward) in each framework. ODConv rows compare the batch fold, a
@@ -14,6 +14,7 @@ the median of ``--repeat`` runs after a warm-up, and ratios come from the same r
 
     python -m paddle_rep.apps.bench       # full run into docs/performance/bench.{md,png,json} + the summary table
     python -m paddle_rep.apps.bench --quick  # tiny sizes, a smoke run into results/
+    python -m paddle_rep.apps.bench --load   # the load benchmark (bench_load) into docs/performance/load.{md,json}
     paddle-rep bench [same arguments]     # the same tool
 """
 
@@ -47,7 +48,7 @@ from paddle.nn import functional as F  # noqa: E402
 
 import paddle_rep  # noqa: E402
 import torch_ref  # noqa: E402
-from paddle_rep.apps.exporter import BACKENDS, ExportedModel, Predictor, export  # noqa: E402
+from paddle_rep.apps.exporter import ExportedModel, export  # noqa: E402
 from paddle_rep.apps.parity import (  # noqa: E402
     paddle_backward,
     paddle_release_grads,
@@ -55,6 +56,7 @@ from paddle_rep.apps.parity import (  # noqa: E402
     torch_backward,
     torch_release_grads,
 )
+from paddle_rep.apps.predictor import BACKENDS, Predictor  # noqa: E402
 from paddle_rep.core import interop  # noqa: E402
 from paddle_rep.core.numeric import relative_error  # noqa: E402
 from paddle_rep.models import create_model  # noqa: E402
@@ -639,6 +641,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-train", action="store_true", help="skip training steps")
     parser.add_argument("--no-predictor", action="store_true", help="skip the exported predictor")
     parser.add_argument("--no-convert", action="store_true", help="skip the checkpoint conversion benchmark")
+    parser.add_argument("--load", action="store_true",
+                        help="run only the load benchmark (paddle_rep.apps.bench_load): images/s and p50/p99 "
+                             "latency at concurrency 1, 2, 4 and in throughput mode, into OUT/load.{md,json}")
     parser.add_argument("--no-formulations", action="store_true", help="skip the ODConv dygraph formulations")
     parser.add_argument("--convert-model", help="checkpoint for the conversion benchmark (default repvgg_b3, "
                         "quick rep_tiny)")
@@ -668,6 +673,12 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--backends: unknown {unknown}; choose from {BACKENDS}")
     if args.out is None:
         args.out = Path("results") if quick else PERF_DOCS
+    if args.load:
+        from paddle_rep.apps.bench_load import render_load, run_load
+
+        set_threads(args.threads)
+        print(render_load(run_load(args)))
+        return 0
     full_run = not (quick or args.only or args.no_models or args.no_blocks or args.no_predictor
                     or args.no_formulations)
     if args.summary_page is None and full_run and not args.no_summary_page:

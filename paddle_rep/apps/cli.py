@@ -131,7 +131,7 @@ def _list_run_cli(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# paddle_rep.apps.exporter.BACKENDS, spelled here so that building the parser imports no Paddle; test_cli checks.
+# paddle_rep.apps.predictor.BACKENDS, spelled here so that building the parser imports no Paddle; test_cli checks.
 EXPORT_BACKENDS = ("paddle", "onnxruntime", "openvino")
 
 
@@ -152,7 +152,7 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fold-batch-sizes", default=None, metavar="N[,N...]",
                         help="batch sizes of ODConv's batch-fold ONNX graphs (default: --batch-size, or 1)")
     parser.add_argument("--threads", type=int, help="runtime threads for the --backend check")
-    parser.add_argument("--precision", choices=("f32", "bf16"), default="f32",  # exporter.PRECISIONS, no Paddle import
+    parser.add_argument("--precision", choices=("f32", "bf16"), default="f32",  # predictor.PRECISIONS, no Paddle import
                         help="precision of the --backend check; bf16 (openvino only) is checked after an f32 "
                              "check of the same graph, against a bf16 bound")
 

@@ -206,7 +206,8 @@ def _fuse_and_export(args: argparse.Namespace, data, torch_model, paddle_model):
     import torch_ref
     from paddle_rep.reparam import reparameterize_model
 
-    from .exporter import Predictor, export
+    from .exporter import export
+    from .predictor import Predictor
 
     x_test = data.x_test
     torch_model.eval()

@@ -9,14 +9,40 @@ _Choice = TypeVar("_Choice")
 
 
 def check_choice(name: str, value: _Choice, choices: Sequence[_Choice]) -> _Choice:
-    """``value`` if it is one of ``choices``, else a ValueError naming ``name``, the choices and the value."""
+    """Check that a value is one of the allowed choices.
+
+    Args:
+        name: The argument's name, used in the error message.
+        value: The value given.
+        choices: The allowed values.
+
+    Returns:
+        ``value`` unchanged.
+
+    Raises:
+        ValueError: ``value`` is not in ``choices``; the message names ``name``, the choices and the value.
+    """
     if value not in choices:
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
     return value
 
 
 def check_int(name: str, value: object, minimum: int = 0) -> int:
-    """Reject tuples, floats and bools where the official code takes a plain int."""
+    """Check that a value is a plain int no smaller than ``minimum``.
+
+    Tuples, floats and bools are rejected where the official code takes a plain int.
+
+    Args:
+        name: The argument's name, used in the error message.
+        value: The value given.
+        minimum: The smallest value allowed.
+
+    Returns:
+        ``value`` unchanged.
+
+    Raises:
+        ValueError: ``value`` is not an int (or is a bool), or is below ``minimum``.
+    """
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
     if value < minimum:
@@ -26,7 +52,21 @@ def check_int(name: str, value: object, minimum: int = 0) -> int:
 
 def check_conv_args(in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int,
                     dilation: int, groups: int) -> None:
-    """Validate the geometry of a square conv block."""
+    """Validate the geometry of a square conv block.
+
+    Args:
+        in_channels: Input channels (at least 1, divisible by ``groups``).
+        out_channels: Output channels (at least 1, divisible by ``groups``).
+        kernel_size: Kernel side (at least 1).
+        stride: Stride (at least 1).
+        padding: Padding (at least 0).
+        dilation: Dilation (at least 1).
+        groups: Groups (at least 1).
+
+    Raises:
+        ValueError: An argument is not a plain int, is out of range, or a channel count is not
+            divisible by ``groups``; the message names the argument.
+    """
     check_int("in_channels", in_channels, 1)
     check_int("out_channels", out_channels, 1)
     check_int("kernel_size", kernel_size, 1)
@@ -41,7 +81,17 @@ def check_conv_args(in_channels: int, out_channels: int, kernel_size: int, strid
 
 
 def check_padding_mode(padding_mode: str) -> str:
-    """One of :data:`PADDING_MODES`, the values ``nn.Conv2d`` takes."""
+    """Check a padding mode against :data:`PADDING_MODES`, the values ``nn.Conv2d`` takes.
+
+    Args:
+        padding_mode: The padding mode given.
+
+    Returns:
+        ``padding_mode`` unchanged.
+
+    Raises:
+        ValueError: ``padding_mode`` is not one of :data:`PADDING_MODES`.
+    """
     return check_choice("padding_mode", padding_mode, PADDING_MODES)
 
 
@@ -51,7 +101,16 @@ def _shape_text(shape: list) -> str:
 
 
 def check_input_channels(block: str, expected: int, shape: list) -> None:
-    """A clear error for a wrong channel count instead of a kernel-level shape message."""
+    """Check a block's input shape, for a clear error instead of a kernel-level shape message.
+
+    Args:
+        block: The block's name, used in the error message.
+        expected: The number of input channels the block was built for.
+        shape: The input's shape (a dynamic dimension may be -1 or symbolic).
+
+    Raises:
+        ValueError: The input is not 4-D NCHW or its channel count is not ``expected``.
+    """
     if len(shape) != 4:
         raise ValueError(f"{block} expects a 4-D NCHW input, got shape {_shape_text(shape)}")
     if shape[1] != expected:

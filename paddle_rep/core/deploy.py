@@ -24,7 +24,11 @@ class DeployProtocol:
 
     @property
     def is_repped(self) -> bool:
-        """True once the block is in its fused (deploy) form, built so or switched."""
+        """Whether the block is in its fused (deploy) form, built so or switched.
+
+        Returns:
+            True once the block is fused.
+        """
         return self.deploy
 
     def _fuse_branches(self) -> None:

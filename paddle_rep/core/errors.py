@@ -20,7 +20,10 @@ class ExportError(PaddleRepError, RuntimeError):
 class CheckpointError(PaddleRepError, ValueError):
     """A checkpoint file cannot be used: unreadable, corrupt, not a checkpoint, or a bad tensor.
 
-    ``path`` is the file at fault and ``key`` the state-dict key, when one is to blame.
+    Args:
+        message: The error message.
+        path: The file at fault, when known (kept as ``self.path``).
+        key: The state-dict key to blame, when one is (kept as ``self.key``).
     """
 
     def __init__(self, message: str, path: str | None = None, key: str | None = None) -> None:
@@ -38,7 +41,15 @@ class UnsafeCheckpointError(CheckpointError):
 
 
 class ArchMismatchError(CheckpointError):
-    """A state dict does not fit the requested architecture; lists every offending key at once."""
+    """A state dict does not fit the requested architecture; lists every offending key at once.
+
+    Args:
+        message: The error message.
+        path: The checkpoint file, when known (kept as ``self.path``).
+        missing: Keys the architecture needs and the state dict lacks.
+        unexpected: Keys of the state dict the architecture does not have.
+        mismatched: Keys whose shapes differ.
+    """
 
     def __init__(self, message: str, path: str | None = None, missing: tuple[str, ...] = (),
                  unexpected: tuple[str, ...] = (), mismatched: tuple[str, ...] = ()) -> None:
@@ -51,7 +62,10 @@ class ArchMismatchError(CheckpointError):
 class VerificationError(PaddleRepError):
     """The converted model's outputs differ from the source model's beyond the verify tolerance.
 
-    ``comparisons`` holds every comparison made (passing ones too), so all figures can be shown.
+    Args:
+        message: The error message.
+        comparisons: Every comparison made, passing ones too, so all figures can be shown
+            (kept as ``self.comparisons``).
     """
 
     def __init__(self, message: str, comparisons: tuple = ()) -> None:
@@ -66,7 +80,10 @@ class SurgeryError(PaddleRepError, ValueError):
 class BatchNormKernelError(PaddleRepError, RuntimeError):
     """The running-variance probe read a value that neither a biased nor an unbiased update gives.
 
-    ``key`` names the kernel (place, dtypes, data format, input rank, size class) and ``read`` the value.
+    Args:
+        message: The error message.
+        key: The kernel probed (place, dtypes, data format, input rank, size class).
+        read: The running variance read back.
     """
 
     def __init__(self, message: str, key: object = None, read: float | None = None) -> None:
@@ -76,7 +93,13 @@ class BatchNormKernelError(PaddleRepError, RuntimeError):
 
 
 class MissingPackageError(PaddleRepError, ImportError):
-    """An optional package is not installed; the message names it and the pip extra that installs it."""
+    """An optional package is not installed; the message names it and the pip extra that installs it.
+
+    Args:
+        message: The error message.
+        package: The missing package's import name.
+        extra: The pip extra of paddle-rep that installs it.
+    """
 
     def __init__(self, message: str, package: str, extra: str) -> None:
         super().__init__(message)
@@ -96,3 +119,34 @@ class DataError(PaddleRepError, ValueError):
         super().__init__(message)
         self.path = path
         self.line = line
+
+
+class CalibrationError(PaddleRepError, ValueError):
+    """int8 calibration data cannot be used; ``source`` names the file, or the sample index, at fault."""
+
+    def __init__(self, message: str, source: str | int | None = None) -> None:
+        super().__init__(message)
+        self.source = source
+
+
+class QuantizationError(PaddleRepError, RuntimeError):
+    """Post-training quantization or quantization-aware training failed, or an int8 file is missing."""
+
+
+class InputContractError(PaddleRepError, ValueError):
+    """An input breaks a predictor's input contract (rank, channels, dtype, fixed H/W or batch).
+
+    The message names what was expected and what came; it is the same on every backend.
+    """
+
+
+class ManifestError(PaddleRepError, ValueError):
+    """An export's manifest, or a file it lists, is missing, unreadable or edited; ``path`` names it."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class PredictorClosedError(PaddleRepError, RuntimeError):
+    """A predictor was called after :meth:`~paddle_rep.apps.predictor.Predictor.close`."""

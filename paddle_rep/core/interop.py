@@ -21,7 +21,13 @@ from .numeric import contiguous
 
 @dataclass(frozen=True)
 class LeafRename:
-    """One row of the mapping: the last key component in torch and in Paddle."""
+    """One row of the mapping: the last key component in torch and in Paddle.
+
+    Attributes:
+        torch_leaf: The torch name.
+        paddle_leaf: The Paddle name; None where the tensor has no Paddle counterpart and is dropped.
+        reason: What the tensor is.
+    """
 
     torch_leaf: str
     paddle_leaf: str | None  # None: the tensor has no Paddle counterpart and is dropped
@@ -46,7 +52,14 @@ def _split(key: str) -> tuple[str, str]:
 
 
 def torch_key_to_paddle(key: str) -> str | None:
-    """The Paddle name of a torch state-dict key, or None when Paddle has no such tensor."""
+    """Map a torch state-dict key to its Paddle name.
+
+    Args:
+        key: A torch state-dict key.
+
+    Returns:
+        The Paddle key, or None when Paddle has no such tensor (``num_batches_tracked``).
+    """
     prefix, leaf = _split(key)
     if leaf in _TO_PADDLE:
         target = _TO_PADDLE[leaf]
@@ -55,13 +68,31 @@ def torch_key_to_paddle(key: str) -> str | None:
 
 
 def paddle_key_to_torch(key: str) -> str:
-    """The torch name of a Paddle state-dict key."""
+    """Map a Paddle state-dict key to its torch name.
+
+    Args:
+        key: A Paddle state-dict key.
+
+    Returns:
+        The torch key.
+    """
     prefix, leaf = _split(key)
     return prefix + _TO_TORCH.get(leaf, leaf)
 
 
 def to_numpy(value: Any, key: str = "?") -> np.ndarray:
-    """A numpy copy of a torch tensor, Paddle tensor or array-like, without importing either framework."""
+    """Turn a torch tensor, Paddle tensor or array-like into a numpy array, importing neither framework.
+
+    Args:
+        value: The tensor or array-like (a torch bfloat16 tensor becomes float32).
+        key: The state-dict key it belongs to, used in the error message.
+
+    Returns:
+        The values as a numpy array (``value`` itself when it is one already).
+
+    Raises:
+        MappingError: ``value`` cannot be turned into an array; the message names ``key``.
+    """
     if isinstance(value, np.ndarray):
         return value
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # torch.Tensor
@@ -88,8 +119,17 @@ def _cast(key: str, array: np.ndarray, dtype: np.dtype | str | None) -> np.ndarr
 def from_torch(state_dict: Mapping[str, Any], dtype: np.dtype | str | None = "float32") -> dict[str, np.ndarray]:
     """Map a torch state dict to Paddle names and layouts, ready for ``set_state_dict``.
 
-    ``dtype`` casts every floating tensor (None keeps each one's dtype); a non-float tensor
-    other than ``num_batches_tracked`` raises :class:`MappingError` naming its key.
+    Args:
+        state_dict: The torch state dict (torch tensors, Paddle tensors or numpy arrays).
+        dtype: The dtype every floating tensor is cast to; None keeps each one's dtype.
+
+    Returns:
+        The Paddle state dict as C-ordered numpy arrays: BN statistics renamed, Linear weights
+        transposed, ``num_batches_tracked`` dropped.
+
+    Raises:
+        MappingError: A tensor other than ``num_batches_tracked`` is not floating point, or a value
+            cannot be turned into an array; the message names its key.
     """
     out: dict[str, np.ndarray] = {}
     for key, value in state_dict.items():
@@ -105,10 +145,20 @@ def from_torch(state_dict: Mapping[str, Any], dtype: np.dtype | str | None = "fl
 
 def to_torch(state_dict: Mapping[str, Any], dtype: np.dtype | str | None = "float32",
              num_batches_tracked: int | None = 0) -> dict[str, np.ndarray]:
-    """Map a Paddle state dict to torch names and layouts (numpy values; wrap with ``torch.from_numpy``).
+    """Map a Paddle state dict to torch names and layouts.
 
-    Each BN gets a ``num_batches_tracked`` of the given value so the result loads into torch
-    with ``strict=True``; pass None to leave them out.
+    Args:
+        state_dict: The Paddle state dict (Paddle tensors, torch tensors or numpy arrays).
+        dtype: The dtype every floating tensor is cast to; None keeps each one's dtype.
+        num_batches_tracked: The value each BN's ``num_batches_tracked`` gets, so the result loads
+            into torch with ``strict=True``; None leaves them out.
+
+    Returns:
+        The torch state dict as numpy arrays (wrap each with ``torch.from_numpy``).
+
+    Raises:
+        MappingError: A tensor is not floating point or cannot be turned into an array; the message
+            names its key.
     """
     out: dict[str, np.ndarray] = {}
     for key, value in state_dict.items():

@@ -6,7 +6,17 @@ from typing import Any
 
 
 def lazy_exports(package: str, namespace: dict, exports: Mapping[str, str]) -> tuple[Callable, Callable]:
-    """``(__getattr__, __dir__)`` for ``package``: ``exports`` maps a name to the submodule defining it."""
+    """Build a package's PEP 562 ``__getattr__`` and ``__dir__`` from its export table.
+
+    Args:
+        package: The package's dotted name.
+        namespace: The package's ``globals()``; a name is cached there on first use.
+        exports: Maps each public name to the submodule (relative to ``package``) defining it.
+
+    Returns:
+        ``(__getattr__, __dir__)``; the ``__getattr__`` raises AttributeError for a name not in
+        ``exports``.
+    """
 
     def __getattr__(name: str) -> Any:  # noqa: N807 - the module-level hook's name
         module = exports.get(name)

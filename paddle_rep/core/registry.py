@@ -20,13 +20,24 @@ from .errors import UnknownModelError
 logger = logging.getLogger(__name__)
 
 def model_modules(package: str) -> tuple[str, ...]:
-    """The public modules of a ``models`` package (names without a leading underscore), found on disk."""
+    """Find the public modules of a ``models`` package on disk (names without a leading underscore).
+
+    Args:
+        package: The package's dotted name, e.g. ``"paddle_rep.models"``.
+
+    Returns:
+        The module names, sorted.
+    """
     path = importlib.import_module(package).__path__
     return tuple(sorted(info.name for info in pkgutil.iter_modules(path) if not info.name.startswith("_")))
 
 
 class ModelRegistry:
-    """Builders by name for one framework; every public module of ``package`` registers its builders."""
+    """Builders by name for one framework; every public module of ``package`` registers its builders.
+
+    Args:
+        package: The dotted name of the ``models`` package whose modules are imported on first use.
+    """
 
     def __init__(self, package: str) -> None:
         self.package = package
@@ -34,7 +45,17 @@ class ModelRegistry:
         self._loaded = False
 
     def register(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Decorator: register ``fn`` under its own name; a second builder of that name is an error."""
+        """Register a builder under its own name (use as a decorator).
+
+        Args:
+            fn: The builder function.
+
+        Returns:
+            ``fn`` unchanged.
+
+        Raises:
+            ValueError: A different builder is already registered under ``fn``'s name.
+        """
         name = fn.__name__
         if name in self._builders and self._builders[name] is not fn:
             raise ValueError(f"model {name!r} is already registered in {self.package}")
@@ -48,13 +69,30 @@ class ModelRegistry:
             self._loaded = True
 
     def names(self, pattern: str | None = None) -> list[str]:
-        """Sorted model names, optionally filtered by a shell-style pattern such as ``"repvgg_b*"``."""
+        """List the registered model names.
+
+        Args:
+            pattern: A shell-style pattern such as ``"repvgg_b*"``; None lists every name.
+
+        Returns:
+            The matching names, sorted.
+        """
         self._load()
         names = sorted(self._builders)
         return names if pattern is None else [n for n in names if fnmatch.fnmatchcase(n, pattern)]
 
     def builder(self, name: str) -> Callable[..., Any]:
-        """The builder of ``name``; :class:`UnknownModelError` lists the closest names."""
+        """Look up the builder of a model name.
+
+        Args:
+            name: The model name.
+
+        Returns:
+            The builder function.
+
+        Raises:
+            UnknownModelError: No builder has that name; the message lists the closest names.
+        """
         self._load()
         try:
             return self._builders[name]
@@ -66,7 +104,19 @@ class ModelRegistry:
             ) from None
 
     def create(self, name: str, **kwargs: Any) -> Any:
-        """Build ``name`` with ``kwargs``; an argument the builder lacks is a ValueError naming it."""
+        """Build a model by name.
+
+        Args:
+            name: The model name.
+            **kwargs: Arguments passed on to the builder.
+
+        Returns:
+            The model the builder returns.
+
+        Raises:
+            UnknownModelError: No builder has that name.
+            ValueError: The builder takes no argument of a name in ``kwargs``; the message names it.
+        """
         fn = self.builder(name)
         params = inspect.signature(fn).parameters
         unknown = sorted(set(kwargs) - set(params))

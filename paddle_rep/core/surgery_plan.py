@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from .checks import check_choice
 from .errors import SurgeryError
 
-BLOCK_KINDS = ("acb", "repvgg", "odconv")
+BLOCK_KINDS = ("acb", "repvgg", "qarepvgg", "odconv")
 # Attribute set on every block insert_blocks creates: the ConvSpec of the conv it replaced.
 REPLACED_CONV = "replaced_conv"
 # Geometry comes from the replaced conv, never from block_kwargs.
@@ -32,7 +32,19 @@ _WILDCARDS = set("*?[")
 
 @dataclass(frozen=True)
 class ConvSpec:
-    """The geometry of a square, symmetric 2-D conv, as ints."""
+    """The geometry of a square, symmetric 2-D conv, as ints.
+
+    Attributes:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        kernel_size: Kernel side.
+        stride: Stride.
+        padding: Padding, equal on all sides.
+        dilation: Dilation.
+        groups: Groups.
+        padding_mode: Padding mode.
+        has_bias: Whether the conv has a bias.
+    """
 
     in_channels: int
     out_channels: int
@@ -47,7 +59,13 @@ class ConvSpec:
 
 @dataclass
 class InsertReport:
-    """What :func:`insert_blocks` did: the names that became blocks, and the skipped ones with the reason."""
+    """What :func:`insert_blocks` did: the names that became blocks, and the skipped ones with the reason.
+
+    Attributes:
+        to: The block kind inserted.
+        inserted: The dotted names of the convs that became blocks.
+        skipped: The other convs' names, each with the reason.
+    """
 
     to: str
     inserted: list[str] = field(default_factory=list)
@@ -62,7 +80,14 @@ class InsertReport:
 
 @dataclass
 class FuseBackReport:
-    """What :func:`fuse_back` did: restored convs, where each bias went, what stayed a block."""
+    """What :func:`fuse_back` did: restored convs, where each bias went, what stayed a block.
+
+    Attributes:
+        restored: The names of the blocks turned back into plain convs.
+        bias_folded: Conv name -> the BN that took its fused bias.
+        bias_kept: Conv name -> why it still has a bias.
+        skipped: Block name -> why it stayed a block.
+    """
 
     restored: list[str] = field(default_factory=list)
     bias_folded: dict[str, str] = field(default_factory=dict)  # conv name -> BN that took its bias
@@ -70,6 +95,11 @@ class FuseBackReport:
     skipped: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> str:
+        """Summarise the report in one line.
+
+        Returns:
+            The counts of restored convs, folded and kept biases, and blocks kept.
+        """
         return (f"fuse_back: {len(self.restored)} convs restored, {len(self.bias_folded)} biases folded, "
                 f"{len(self.bias_kept)} kept, {len(self.skipped)} blocks kept")
 
@@ -87,12 +117,32 @@ BIAS_NEEDS_EXAMPLE = "the original had none; pass example_input to fold it into 
 
 
 def check_to(to: object) -> str:
-    """One of :data:`BLOCK_KINDS`."""
+    """Check a block kind against :data:`BLOCK_KINDS`.
+
+    Args:
+        to: The block kind given.
+
+    Returns:
+        ``to`` unchanged.
+
+    Raises:
+        ValueError: ``to`` is not one of :data:`BLOCK_KINDS`.
+    """
     return check_choice("to", to, BLOCK_KINDS)
 
 
 def check_block_kwargs(to: str, block_cls: type, block_kwargs: dict) -> None:
-    """Reject geometry, function-changing and unknown block arguments with a ValueError naming them."""
+    """Check the extra block arguments passed to ``insert_blocks``.
+
+    Args:
+        to: The block kind, used in the error message.
+        block_cls: The block class the arguments are for.
+        block_kwargs: The arguments to check.
+
+    Raises:
+        ValueError: An argument is geometry (copied from each conv), would change the model's
+            function, or is not taken by ``block_cls``; the message names it.
+    """
     accepted = set(inspect.signature(block_cls.__init__).parameters) - {"self"}
     for name in block_kwargs:
         if name in GEOMETRY_ARGS:
@@ -124,7 +174,14 @@ def _pair(name: str, value: object) -> tuple[int, int] | None:
 
 
 def symmetric_padding(padding: object) -> int | None:
-    """One int for padding equal on all four sides (int, [p, p], [p, p, p, p], [[p, p], [p, p]]); else None."""
+    """Reduce a padding that is equal on all four sides to one int.
+
+    Args:
+        padding: An int, ``[p, p]``, ``[p, p, p, p]`` or ``[[p, p], [p, p]]``.
+
+    Returns:
+        The padding as one int, or None when it is not one value for all sides.
+    """
     if isinstance(padding, int) and not isinstance(padding, bool):
         return padding
     if isinstance(padding, str) or not isinstance(padding, Sequence):
@@ -141,7 +198,23 @@ def symmetric_padding(padding: object) -> int | None:
 def make_spec(*, in_channels: int, out_channels: int, kernel_size: object, stride: object, padding: object,
               dilation: object, groups: int, padding_mode: str, has_bias: bool,
               channel_last: bool = False) -> ConvSpec | str:
-    """The :class:`ConvSpec` of a conv, or the reason it is not a square, symmetric NCHW conv."""
+    """Describe a conv's geometry as a :class:`ConvSpec`, or say why it is not a square, symmetric NCHW conv.
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        kernel_size: The kernel size, an int or a pair.
+        stride: The stride, an int or a pair.
+        padding: The padding, in any form :func:`symmetric_padding` takes.
+        dilation: The dilation, an int or a pair.
+        groups: Groups.
+        padding_mode: The padding mode.
+        has_bias: Whether the conv has a bias.
+        channel_last: Whether the conv takes NHWC input.
+
+    Returns:
+        The spec, or the reason (a string) the conv cannot become a block.
+    """
     if channel_last:
         return "channel-last (NHWC) conv; the blocks are NCHW"
     kernel, strides, dilations = _pair("kernel", kernel_size), _pair("stride", stride), _pair("dilation", dilation)
@@ -159,20 +232,29 @@ def make_spec(*, in_channels: int, out_channels: int, kernel_size: object, strid
 
 
 def ineligible_reason(to: str, spec: ConvSpec) -> str | None:
-    """Why a conv of this geometry cannot become a ``to`` block, or None when it can."""
+    """Say why a conv of this geometry cannot become a block of kind ``to``.
+
+    Args:
+        to: The block kind, one of :data:`BLOCK_KINDS`.
+        spec: The conv's geometry.
+
+    Returns:
+        The reason, or None when the conv can be converted.
+    """
     k = spec.kernel_size
     if to == "acb":
         if k % 2 == 0:
             return f"ACBlock needs an odd kernel, got {k}x{k}"
         if k == 1:
             return "1x1 kernel: the 1x1 asymmetric branches would only duplicate it (ACNet keeps 1x1 plain)"
-    elif to == "repvgg":
+    elif to in ("repvgg", "qarepvgg"):
+        block = "RepVGGBlock" if to == "repvgg" else "QARepVGGBlockV2"
         if k != 3 or spec.padding != 1:
-            return f"RepVGGBlock needs a 3x3 kernel with padding 1, got {k}x{k} padding {spec.padding}"
+            return f"{block} needs a 3x3 kernel with padding 1, got {k}x{k} padding {spec.padding}"
         if spec.stride not in (1, 2):
-            return f"RepVGGBlock takes stride 1 or 2, got {spec.stride}"
+            return f"{block} takes stride 1 or 2, got {spec.stride}"
         if spec.dilation != 1:
-            return f"RepVGGBlock needs dilation 1, got {spec.dilation}"
+            return f"{block} needs dilation 1, got {spec.dilation}"
     elif to == "odconv" and spec.padding_mode != "zeros":
         return f"ODConv2D pads with zeros only, the conv uses padding_mode {spec.padding_mode!r}"
     return None
@@ -182,9 +264,19 @@ def plan_conversion(convs: dict[str, ConvSpec | str], to: str, include: str | Se
                     exclude: str | Sequence[str] | None) -> InsertReport:
     """Decide, for every conv name, convert or skip (with the reason).
 
-    ``convs`` maps each conv's dotted name to its spec or to the reason it cannot be a block.
-    A pattern matching no conv, or an exact include name (no wildcard) whose conv cannot be
-    converted, raises :class:`SurgeryError` before anything changes.
+    Args:
+        convs: Each conv's dotted name mapped to its spec or to the reason it cannot be a block.
+        to: The block kind, one of :data:`BLOCK_KINDS`.
+        include: Shell-style name patterns to convert; None converts every eligible conv.
+        exclude: Shell-style name patterns to leave alone.
+
+    Returns:
+        The plan: the names to convert and the skipped names with their reasons.
+
+    Raises:
+        ValueError: ``include`` or ``exclude`` is not a non-empty string or a sequence of them.
+        SurgeryError: A pattern matches no conv, or an exact include name (no wildcard) names a conv
+            that cannot be converted; raised before anything changes.
     """
     includes, excludes = _as_patterns(include, "include"), _as_patterns(exclude, "exclude")
     for what, patterns in (("include", includes), ("exclude", excludes)):
@@ -219,17 +311,40 @@ def _first_match(name: str, patterns: Iterable[str]) -> str | None:
 
 
 def odconv_weight_scale(has_filter: bool, has_spatial: bool) -> float:
-    """Factor on ODConv's kernels that cancels its sigmoid heads at their zero start (each gives 0.5)."""
+    """Compute the factor on ODConv's kernels that cancels its sigmoid heads at their zero start.
+
+    Args:
+        has_filter: Whether the block has a filter attention head.
+        has_spatial: Whether the block has a spatial attention head.
+
+    Returns:
+        ``2 ** (1 + has_filter + has_spatial)`` (each sigmoid head gives 0.5 at zero).
+    """
     return 2.0 ** (1 + int(has_filter) + int(has_spatial))
 
 
 def split_name(name: str) -> tuple[str, str]:
+    """Split a dotted layer name into its parent's name and its own.
+
+    Args:
+        name: A dotted layer name such as ``"layer1.0.conv1"``.
+
+    Returns:
+        ``(parent, leaf)``; the parent is ``""`` for a top-level layer.
+    """
     parent, _, leaf = name.rpartition(".")
     return parent, leaf
 
 
 def nested_outputs(value: object) -> list:
-    """The leaves of a forward input/output made of tuples, lists and dicts."""
+    """Flatten a forward input or output made of tuples, lists and dicts.
+
+    Args:
+        value: The nested value.
+
+    Returns:
+        Its leaves, in order.
+    """
     if isinstance(value, (tuple, list)):
         return [leaf for item in value for leaf in nested_outputs(item)]
     if isinstance(value, dict):
@@ -238,12 +353,19 @@ def nested_outputs(value: object) -> list:
 
 
 def pick_following_bn(conv_name: str, consumers: list[str], bn_names: set[str]) -> str | None:
-    """The BN that alone consumes a conv's output, ignoring containers that passed the tensor on.
+    """Find the BN that alone consumes a conv's output, ignoring containers that passed the tensor on.
 
-    ``consumers`` are the layers whose forward input was the conv's output tensor; a layer
-    that is an ancestor of another consumer (a Sequential handing it to its first child) does
-    not count. Functional consumers (``y + z``) are invisible here, which is why the caller
-    checks the folded model's output.
+    A consumer that is an ancestor of another consumer (a Sequential handing the tensor to its
+    first child) does not count. Functional consumers (``y + z``) are invisible here, which is
+    why the caller checks the folded model's output.
+
+    Args:
+        conv_name: The conv's dotted name.
+        consumers: The layers whose forward input was the conv's output tensor.
+        bn_names: The names of the model's BN layers.
+
+    Returns:
+        The BN's name, or None when the output does not go to exactly one BN.
     """
     leaves = [c for c in set(consumers) if not any(o != c and o.startswith(c + ".") for o in consumers)]
     if len(leaves) == 1 and leaves[0] in bn_names and leaves[0] != conv_name:

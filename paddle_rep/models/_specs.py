@@ -10,6 +10,14 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class RepVGGSpec:
+    """The architecture of one RepVGG or RepVGGplus variant (upstream's builder arguments).
+
+    Attributes:
+        num_blocks: Blocks in stages 1 to 4.
+        width_multiplier: Width multipliers of stages 1 to 4.
+        groups: Groups of the layers in :data:`GROUPWISE_LAYERS` (upstream ``g2_map`` / ``g4_map``).
+        use_se: Squeeze-and-excitation in every block.
+    """
     num_blocks: tuple[int, int, int, int]
     width_multiplier: tuple[float, float, float, float]
     groups: int = 1  # applied to the layers in GROUPWISE_LAYERS (upstream g2_map / g4_map)
@@ -21,7 +29,14 @@ GROUPWISE_LAYERS = tuple(range(2, 27, 2))
 
 
 def groups_map(groups: int) -> dict[int, int]:
-    """Upstream ``g2_map`` / ``g4_map``: ``groups`` on every layer of :data:`GROUPWISE_LAYERS`."""
+    """Build upstream's ``g2_map`` / ``g4_map``: ``groups`` on every layer of :data:`GROUPWISE_LAYERS`.
+
+    Args:
+        groups: The groups of those layers.
+
+    Returns:
+        Layer index -> groups; empty for ``groups=1``.
+    """
     return {} if groups == 1 else {layer: groups for layer in GROUPWISE_LAYERS}
 
 
@@ -71,7 +86,16 @@ INVERTED_RESIDUAL_SETTING = (
 
 
 def make_divisible(value: float, divisor: int, min_value: int | None = None) -> int:
-    """Round channels to a multiple of ``divisor``, never more than 10% below ``value`` (MobileNet rule)."""
+    """Round a channel count to a multiple of ``divisor``, never more than 10% below ``value`` (MobileNet rule).
+
+    Args:
+        value: The unrounded channel count.
+        divisor: The multiple to round to.
+        min_value: The smallest result; None: ``divisor``.
+
+    Returns:
+        The rounded channel count.
+    """
     if min_value is None:
         min_value = divisor
     new_value = max(min_value, int(value + divisor / 2) // divisor * divisor)
@@ -103,5 +127,12 @@ MOBILENETV1_STRIDE2_BLOCKS = (1, 3, 5, 11)
 
 
 def uses_acb(kernel_size: int) -> bool:
-    """Upstream ``ACNetBuilder``: 1x1 and >=7x7 convs stay plain, every other size becomes an ACBlock."""
+    """Decide whether a conv becomes an ACBlock, as upstream's ``ACNetBuilder`` does.
+
+    Args:
+        kernel_size: The conv's square kernel size.
+
+    Returns:
+        True for 3x3 and 5x5; 1x1 and 7x7 or larger stay plain convs.
+    """
     return 1 < kernel_size < 7

@@ -41,7 +41,12 @@ from ._specs import (
 
 
 class ACNetBuilder:
-    """Upstream ``ACNetBuilder``: 2..6-pixel kernels become ACBlocks, 1x1 and >=7x7 stay conv + BN."""
+    """Upstream ``ACNetBuilder``: 2..6-pixel kernels become ACBlocks, 1x1 and >=7x7 stay conv + BN.
+
+    Args:
+        deploy: Build every ACBlock in its fused form.
+        gamma_init: Start the BN scales of the ACBlocks it builds at this value; None keeps 1.
+    """
 
     def __init__(self, deploy: bool = False, gamma_init: float | None = None) -> None:
         self.deploy = deploy
@@ -54,13 +59,37 @@ class ACNetBuilder:
                        gamma_init=gamma_init)
 
     def conv(self, cin: int, cout: int, k: int, stride: int = 1, padding: int = 0, bias: bool = True) -> nn.Layer:
-        """Upstream ``Conv2d``: a bare ACBlock (``bias`` ignored, the block has BNs), or a plain conv."""
+        """Build upstream's ``Conv2d``: a bare ACBlock (``bias`` ignored, the block has BNs), or a plain conv.
+
+        Args:
+            cin: Input channels.
+            cout: Output channels.
+            k: Square kernel size.
+            stride: Stride.
+            padding: Padding.
+            bias: Whether a plain conv gets a bias.
+
+        Returns:
+            The ACBlock or the ``paddle.nn.Conv2D``.
+        """
         if uses_acb(k):
             return self._acb(cin, cout, k, stride, padding)
         return nn.Conv2D(cin, cout, k, stride, padding, bias_attr=None if bias else False)
 
     def conv_bn(self, cin: int, cout: int, k: int, stride: int = 1, padding: int = 0, groups: int = 1) -> nn.Layer:
-        """Upstream ``Conv2dBN``: a bare ACBlock, or ``Sequential(conv, bn)``."""
+        """Build upstream's ``Conv2dBN``: a bare ACBlock, or ``Sequential(conv, bn)``.
+
+        Args:
+            cin: Input channels.
+            cout: Output channels.
+            k: Square kernel size.
+            stride: Stride.
+            padding: Padding.
+            groups: Groups.
+
+        Returns:
+            The ACBlock or the conv-BN pair.
+        """
         if uses_acb(k):
             return self._acb(cin, cout, k, stride, padding, groups)
         return nn.Sequential(("conv", nn.Conv2D(cin, cout, k, stride, padding, groups=groups, bias_attr=False)),
@@ -68,7 +97,19 @@ class ACNetBuilder:
 
     def conv_bn_relu(self, cin: int, cout: int, k: int, stride: int = 1, padding: int = 0,
                      groups: int = 1) -> nn.Sequential:
-        """Upstream ``Conv2dBNReLU``: ``Sequential(acb, relu)``, or ``Sequential(conv, bn, relu)``."""
+        """Build upstream's ``Conv2dBNReLU``: ``Sequential(acb, relu)``, or ``Sequential(conv, bn, relu)``.
+
+        Args:
+            cin: Input channels.
+            cout: Output channels.
+            k: Square kernel size.
+            stride: Stride.
+            padding: Padding.
+            groups: Groups.
+
+        Returns:
+            The sequence.
+        """
         if uses_acb(k):
             return nn.Sequential(("acb", self._acb(cin, cout, k, stride, padding, groups)), ("relu", nn.ReLU()))
         layers = self.conv_bn(cin, cout, k, stride, padding, groups)
@@ -76,10 +117,20 @@ class ACNetBuilder:
         return layers
 
     def bn_relu_conv(self, cin: int, cout: int, k: int, stride: int = 1, padding: int = 0) -> nn.Sequential:
-        """Upstream ``BNReLUConv2d`` (pre-activation): ``Sequential(bn, relu, acb)`` or ``(bn, relu, conv)``.
+        """Build upstream's ``BNReLUConv2d`` (pre-activation): ``Sequential(bn, relu, acb)`` or ``(bn, relu, conv)``.
 
         Upstream builds this ACBlock without ``gamma_init``, so the official WRN recipe's
         gamma_init reaches only the stem; kept, so the same arguments train the same network.
+
+        Args:
+            cin: Input channels.
+            cout: Output channels.
+            k: Square kernel size.
+            stride: Stride.
+            padding: Padding.
+
+        Returns:
+            The sequence.
         """
         if uses_acb(k):
             last: tuple[str, nn.Layer] = ("acb", self._acb(cin, cout, k, stride, padding, with_gamma_init=False))
@@ -89,7 +140,14 @@ class ACNetBuilder:
 
 
 class BasicBlock(nn.Layer):
-    """ImageNet ResNet basic block (upstream ``base_model/resnet.py``)."""
+    """ImageNet ResNet basic block (upstream ``base_model/resnet.py``).
+
+    Args:
+        builder: Decides which convs become ACBlocks and how they are built.
+        in_planes: Input channels.
+        planes: Output channels.
+        stride: The first conv's stride (a 1x1 conv-BN shortcut when it or the width changes).
+    """
 
     expansion = 1
 
@@ -104,11 +162,26 @@ class BasicBlock(nn.Layer):
         self.conv2 = builder.conv_bn(planes, planes, 3, stride=1, padding=1)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        """Run the block.
+
+        Args:
+            x: The input feature map, ``[B, C, H, W]``.
+
+        Returns:
+            The output feature map.
+        """
         return self.relu(self.conv2(self.conv1(x)) + self.shortcut(x))
 
 
 class ACNetResNet(nn.Layer):
-    """ImageNet ResNet-18/34 with ACBlocks in the basic blocks; 7x7 stem and 1x1 shortcuts plain."""
+    """ImageNet ResNet-18/34 with ACBlocks in the basic blocks; 7x7 stem and 1x1 shortcuts plain.
+
+    Args:
+        num_blocks: Basic blocks in each of the four stages.
+        num_classes: Classes of the linear head.
+        deploy: Build the fused form (one conv per ACBlock) directly.
+        gamma_init: Start the ACBlocks' BN scales at this value (upstream's ``gamma_init``); None keeps 1.
+    """
 
     def __init__(self, num_blocks: list[int], num_classes: int = 1000, deploy: bool = False,
                  gamma_init: float | None = None) -> None:
@@ -131,13 +204,28 @@ class ACNetResNet(nn.Layer):
         return nn.Sequential(*blocks)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        """Classify a batch of images.
+
+        Args:
+            x: Images, ``[B, 3, H, W]``.
+
+        Returns:
+            Logits, ``[B, num_classes]``.
+        """
         out = F.max_pool2d(self.conv1(x), kernel_size=3, stride=2, padding=1)
         out = self.stage4(self.stage3(self.stage2(self.stage1(out))))
         return self.linear(paddle.flatten(self.gap(out), start_axis=1))
 
 
 class BasicBranch(nn.Layer):
-    """The residual branch of a CIFAR ResNet block: ACB-ReLU, ACB (upstream ``BasicBranch``)."""
+    """The residual branch of a CIFAR ResNet block: ACB-ReLU, ACB (upstream ``BasicBranch``).
+
+    Args:
+        builder: Decides which convs become ACBlocks and how they are built.
+        in_channels: Input channels.
+        channels: Output channels.
+        stride: The first conv's stride.
+    """
 
     def __init__(self, builder: ACNetBuilder, in_channels: int, channels: int, stride: int = 1) -> None:
         super().__init__()
@@ -145,12 +233,31 @@ class BasicBranch(nn.Layer):
         self.conv2 = builder.conv_bn(channels, channels, 3, stride=1, padding=1)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        """Run the branch.
+
+        Args:
+            x: The input feature map, ``[B, C, H, W]``.
+
+        Returns:
+            The output feature map.
+        """
         return self.conv2(self.conv1(x))
 
 
 class ResNetBasicStage(nn.Layer):
-    """One CIFAR ResNet stage (upstream ``ResNetBasicStage``): ``conv1`` (first stage) or a 1x1
-    ``projection``, then ``block0``, ``block1``, ... each added to its input and ReLU'd."""
+    """One CIFAR ResNet stage (upstream ``ResNetBasicStage``).
+
+    ``conv1`` (first stage) or a 1x1 ``projection``, then ``block0``, ``block1``, ... each added to
+    its input and ReLU'd.
+
+    Args:
+        builder: Decides which convs become ACBlocks and how they are built.
+        in_planes: Input channels.
+        channels: Output channels.
+        num_blocks: Residual blocks.
+        stride: The first block's stride.
+        is_first: The network's first stage (a 3x3 ``conv1`` instead of the projection).
+    """
 
     def __init__(self, builder: ACNetBuilder, in_planes: int, channels: int, num_blocks: int, stride: int = 1,
                  is_first: bool = False) -> None:
@@ -167,6 +274,14 @@ class ResNetBasicStage(nn.Layer):
             setattr(self, f"block{i}", BasicBranch(builder, in_c, channels, stride if i == 0 else 1))
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        """Run the stage.
+
+        Args:
+            x: The input feature map, ``[B, C, H, W]``.
+
+        Returns:
+            The output feature map.
+        """
         if self.is_first:
             base = self.relu(self.conv1(x))
             out = base + self.block0(base)
@@ -179,7 +294,14 @@ class ResNetBasicStage(nn.Layer):
 
 
 class ACNetCifarResNet(nn.Layer):
-    """CIFAR ResNet-(6n+2) with every 3x3 conv an ACBlock (upstream ``SRCNet``)."""
+    """CIFAR ResNet-(6n+2) with every 3x3 conv an ACBlock (upstream ``SRCNet``).
+
+    Args:
+        blocks_per_stage: n, the residual blocks in each of the three stages.
+        num_classes: Classes of the linear head.
+        deploy: Build the fused form (one conv per ACBlock) directly.
+        gamma_init: Start the ACBlocks' BN scales at this value (upstream's ``gamma_init``); None keeps 1.
+    """
 
     def __init__(self, blocks_per_stage: int, num_classes: int = 10, deploy: bool = False,
                  gamma_init: float | None = None) -> None:
@@ -193,12 +315,26 @@ class ACNetCifarResNet(nn.Layer):
         self.linear = nn.Linear(w3, num_classes)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        """Classify a batch of images.
+
+        Args:
+            x: Images, ``[B, 3, H, W]``.
+
+        Returns:
+            Logits, ``[B, num_classes]``.
+        """
         out = self.stage3(self.stage2(self.stage1(x)))
         return self.linear(paddle.flatten(self.gap(out), start_axis=1))
 
 
 class ACNetCifarQuick(nn.Layer):
-    """Cifar-quick with BN and three 5x5 ACBlocks (upstream ``CFQKBN``); needs 32x32 inputs."""
+    """Cifar-quick with BN and three 5x5 ACBlocks (upstream ``CFQKBN``); needs 32x32 inputs.
+
+    Args:
+        num_classes: Classes of the linear head.
+        deploy: Build the fused form (one conv per ACBlock) directly.
+        gamma_init: Start the ACBlocks' BN scales at this value (upstream's ``gamma_init``); None keeps 1.
+    """
 
     def __init__(self, num_classes: int = 10, deploy: bool = False, gamma_init: float | None = None) -> None:
         super().__init__()
@@ -211,6 +347,14 @@ class ACNetCifarQuick(nn.Layer):
         self.fc2 = nn.Linear(CIFAR_QUICK_HIDDEN, num_classes)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        """Classify a batch of images.
+
+        Args:
+            x: Images, ``[B, 3, H, W]``, 32x32.
+
+        Returns:
+            Logits, ``[B, num_classes]``.
+        """
         x = F.max_pool2d(self.conv1(x), kernel_size=3, stride=2)  # 32 -> 15
         x = F.avg_pool2d(self.conv2(x), kernel_size=3, stride=2)  # 15 -> 7
         x = F.avg_pool2d(self.conv3(x), kernel_size=3, stride=2)  # 7 -> 3
@@ -218,7 +362,13 @@ class ACNetCifarQuick(nn.Layer):
 
 
 class ACNetVGG(nn.Layer):
-    """CIFAR VGG-16 style: 13 3x3 ACBlocks, five 2x2 max pools, two linears (upstream ``VCNet``); 32x32 inputs."""
+    """CIFAR VGG-16 style: 13 3x3 ACBlocks, five 2x2 max pools, two linears (upstream ``VCNet``); 32x32 inputs.
+
+    Args:
+        num_classes: Classes of the linear head.
+        deploy: Build the fused form (one conv per ACBlock) directly.
+        gamma_init: Start the ACBlocks' BN scales at this value (upstream's ``gamma_init``); None keeps 1.
+    """
 
     def __init__(self, num_classes: int = 10, deploy: bool = False, gamma_init: float | None = None) -> None:
         super().__init__()
@@ -237,12 +387,29 @@ class ACNetVGG(nn.Layer):
         self.linear2 = nn.Linear(VGG_HIDDEN, num_classes)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        """Classify a batch of images.
+
+        Args:
+            x: Images, ``[B, 3, H, W]``, 32x32.
+
+        Returns:
+            Logits, ``[B, num_classes]``.
+        """
         return self.linear2(self.relu(self.linear1(self.flatten(self.stem(x)))))
 
 
 class BottleneckBranch(nn.Layer):
-    """The residual branch of a ResNet-50 block: 1x1 conv-BN-ReLU, 3x3 ACB-ReLU (carries the stride),
-    1x1 conv-BN (upstream ``BottleneckBranch``)."""
+    """The residual branch of a ResNet-50 block (upstream ``BottleneckBranch``).
+
+    1x1 conv-BN-ReLU, 3x3 ACB-ReLU (carries the stride), 1x1 conv-BN.
+
+    Args:
+        builder: Decides which convs become ACBlocks and how they are built.
+        in_channels: Input channels.
+        mid_channels: Width of the 1x1 and 3x3 convs inside.
+        out_channels: Output channels.
+        stride: The 3x3 conv's stride.
+    """
 
     def __init__(self, builder: ACNetBuilder, in_channels: int, mid_channels: int, out_channels: int,
                  stride: int = 1) -> None:
@@ -252,12 +419,31 @@ class BottleneckBranch(nn.Layer):
         self.conv3 = builder.conv_bn(mid_channels, out_channels, 1)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        """Run the branch.
+
+        Args:
+            x: The input feature map, ``[B, C, H, W]``.
+
+        Returns:
+            The output feature map.
+        """
         return self.conv3(self.conv2(self.conv1(x)))
 
 
 class ResNetBottleneckStage(nn.Layer):
-    """One ResNet-50 stage (upstream ``ResNetBottleneckStage``): a 1x1 ``projection`` shortcut for
-    ``block0``, identity shortcuts for ``block1``, ``block2``, ...; ReLU after every sum."""
+    """One ResNet-50 stage (upstream ``ResNetBottleneckStage``).
+
+    A 1x1 ``projection`` shortcut for ``block0``, identity shortcuts for ``block1``, ``block2``,
+    ...; ReLU after every sum.
+
+    Args:
+        builder: Decides which convs become ACBlocks and how they are built.
+        in_planes: Input channels.
+        mid_channels: Width inside each bottleneck.
+        out_channels: Output channels.
+        num_blocks: Bottleneck blocks.
+        stride: The first block's stride.
+    """
 
     def __init__(self, builder: ACNetBuilder, in_planes: int, mid_channels: int, out_channels: int,
                  num_blocks: int, stride: int = 1) -> None:
@@ -270,6 +456,14 @@ class ResNetBottleneckStage(nn.Layer):
                                                         mid_channels, out_channels, stride if i == 0 else 1))
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        """Run the stage.
+
+        Args:
+            x: The input feature map, ``[B, C, H, W]``.
+
+        Returns:
+            The output feature map.
+        """
         out = self.relu(self.projection(x) + self.block0(x))
         for i in range(1, self.num_blocks):
             out = self.relu(out + getattr(self, f"block{i}")(out))
@@ -277,8 +471,16 @@ class ResNetBottleneckStage(nn.Layer):
 
 
 class ACNetBottleneckResNet(nn.Layer):
-    """ImageNet ResNet-50 with an ACBlock for each bottleneck 3x3 (upstream ``SBottleneckResNet``);
-    the 7x7 stem and every 1x1 conv stay plain."""
+    """ImageNet ResNet-50 with an ACBlock for each bottleneck 3x3 (upstream ``SBottleneckResNet``).
+
+    The 7x7 stem and every 1x1 conv stay plain.
+
+    Args:
+        num_blocks: Bottleneck blocks in each of the four stages.
+        num_classes: Classes of the linear head.
+        deploy: Build the fused form (one conv per ACBlock) directly.
+        gamma_init: Start the ACBlocks' BN scales at this value (upstream's ``gamma_init``); None keeps 1.
+    """
 
     def __init__(self, num_blocks: list[int], num_classes: int = 1000, deploy: bool = False,
                  gamma_init: float | None = None) -> None:
@@ -296,14 +498,32 @@ class ACNetBottleneckResNet(nn.Layer):
         self.fc = nn.Linear(in_planes, num_classes)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        """Classify a batch of images.
+
+        Args:
+            x: Images, ``[B, 3, H, W]``.
+
+        Returns:
+            Logits, ``[B, num_classes]``.
+        """
         out = self.maxpool(self.conv1(x))
         out = self.stage4(self.stage3(self.stage2(self.stage1(out))))
         return self.fc(paddle.flatten(self.gap(out), start_axis=1))
 
 
 class WRNCifarBlock(nn.Layer):
-    """Pre-activation wide block (upstream ``WRNCifarBlock``): BN-ReLU-ACB twice, plus the input, or
-    a BN-ReLU-1x1 ``proj`` of it in a stage's first block; no activation after the sum."""
+    """Pre-activation wide block (upstream ``WRNCifarBlock``).
+
+    BN-ReLU-ACB twice, plus the input, or a BN-ReLU-1x1 ``proj`` of it in a stage's first block;
+    no activation after the sum.
+
+    Args:
+        builder: Decides which convs become ACBlocks and how they are built.
+        in_channels: Input channels.
+        channels: Output channels.
+        stride: The first conv's (and the projection's) stride.
+        projection_shortcut: Project the shortcut (a stage's first block).
+    """
 
     def __init__(self, builder: ACNetBuilder, in_channels: int, channels: int, stride: int,
                  projection_shortcut: bool) -> None:
@@ -317,13 +537,28 @@ class WRNCifarBlock(nn.Layer):
         self.conv2 = builder.bn_relu_conv(channels, channels, 3, stride=1, padding=1)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        """Run the block.
+
+        Args:
+            x: The input feature map, ``[B, C, H, W]``.
+
+        Returns:
+            The output feature map.
+        """
         return self.conv2(self.dropout(self.conv1(x))) + self.proj(x)
 
 
 class ACNetWRN(nn.Layer):
-    """CIFAR WRN-16-8 with ACBlocks for the 3x3 stem and every pre-activation 3x3 (upstream
-    ``WRNCifarNet``, ``wrnc16plain``); 32x32 inputs. As upstream, ``last_bn`` feeds the pooling
-    directly (no ReLU after it)."""
+    """CIFAR WRN-16-8 with ACBlocks for the 3x3 stem and every pre-activation 3x3.
+
+    Upstream ``WRNCifarNet``, ``wrnc16plain``; 32x32 inputs. As upstream, ``last_bn`` feeds the
+    pooling directly (no ReLU after it).
+
+    Args:
+        num_classes: Classes of the linear head.
+        deploy: Build the fused form (one conv per ACBlock) directly.
+        gamma_init: Start the ACBlocks' BN scales at this value (upstream's ``gamma_init``); None keeps 1.
+    """
 
     def __init__(self, num_classes: int = 10, deploy: bool = False, gamma_init: float | None = None) -> None:
         super().__init__()
@@ -344,12 +579,27 @@ class ACNetWRN(nn.Layer):
         self.linear = nn.Linear(in_channels, num_classes)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        """Classify a batch of images.
+
+        Args:
+            x: Images, ``[B, 3, H, W]``, 32x32.
+
+        Returns:
+            Logits, ``[B, num_classes]``.
+        """
         out = self.stage3(self.stage2(self.stage1(self.conv1(x))))
         return self.linear(paddle.flatten(self.gap(self.last_bn(out)), start_axis=1))
 
 
 class MobileV1Block(nn.Layer):
-    """Depthwise 3x3 ACB-ReLU (groups = channels), then a plain 1x1 conv-BN-ReLU (upstream ``MobileV1Block``)."""
+    """Depthwise 3x3 ACB-ReLU (groups = channels), then a plain 1x1 conv-BN-ReLU (upstream ``MobileV1Block``).
+
+    Args:
+        builder: Decides which convs become ACBlocks and how they are built.
+        in_planes: Input channels.
+        out_planes: Output channels.
+        stride: The depthwise conv's stride.
+    """
 
     def __init__(self, builder: ACNetBuilder, in_planes: int, out_planes: int, stride: int = 1) -> None:
         super().__init__()
@@ -357,12 +607,28 @@ class MobileV1Block(nn.Layer):
         self.pointwise = builder.conv_bn_relu(in_planes, out_planes, 1)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        """Run the block.
+
+        Args:
+            x: The input feature map, ``[B, C, H, W]``.
+
+        Returns:
+            The output feature map.
+        """
         return self.pointwise(self.depthwise(x))
 
 
 class ACNetMobileNetV1(nn.Layer):
-    """ImageNet MobileNetV1 (upstream ``MobileV1ImagenetNet``): the 3x3 stride-2 stem and the 13
-    depthwise 3x3 convs are ACBlocks, the pointwise 1x1 convs stay plain."""
+    """ImageNet MobileNetV1 (upstream ``MobileV1ImagenetNet``).
+
+    The 3x3 stride-2 stem and the 13 depthwise 3x3 convs are ACBlocks, the pointwise 1x1 convs
+    stay plain.
+
+    Args:
+        num_classes: Classes of the linear head.
+        deploy: Build the fused form (one conv per ACBlock) directly.
+        gamma_init: Start the ACBlocks' BN scales at this value (upstream's ``gamma_init``); None keeps 1.
+    """
 
     def __init__(self, num_classes: int = 1000, deploy: bool = False, gamma_init: float | None = None) -> None:
         super().__init__()
@@ -376,63 +642,152 @@ class ACNetMobileNetV1(nn.Layer):
         self.linear = nn.Linear(deps[-1], num_classes)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        """Classify a batch of images.
+
+        Args:
+            x: Images, ``[B, 3, H, W]``.
+
+        Returns:
+            Logits, ``[B, num_classes]``.
+        """
         out = self.stem(self.conv1(x))
         return self.linear(paddle.flatten(self.gap(out), start_axis=1))
 
 
 @register_model
 def acnet_resnet18(num_classes: int = 1000, deploy: bool = False, gamma_init: float | None = None) -> ACNetResNet:
-    """ImageNet ResNet-18 with ACBlocks (upstream ``sres18``)."""
+    """ImageNet ResNet-18 with ACBlocks (upstream ``sres18``).
+
+    Args:
+        num_classes: Classes of the linear head.
+        deploy: Build the fused form (one conv per ACBlock) directly.
+        gamma_init: Start the ACBlocks' BN scales at this value (upstream's ``gamma_init``); None keeps 1.
+
+    Returns:
+        The model.
+    """
     return ACNetResNet(list(ACNET_RESNET_BLOCKS["acnet_resnet18"]), num_classes, deploy, gamma_init)
 
 
 @register_model
 def acnet_resnet34(num_classes: int = 1000, deploy: bool = False, gamma_init: float | None = None) -> ACNetResNet:
-    """ImageNet ResNet-34 with ACBlocks (upstream ``sres34``)."""
+    """ImageNet ResNet-34 with ACBlocks (upstream ``sres34``).
+
+    Args:
+        num_classes: Classes of the linear head.
+        deploy: Build the fused form (one conv per ACBlock) directly.
+        gamma_init: Start the ACBlocks' BN scales at this value (upstream's ``gamma_init``); None keeps 1.
+
+    Returns:
+        The model.
+    """
     return ACNetResNet(list(ACNET_RESNET_BLOCKS["acnet_resnet34"]), num_classes, deploy, gamma_init)
 
 
 @register_model
 def acnet_resnet56(num_classes: int = 10, deploy: bool = False, gamma_init: float | None = None) -> ACNetCifarResNet:
-    """CIFAR ResNet-56 with ACBlocks (upstream ``src56``; trained with gamma_init 1/3)."""
+    """CIFAR ResNet-56 with ACBlocks (upstream ``src56``; trained with gamma_init 1/3).
+
+    Args:
+        num_classes: Classes of the linear head.
+        deploy: Build the fused form (one conv per ACBlock) directly.
+        gamma_init: Start the ACBlocks' BN scales at this value (upstream's ``gamma_init``); None keeps 1.
+
+    Returns:
+        The model.
+    """
     return ACNetCifarResNet(ACNET_CIFAR_RESNET_BLOCKS["acnet_resnet56"], num_classes, deploy, gamma_init)
 
 
 @register_model
 def acnet_cifar_quick(num_classes: int = 10, deploy: bool = False,
                       gamma_init: float | None = None) -> ACNetCifarQuick:
-    """Cifar-quick + BN with 5x5 ACBlocks (upstream ``cfqkbnc``)."""
+    """Cifar-quick + BN with 5x5 ACBlocks (upstream ``cfqkbnc``).
+
+    Args:
+        num_classes: Classes of the linear head.
+        deploy: Build the fused form (one conv per ACBlock) directly.
+        gamma_init: Start the ACBlocks' BN scales at this value (upstream's ``gamma_init``); None keeps 1.
+
+    Returns:
+        The model.
+    """
     return ACNetCifarQuick(num_classes, deploy, gamma_init)
 
 
 @register_model
 def acnet_vgg16(num_classes: int = 10, deploy: bool = False, gamma_init: float | None = None) -> ACNetVGG:
-    """CIFAR VGG-16 with ACBlocks (upstream ``vc``)."""
+    """CIFAR VGG-16 with ACBlocks (upstream ``vc``).
+
+    Args:
+        num_classes: Classes of the linear head.
+        deploy: Build the fused form (one conv per ACBlock) directly.
+        gamma_init: Start the ACBlocks' BN scales at this value (upstream's ``gamma_init``); None keeps 1.
+
+    Returns:
+        The model.
+    """
     return ACNetVGG(num_classes, deploy, gamma_init)
 
 
 @register_model
 def acnet_resnet50(num_classes: int = 1000, deploy: bool = False,
                    gamma_init: float | None = None) -> ACNetBottleneckResNet:
-    """ImageNet ResNet-50 with ACBlocks on the bottleneck 3x3 convs (upstream ``sres50``)."""
+    """ImageNet ResNet-50 with ACBlocks on the bottleneck 3x3 convs (upstream ``sres50``).
+
+    Args:
+        num_classes: Classes of the linear head.
+        deploy: Build the fused form (one conv per ACBlock) directly.
+        gamma_init: Start the ACBlocks' BN scales at this value (upstream's ``gamma_init``); None keeps 1.
+
+    Returns:
+        The model.
+    """
     return ACNetBottleneckResNet(list(ACNET_RESNET50_BLOCKS), num_classes, deploy, gamma_init)
 
 
 @register_model
 def acnet_resnet110(num_classes: int = 10, deploy: bool = False,
                     gamma_init: float | None = None) -> ACNetCifarResNet:
-    """CIFAR ResNet-110 with ACBlocks (upstream ``src110``)."""
+    """CIFAR ResNet-110 with ACBlocks (upstream ``src110``).
+
+    Args:
+        num_classes: Classes of the linear head.
+        deploy: Build the fused form (one conv per ACBlock) directly.
+        gamma_init: Start the ACBlocks' BN scales at this value (upstream's ``gamma_init``); None keeps 1.
+
+    Returns:
+        The model.
+    """
     return ACNetCifarResNet(ACNET_CIFAR_RESNET_BLOCKS["acnet_resnet110"], num_classes, deploy, gamma_init)
 
 
 @register_model
 def acnet_wrn16_8(num_classes: int = 10, deploy: bool = False, gamma_init: float | None = None) -> ACNetWRN:
-    """CIFAR WRN-16-8, pre-activation, with ACBlocks (upstream ``wrnc16plain``)."""
+    """CIFAR WRN-16-8, pre-activation, with ACBlocks (upstream ``wrnc16plain``).
+
+    Args:
+        num_classes: Classes of the linear head.
+        deploy: Build the fused form (one conv per ACBlock) directly.
+        gamma_init: Start the ACBlocks' BN scales at this value (upstream's ``gamma_init``); None keeps 1.
+
+    Returns:
+        The model.
+    """
     return ACNetWRN(num_classes, deploy, gamma_init)
 
 
 @register_model
 def acnet_mobilenetv1(num_classes: int = 1000, deploy: bool = False,
                       gamma_init: float | None = None) -> ACNetMobileNetV1:
-    """ImageNet MobileNetV1 with ACBlocks on the stem and depthwise 3x3 convs (upstream ``smi1``)."""
+    """ImageNet MobileNetV1 with ACBlocks on the stem and depthwise 3x3 convs (upstream ``smi1``).
+
+    Args:
+        num_classes: Classes of the linear head.
+        deploy: Build the fused form (one conv per ACBlock) directly.
+        gamma_init: Start the ACBlocks' BN scales at this value (upstream's ``gamma_init``); None keeps 1.
+
+    Returns:
+        The model.
+    """
     return ACNetMobileNetV1(num_classes, deploy, gamma_init)

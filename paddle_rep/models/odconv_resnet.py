@@ -18,9 +18,15 @@ from ._specs import OD_RESNET_SPECS
 
 
 def init_like_upstream(model: nn.Layer) -> None:
-    """Upstream's init loop: every ``Conv2D`` (attention convs too) kaiming-normal fan_out with zero bias,
-    every ``Linear`` N(0, 0.01) with zero bias. BNs already start at gamma 1, beta 0; the ODConv
-    kernels are plain parameters and keep their own kaiming init."""
+    """Initialise a model as upstream's init loop does.
+
+    Every ``Conv2D`` (attention convs too) kaiming-normal fan_out with zero bias, every ``Linear``
+    N(0, 0.01) with zero bias. BNs already start at gamma 1, beta 0; the ODConv kernels are plain
+    parameters and keep their own kaiming init.
+
+    Args:
+        model: The model, changed in place.
+    """
     for layer in model.sublayers():
         if isinstance(layer, nn.Conv2D):
             shape = layer.weight.shape  # [out, in/groups, kh, kw]: fan_out = out * kh * kw
@@ -34,17 +40,51 @@ def init_like_upstream(model: nn.Layer) -> None:
 
 def odconv3x3(in_planes: int, out_planes: int, stride: int = 1, reduction: float = 0.0625,
               kernel_num: int = 1) -> ODConv2D:
+    """Build a 3x3 ODConv with padding 1 (upstream ``odconv3x3``).
+
+    Args:
+        in_planes: Input channels.
+        out_planes: Output channels.
+        stride: Stride.
+        reduction: Attention width of each ODConv = ``max(int(in_planes * reduction), 16)``.
+        kernel_num: Kernels each ODConv mixes per sample.
+
+    Returns:
+        The ODConv.
+    """
     return ODConv2D(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, reduction=reduction,
                     kernel_num=kernel_num)
 
 
 def odconv1x1(in_planes: int, out_planes: int, stride: int = 1, reduction: float = 0.0625,
               kernel_num: int = 1) -> ODConv2D:
+    """Build a 1x1 ODConv (upstream ``odconv1x1``).
+
+    Args:
+        in_planes: Input channels.
+        out_planes: Output channels.
+        stride: Stride.
+        reduction: Attention width of each ODConv = ``max(int(in_planes * reduction), 16)``.
+        kernel_num: Kernels each ODConv mixes per sample.
+
+    Returns:
+        The ODConv.
+    """
     return ODConv2D(in_planes, out_planes, kernel_size=1, stride=stride, padding=0, reduction=reduction,
                     kernel_num=kernel_num)
 
 
 class BasicBlock(nn.Layer):
+    """ResNet basic block with two 3x3 ODConvs, each followed by BN (upstream ``BasicBlock``).
+
+    Args:
+        inplanes: Input channels.
+        planes: Output channels.
+        stride: The first conv's stride.
+        downsample: The projection of the residual, or None for the identity.
+        reduction: Attention width of each ODConv = ``max(int(in_planes * reduction), 16)``.
+        kernel_num: Kernels each ODConv mixes per sample.
+    """
     expansion = 1
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Layer | None = None,
@@ -59,6 +99,14 @@ class BasicBlock(nn.Layer):
         self.stride = stride
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        """Run the block.
+
+        Args:
+            x: The input feature map, ``[B, C, H, W]``.
+
+        Returns:
+            The output feature map.
+        """
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
@@ -66,6 +114,16 @@ class BasicBlock(nn.Layer):
 
 
 class Bottleneck(nn.Layer):
+    """ResNet bottleneck block, 1x1-3x3-1x1, every conv an ODConv (upstream ``Bottleneck``).
+
+    Args:
+        inplanes: Input channels.
+        planes: Width inside; the output has ``4 * planes`` channels.
+        stride: The 3x3 conv's stride.
+        downsample: The projection of the residual, or None for the identity.
+        reduction: Attention width of each ODConv = ``max(int(in_planes * reduction), 16)``.
+        kernel_num: Kernels each ODConv mixes per sample.
+    """
     expansion = 4
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Layer | None = None,
@@ -82,6 +140,14 @@ class Bottleneck(nn.Layer):
         self.stride = stride
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        """Run the block.
+
+        Args:
+            x: The input feature map, ``[B, C, H, W]``.
+
+        Returns:
+            The output feature map.
+        """
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
@@ -90,7 +156,16 @@ class Bottleneck(nn.Layer):
 
 
 class ODResNet(nn.Layer):
-    """Upstream ``OD_ResNet``: torchvision-style ResNet with ODConv in the residual blocks."""
+    """Upstream ``OD_ResNet``: torchvision-style ResNet with ODConv in the residual blocks.
+
+    Args:
+        block: The residual block, :class:`BasicBlock` or :class:`Bottleneck`.
+        layers: Blocks in each of the four stages.
+        num_classes: Classes of the ``fc`` head.
+        dropout: Dropout before ``fc``.
+        reduction: Attention width of each ODConv = ``max(int(in_planes * reduction), 16)``.
+        kernel_num: Kernels each ODConv mixes per sample.
+    """
 
     def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: list[int], num_classes: int = 1000,
                  dropout: float = 0.1, reduction: float = 0.0625, kernel_num: int = 1) -> None:
@@ -110,7 +185,11 @@ class ODResNet(nn.Layer):
         init_like_upstream(self)
 
     def net_update_temperature(self, temperature: float) -> None:
-        """Set the attention temperature of every ODConv (annealed 30 -> 1 in upstream training)."""
+        """Set the attention temperature of every ODConv (annealed 30 -> 1 in upstream training).
+
+        Args:
+            temperature: The new temperature (1.0 for evaluation).
+        """
         set_temperature(self, temperature)
 
     def _make_layer(self, block: type[BasicBlock] | type[Bottleneck], planes: int, blocks: int, stride: int,
@@ -127,6 +206,14 @@ class ODResNet(nn.Layer):
         return nn.Sequential(*layers)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        """Classify a batch of images.
+
+        Args:
+            x: Images, ``[B, 3, H, W]``.
+
+        Returns:
+            Logits, ``[B, num_classes]``.
+        """
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         x = paddle.flatten(self.avgpool(x), start_axis=1)
@@ -149,26 +236,88 @@ def _build(name: str, num_classes: int, deploy: bool, kernel_num: int, reduction
 @register_model
 def od_resnet18(num_classes: int = 1000, deploy: bool = False, kernel_num: int = 1, reduction: float = 0.0625,
                 dropout: float = 0.1) -> ODResNet:
-    """ODConv ResNet-18 (11.94M params at kernel_num 1, 44.90M at 4)."""
+    """Build ODConv ResNet-18 (upstream ``od_resnet18``).
+
+    11.94M parameters at kernel_num 1, 44.90M at 4.
+
+    ODConv has no fused form (its kernels depend on the input), so ``deploy`` builds the
+    same model.
+
+    Args:
+        num_classes: Classes of the head.
+        deploy: Accepted for a uniform ``create_model`` interface; changes nothing.
+        kernel_num: Kernels each ODConv mixes per sample (upstream's ``kernel_num``).
+        reduction: Attention width of each ODConv = ``max(int(in_planes * reduction), 16)``.
+        dropout: Dropout before the classifier.
+
+    Returns:
+        The model.
+    """
     return _build("od_resnet18", num_classes, deploy, kernel_num, reduction, dropout)
 
 
 @register_model
 def od_resnet34(num_classes: int = 1000, deploy: bool = False, kernel_num: int = 1, reduction: float = 0.0625,
                 dropout: float = 0.1) -> ODResNet:
-    """ODConv ResNet-34."""
+    """Build ODConv ResNet-34 (upstream ``od_resnet34``).
+
+    ODConv has no fused form (its kernels depend on the input), so ``deploy`` builds the
+    same model.
+
+    Args:
+        num_classes: Classes of the head.
+        deploy: Accepted for a uniform ``create_model`` interface; changes nothing.
+        kernel_num: Kernels each ODConv mixes per sample (upstream's ``kernel_num``).
+        reduction: Attention width of each ODConv = ``max(int(in_planes * reduction), 16)``.
+        dropout: Dropout before the classifier.
+
+    Returns:
+        The model.
+    """
     return _build("od_resnet34", num_classes, deploy, kernel_num, reduction, dropout)
 
 
 @register_model
 def od_resnet50(num_classes: int = 1000, deploy: bool = False, kernel_num: int = 1, reduction: float = 0.0625,
                 dropout: float = 0.1) -> ODResNet:
-    """ODConv ResNet-50 (28.64M params at kernel_num 1, 90.67M at 4)."""
+    """Build ODConv ResNet-50 (upstream ``od_resnet50``).
+
+    28.64M parameters at kernel_num 1, 90.67M at 4.
+
+    ODConv has no fused form (its kernels depend on the input), so ``deploy`` builds the
+    same model.
+
+    Args:
+        num_classes: Classes of the head.
+        deploy: Accepted for a uniform ``create_model`` interface; changes nothing.
+        kernel_num: Kernels each ODConv mixes per sample (upstream's ``kernel_num``).
+        reduction: Attention width of each ODConv = ``max(int(in_planes * reduction), 16)``.
+        dropout: Dropout before the classifier.
+
+    Returns:
+        The model.
+    """
     return _build("od_resnet50", num_classes, deploy, kernel_num, reduction, dropout)
 
 
 @register_model
 def od_resnet101(num_classes: int = 1000, deploy: bool = False, kernel_num: int = 1, reduction: float = 0.0625,
                  dropout: float = 0.1) -> ODResNet:
-    """ODConv ResNet-101 (50.82M params at kernel_num 1, 90.44M at 2)."""
+    """Build ODConv ResNet-101 (upstream ``od_resnet101``).
+
+    50.82M parameters at kernel_num 1, 90.44M at 2.
+
+    ODConv has no fused form (its kernels depend on the input), so ``deploy`` builds the
+    same model.
+
+    Args:
+        num_classes: Classes of the head.
+        deploy: Accepted for a uniform ``create_model`` interface; changes nothing.
+        kernel_num: Kernels each ODConv mixes per sample (upstream's ``kernel_num``).
+        reduction: Attention width of each ODConv = ``max(int(in_planes * reduction), 16)``.
+        dropout: Dropout before the classifier.
+
+    Returns:
+        The model.
+    """
     return _build("od_resnet101", num_classes, deploy, kernel_num, reduction, dropout)

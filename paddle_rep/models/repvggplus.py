@@ -25,7 +25,17 @@ AUX_HEADS = ("stage1_aux", "stage2_aux", "stage3_first_aux")
 
 
 class RepVGGplusStage(nn.Layer):
-    """``num_blocks`` RepVGGplus blocks in ``blocks``, the first one with ``stride``."""
+    """``num_blocks`` RepVGGplus blocks in ``blocks``, the first one with ``stride``.
+
+    Args:
+        in_planes: Input channels.
+        planes: Output channels.
+        num_blocks: Blocks.
+        stride: The first block's stride.
+        use_checkpoint: Recompute each block in the backward pass (gradient checkpointing).
+        use_post_se: Squeeze-and-excitation after each block's ReLU.
+        deploy: Build every block in its fused form.
+    """
 
     def __init__(self, in_planes: int, planes: int, num_blocks: int, stride: int, use_checkpoint: bool,
                  use_post_se: bool = False, deploy: bool = False) -> None:
@@ -40,6 +50,14 @@ class RepVGGplusStage(nn.Layer):
         self.use_checkpoint = use_checkpoint
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        """Run the blocks in order.
+
+        Args:
+            x: The input feature map, ``[B, in_planes, H, W]``.
+
+        Returns:
+            The output feature map.
+        """
         for block in self.blocks:
             x = run_block(block, x, self.use_checkpoint)
         return x
@@ -56,7 +74,19 @@ def _aux_head(channels: int, num_classes: int) -> nn.Sequential:
 
 
 class RepVGGplus(nn.Layer):
-    """stage0, stage1, stage2, stage3_first, stage3_second, stage4, pool, linear; aux heads while training."""
+    """stage0, stage1, stage2, stage3_first, stage3_second, stage4, pool, linear; aux heads while training.
+
+    Args:
+        num_blocks: Blocks in stages 1 to 4 (stage 3 is split in two halves, so at least 2 there).
+        num_classes: Classes of the main and the auxiliary heads.
+        width_multiplier: Four multipliers of the stage widths 64, 128, 256, 512.
+        deploy: Build every block fused and leave the aux heads out.
+        use_post_se: Squeeze-and-excitation after every block's ReLU (L2pse).
+        use_checkpoint: Recompute each stage block in the backward pass (gradient checkpointing).
+
+    Raises:
+        ValueError: ``width_multiplier`` or ``num_blocks`` does not have 4 values, or ``num_blocks[2] < 2``.
+    """
 
     def __init__(self, num_blocks: list[int], num_classes: int, width_multiplier: list[float],
                  deploy: bool = False, use_post_se: bool = False, use_checkpoint: bool = False) -> None:
@@ -95,9 +125,24 @@ class RepVGGplus(nn.Layer):
 
     @property
     def has_aux(self) -> bool:
+        """Whether the auxiliary heads are present (built in training form and not fused yet).
+
+        Returns:
+            True while the model has ``stage1_aux``.
+        """
         return hasattr(self, "stage1_aux")
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor | dict[str, paddle.Tensor]:
+        """Classify a batch of images; in training with aux heads, also return each head's logits.
+
+        Args:
+            x: Images, ``[B, 3, H, W]``.
+
+        Returns:
+            Logits ``[B, num_classes]``; in training mode with the aux heads present, the dict
+            ``{"main", "stage1_aux", "stage2_aux", "stage3_first_aux"}`` of logits
+            (for ``classification_loss``).
+        """
         with_aux = self.training and self.has_aux
         aux = {}
         out = self.stage1(self.stage0(x))
@@ -114,13 +159,20 @@ class RepVGGplus(nn.Layer):
         return {"main": logits, **aux} if with_aux else logits
 
     def rep_blocks(self) -> list[RepVGGplusBlock]:
-        """Every RepVGGplus block, stage0 first, in forward order."""
+        """List every RepVGGplus block, stage0 first, in forward order.
+
+        Returns:
+            The blocks.
+        """
         return [m for m in self.sublayers() if isinstance(m, RepVGGplusBlock)]
 
     def get_custom_L2(self) -> paddle.Tensor:  # noqa: N802 - upstream's name
-        """Upstream ``repvggplus_custom_L2.py``'s ``L2``: the sum of every block's custom L2.
+        """Compute upstream ``repvggplus_custom_L2.py``'s ``L2``: the sum of every block's custom L2.
 
         Per block it is RepVGGBlock's formula (identity ignored); the aux heads are not included.
+
+        Returns:
+            The penalty, a scalar tensor.
         """
         return paddle.add_n([block.get_custom_L2() for block in self.rep_blocks()])
 
@@ -144,7 +196,18 @@ class RepVGGplus(nn.Layer):
 
 @register_model
 def repvggplus_l2pse(num_classes: int = 1000, deploy: bool = False, use_checkpoint: bool = False) -> RepVGGplus:
-    """RepVGGplus-L2pse: 146.06M trainable params with the aux heads, 127.15M deployed."""
+    """Build RepVGGplus-L2pse (upstream ``create_RepVGGplus_L2pse``): post-SE in every block.
+
+    146.06M trainable parameters with the aux heads, 127.15M deployed.
+
+    Args:
+        num_classes: Classes of the main and the auxiliary heads.
+        deploy: Build the fused form (no aux heads) directly.
+        use_checkpoint: Recompute each stage block in the backward pass (gradient checkpointing) to save memory.
+
+    Returns:
+        The model.
+    """
     spec = REPVGGPLUS_SPECS["repvggplus_l2pse"]
     return RepVGGplus(list(spec.num_blocks), num_classes, list(spec.width_multiplier), deploy=deploy,
                       use_post_se=spec.use_se, use_checkpoint=use_checkpoint)

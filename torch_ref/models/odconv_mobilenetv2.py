@@ -30,7 +30,16 @@ OD_MOBILENETV2_WIDTHS = {"od_mobilenetv2_050": 0.5, "od_mobilenetv2_075": 0.75, 
 
 
 def make_divisible(v: float, divisor: int, min_value: int | None = None) -> int:
-    """Upstream ``_make_divisible``: nearest multiple of ``divisor``, but not below 90% of ``v``."""
+    """Upstream ``_make_divisible``: the nearest multiple of ``divisor``, but not below 90% of ``v``.
+
+    Args:
+        v: The unrounded channel count.
+        divisor: The multiple to round to.
+        min_value: The smallest result; None: ``divisor``.
+
+    Returns:
+        The rounded channel count.
+    """
     if min_value is None:
         min_value = divisor
     rounded = max(min_value, int(v + divisor / 2) // divisor * divisor)
@@ -38,6 +47,15 @@ def make_divisible(v: float, divisor: int, min_value: int | None = None) -> int:
 
 
 class ConvBNReLU(nn.Sequential):
+    """Plain conv, BN, ReLU6 (upstream ``ConvBNReLU``); the network's stem.
+
+    Args:
+        in_planes: Input channels.
+        out_planes: Output channels.
+        kernel_size: Square kernel size (padding keeps the size at stride 1).
+        stride: Stride.
+        groups: Groups.
+    """
     def __init__(self, in_planes: int, out_planes: int, kernel_size: int = 3, stride: int = 1,
                  groups: int = 1) -> None:
         padding = (kernel_size - 1) // 2
@@ -49,6 +67,17 @@ class ConvBNReLU(nn.Sequential):
 
 
 class ODConvBNReLU(nn.Sequential):
+    """ODConv, BN, ReLU6 (upstream ``ODConvBNReLU``).
+
+    Args:
+        in_planes: Input channels.
+        out_planes: Output channels.
+        kernel_size: Square kernel size (padding keeps the size at stride 1).
+        stride: Stride.
+        groups: Groups.
+        reduction: Attention width of each ODConv = ``max(int(in_planes * reduction), 16)``.
+        kernel_num: Kernels each ODConv mixes per sample.
+    """
     def __init__(self, in_planes: int, out_planes: int, kernel_size: int = 3, stride: int = 1, groups: int = 1,
                  reduction: float = 0.0625, kernel_num: int = 1) -> None:
         padding = (kernel_size - 1) // 2
@@ -61,6 +90,20 @@ class ODConvBNReLU(nn.Sequential):
 
 
 class InvertedResidual(nn.Module):
+    """MobileNetV2 inverted residual with ODConvs (upstream ``InvertedResidual``).
+
+    1x1 expansion, 3x3 depthwise, 1x1 projection.
+
+    The input is added back when the stride is 1 and the widths match.
+
+    Args:
+        inp: Input channels.
+        oup: Output channels.
+        stride: The depthwise conv's stride.
+        expand_ratio: Width of the inside relative to ``inp`` (1: no expansion conv).
+        reduction: Attention width of each ODConv = ``max(int(in_planes * reduction), 16)``.
+        kernel_num: Kernels each ODConv mixes per sample.
+    """
     def __init__(self, inp: int, oup: int, stride: int, expand_ratio: int, reduction: float = 0.0625,
                  kernel_num: int = 1) -> None:
         super().__init__()
@@ -79,11 +122,28 @@ class InvertedResidual(nn.Module):
         self.conv = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the block.
+
+        Args:
+            x: The input feature map, ``[B, C, H, W]``.
+
+        Returns:
+            The output feature map.
+        """
         return x + self.conv(x) if self.use_res_connect else self.conv(x)
 
 
 class ODMobileNetV2(nn.Module):
-    """Upstream ``OD_MobileNetV2`` (BatchNorm, the default inverted-residual table)."""
+    """Upstream ``OD_MobileNetV2`` (BatchNorm, the default inverted-residual table).
+
+    Args:
+        num_classes: Classes of the classifier.
+        width_mult: Multiplier of every width.
+        round_nearest: Widths are rounded to a multiple of this.
+        dropout: Dropout before the classifier.
+        reduction: Attention width of each ODConv = ``max(int(in_planes * reduction), 16)``.
+        kernel_num: Kernels each ODConv mixes per sample.
+    """
 
     def __init__(self, num_classes: int = 1000, width_mult: float = 1.0, round_nearest: int = 8,
                  dropout: float = 0.2, reduction: float = 0.0625, kernel_num: int = 1) -> None:
@@ -114,10 +174,22 @@ class ODMobileNetV2(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def net_update_temperature(self, temperature: float) -> None:
-        """Set the attention temperature of every ODConv (annealed 30 -> 1 in upstream training)."""
+        """Set the attention temperature of every ODConv (annealed 30 -> 1 in upstream training).
+
+        Args:
+            temperature: The new temperature (1.0 for evaluation).
+        """
         set_temperature(self, temperature)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Classify a batch of images.
+
+        Args:
+            x: Images, ``[B, 3, H, W]``.
+
+        Returns:
+            Logits, ``[B, num_classes]``.
+        """
         x = self.features(x)
         x = F.adaptive_avg_pool2d(x, 1).reshape(x.shape[0], -1)
         return self.classifier(x)
@@ -133,19 +205,67 @@ def _build(name: str, num_classes: int, deploy: bool, kernel_num: int, reduction
 @register_model
 def od_mobilenetv2_050(num_classes: int = 1000, deploy: bool = False, kernel_num: int = 1,
                        reduction: float = 0.0625, dropout: float = 0.2) -> ODMobileNetV2:
-    """ODConv MobileNetV2 0.5x (2.43M params at kernel_num 1, 4.44M at 4)."""
+    """Build ODConv MobileNetV2 0.5x (upstream ``od_mobilenetv2_050``).
+
+    2.43M parameters at kernel_num 1, 4.44M at 4.
+
+    ODConv has no fused form (its kernels depend on the input), so ``deploy`` builds the
+    same model.
+
+    Args:
+        num_classes: Classes of the head.
+        deploy: Accepted for a uniform ``create_model`` interface; changes nothing.
+        kernel_num: Kernels each ODConv mixes per sample (upstream's ``kernel_num``).
+        reduction: Attention width of each ODConv = ``max(int(in_planes * reduction), 16)``.
+        dropout: Dropout before the classifier.
+
+    Returns:
+        The model.
+    """
     return _build("od_mobilenetv2_050", num_classes, deploy, kernel_num, reduction, dropout)
 
 
 @register_model
 def od_mobilenetv2_075(num_classes: int = 1000, deploy: bool = False, kernel_num: int = 1,
                        reduction: float = 0.0625, dropout: float = 0.2) -> ODMobileNetV2:
-    """ODConv MobileNetV2 0.75x (3.51M params at kernel_num 1, 7.50M at 4)."""
+    """Build ODConv MobileNetV2 0.75x (upstream ``od_mobilenetv2_075``).
+
+    3.51M parameters at kernel_num 1, 7.50M at 4.
+
+    ODConv has no fused form (its kernels depend on the input), so ``deploy`` builds the
+    same model.
+
+    Args:
+        num_classes: Classes of the head.
+        deploy: Accepted for a uniform ``create_model`` interface; changes nothing.
+        kernel_num: Kernels each ODConv mixes per sample (upstream's ``kernel_num``).
+        reduction: Attention width of each ODConv = ``max(int(in_planes * reduction), 16)``.
+        dropout: Dropout before the classifier.
+
+    Returns:
+        The model.
+    """
     return _build("od_mobilenetv2_075", num_classes, deploy, kernel_num, reduction, dropout)
 
 
 @register_model
 def od_mobilenetv2_100(num_classes: int = 1000, deploy: bool = False, kernel_num: int = 1,
                        reduction: float = 0.0625, dropout: float = 0.2) -> ODMobileNetV2:
-    """ODConv MobileNetV2 1.0x (4.94M params at kernel_num 1, 11.51M at 4)."""
+    """Build ODConv MobileNetV2 1.0x (upstream ``od_mobilenetv2_100``).
+
+    4.94M parameters at kernel_num 1, 11.51M at 4.
+
+    ODConv has no fused form (its kernels depend on the input), so ``deploy`` builds the
+    same model.
+
+    Args:
+        num_classes: Classes of the head.
+        deploy: Accepted for a uniform ``create_model`` interface; changes nothing.
+        kernel_num: Kernels each ODConv mixes per sample (upstream's ``kernel_num``).
+        reduction: Attention width of each ODConv = ``max(int(in_planes * reduction), 16)``.
+        dropout: Dropout before the classifier.
+
+    Returns:
+        The model.
+    """
     return _build("od_mobilenetv2_100", num_classes, deploy, kernel_num, reduction, dropout)

@@ -17,17 +17,51 @@ from ._registry import register_model
 
 def odconv3x3(in_planes: int, out_planes: int, stride: int = 1, reduction: float = 0.0625,
               kernel_num: int = 1) -> ODConv2d:
+    """Build a 3x3 ODConv with padding 1 (upstream ``odconv3x3``).
+
+    Args:
+        in_planes: Input channels.
+        out_planes: Output channels.
+        stride: Stride.
+        reduction: Attention width of each ODConv = ``max(int(in_planes * reduction), 16)``.
+        kernel_num: Kernels each ODConv mixes per sample.
+
+    Returns:
+        The ODConv.
+    """
     return ODConv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, reduction=reduction,
                     kernel_num=kernel_num)
 
 
 def odconv1x1(in_planes: int, out_planes: int, stride: int = 1, reduction: float = 0.0625,
               kernel_num: int = 1) -> ODConv2d:
+    """Build a 1x1 ODConv (upstream ``odconv1x1``).
+
+    Args:
+        in_planes: Input channels.
+        out_planes: Output channels.
+        stride: Stride.
+        reduction: Attention width of each ODConv = ``max(int(in_planes * reduction), 16)``.
+        kernel_num: Kernels each ODConv mixes per sample.
+
+    Returns:
+        The ODConv.
+    """
     return ODConv2d(in_planes, out_planes, kernel_size=1, stride=stride, padding=0, reduction=reduction,
                     kernel_num=kernel_num)
 
 
 class BasicBlock(nn.Module):
+    """ResNet basic block with two 3x3 ODConvs, each followed by BN (upstream ``BasicBlock``).
+
+    Args:
+        inplanes: Input channels.
+        planes: Output channels.
+        stride: The first conv's stride.
+        downsample: The projection of the residual, or None for the identity.
+        reduction: Attention width of each ODConv = ``max(int(in_planes * reduction), 16)``.
+        kernel_num: Kernels each ODConv mixes per sample.
+    """
     expansion = 1
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
@@ -42,6 +76,14 @@ class BasicBlock(nn.Module):
         self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the block.
+
+        Args:
+            x: The input feature map, ``[B, C, H, W]``.
+
+        Returns:
+            The output feature map.
+        """
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
@@ -49,6 +91,16 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
+    """ResNet bottleneck block, 1x1-3x3-1x1, every conv an ODConv (upstream ``Bottleneck``).
+
+    Args:
+        inplanes: Input channels.
+        planes: Width inside; the output has ``4 * planes`` channels.
+        stride: The 3x3 conv's stride.
+        downsample: The projection of the residual, or None for the identity.
+        reduction: Attention width of each ODConv = ``max(int(in_planes * reduction), 16)``.
+        kernel_num: Kernels each ODConv mixes per sample.
+    """
     expansion = 4
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
@@ -65,6 +117,14 @@ class Bottleneck(nn.Module):
         self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the block.
+
+        Args:
+            x: The input feature map, ``[B, C, H, W]``.
+
+        Returns:
+            The output feature map.
+        """
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
@@ -73,7 +133,16 @@ class Bottleneck(nn.Module):
 
 
 class ODResNet(nn.Module):
-    """Upstream ``OD_ResNet``: torchvision-style ResNet with ODConv in the residual blocks."""
+    """Upstream ``OD_ResNet``: torchvision-style ResNet with ODConv in the residual blocks.
+
+    Args:
+        block: The residual block, :class:`BasicBlock` or :class:`Bottleneck`.
+        layers: Blocks in each of the four stages.
+        num_classes: Classes of the ``fc`` head.
+        dropout: Dropout before ``fc``.
+        reduction: Attention width of each ODConv = ``max(int(in_planes * reduction), 16)``.
+        kernel_num: Kernels each ODConv mixes per sample.
+    """
 
     def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: list[int], num_classes: int = 1000,
                  dropout: float = 0.1, reduction: float = 0.0625, kernel_num: int = 1) -> None:
@@ -103,7 +172,11 @@ class ODResNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def net_update_temperature(self, temperature: float) -> None:
-        """Set the attention temperature of every ODConv (annealed 30 -> 1 in upstream training)."""
+        """Set the attention temperature of every ODConv (annealed 30 -> 1 in upstream training).
+
+        Args:
+            temperature: The new temperature (1.0 for evaluation).
+        """
         set_temperature(self, temperature)
 
     def _make_layer(self, block: type[BasicBlock] | type[Bottleneck], planes: int, blocks: int, stride: int,
@@ -120,6 +193,14 @@ class ODResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Classify a batch of images.
+
+        Args:
+            x: Images, ``[B, 3, H, W]``.
+
+        Returns:
+            Logits, ``[B, num_classes]``.
+        """
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         x = torch.flatten(self.avgpool(x), 1)
@@ -148,26 +229,88 @@ def _build(name: str, num_classes: int, deploy: bool, kernel_num: int, reduction
 @register_model
 def od_resnet18(num_classes: int = 1000, deploy: bool = False, kernel_num: int = 1, reduction: float = 0.0625,
                 dropout: float = 0.1) -> ODResNet:
-    """ODConv ResNet-18 (11.94M params at kernel_num 1, 44.90M at 4)."""
+    """Build ODConv ResNet-18 (upstream ``od_resnet18``).
+
+    11.94M parameters at kernel_num 1, 44.90M at 4.
+
+    ODConv has no fused form (its kernels depend on the input), so ``deploy`` builds the
+    same model.
+
+    Args:
+        num_classes: Classes of the head.
+        deploy: Accepted for a uniform ``create_model`` interface; changes nothing.
+        kernel_num: Kernels each ODConv mixes per sample (upstream's ``kernel_num``).
+        reduction: Attention width of each ODConv = ``max(int(in_planes * reduction), 16)``.
+        dropout: Dropout before the classifier.
+
+    Returns:
+        The model.
+    """
     return _build("od_resnet18", num_classes, deploy, kernel_num, reduction, dropout)
 
 
 @register_model
 def od_resnet34(num_classes: int = 1000, deploy: bool = False, kernel_num: int = 1, reduction: float = 0.0625,
                 dropout: float = 0.1) -> ODResNet:
-    """ODConv ResNet-34."""
+    """Build ODConv ResNet-34 (upstream ``od_resnet34``).
+
+    ODConv has no fused form (its kernels depend on the input), so ``deploy`` builds the
+    same model.
+
+    Args:
+        num_classes: Classes of the head.
+        deploy: Accepted for a uniform ``create_model`` interface; changes nothing.
+        kernel_num: Kernels each ODConv mixes per sample (upstream's ``kernel_num``).
+        reduction: Attention width of each ODConv = ``max(int(in_planes * reduction), 16)``.
+        dropout: Dropout before the classifier.
+
+    Returns:
+        The model.
+    """
     return _build("od_resnet34", num_classes, deploy, kernel_num, reduction, dropout)
 
 
 @register_model
 def od_resnet50(num_classes: int = 1000, deploy: bool = False, kernel_num: int = 1, reduction: float = 0.0625,
                 dropout: float = 0.1) -> ODResNet:
-    """ODConv ResNet-50 (28.64M params at kernel_num 1, 90.67M at 4)."""
+    """Build ODConv ResNet-50 (upstream ``od_resnet50``).
+
+    28.64M parameters at kernel_num 1, 90.67M at 4.
+
+    ODConv has no fused form (its kernels depend on the input), so ``deploy`` builds the
+    same model.
+
+    Args:
+        num_classes: Classes of the head.
+        deploy: Accepted for a uniform ``create_model`` interface; changes nothing.
+        kernel_num: Kernels each ODConv mixes per sample (upstream's ``kernel_num``).
+        reduction: Attention width of each ODConv = ``max(int(in_planes * reduction), 16)``.
+        dropout: Dropout before the classifier.
+
+    Returns:
+        The model.
+    """
     return _build("od_resnet50", num_classes, deploy, kernel_num, reduction, dropout)
 
 
 @register_model
 def od_resnet101(num_classes: int = 1000, deploy: bool = False, kernel_num: int = 1, reduction: float = 0.0625,
                  dropout: float = 0.1) -> ODResNet:
-    """ODConv ResNet-101 (50.82M params at kernel_num 1, 90.44M at 2)."""
+    """Build ODConv ResNet-101 (upstream ``od_resnet101``).
+
+    50.82M parameters at kernel_num 1, 90.44M at 2.
+
+    ODConv has no fused form (its kernels depend on the input), so ``deploy`` builds the
+    same model.
+
+    Args:
+        num_classes: Classes of the head.
+        deploy: Accepted for a uniform ``create_model`` interface; changes nothing.
+        kernel_num: Kernels each ODConv mixes per sample (upstream's ``kernel_num``).
+        reduction: Attention width of each ODConv = ``max(int(in_planes * reduction), 16)``.
+        dropout: Dropout before the classifier.
+
+    Returns:
+        The model.
+    """
     return _build("od_resnet101", num_classes, deploy, kernel_num, reduction, dropout)

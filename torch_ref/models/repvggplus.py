@@ -20,7 +20,17 @@ AUX_HEADS = ("stage1_aux", "stage2_aux", "stage3_first_aux")
 
 
 class RepVGGplusStage(nn.Module):
-    """``num_blocks`` RepVGGplus blocks in ``blocks``, the first one with ``stride``."""
+    """``num_blocks`` RepVGGplus blocks in ``blocks``, the first one with ``stride``.
+
+    Args:
+        in_planes: Input channels.
+        planes: Output channels.
+        num_blocks: Blocks.
+        stride: The first block's stride.
+        use_checkpoint: Recompute each block in the backward pass (gradient checkpointing).
+        use_post_se: Squeeze-and-excitation after each block's ReLU.
+        deploy: Build every block in its fused form.
+    """
 
     def __init__(self, in_planes: int, planes: int, num_blocks: int, stride: int, use_checkpoint: bool,
                  use_post_se: bool = False, deploy: bool = False) -> None:
@@ -36,13 +46,32 @@ class RepVGGplusStage(nn.Module):
         self.use_checkpoint = use_checkpoint
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the blocks in order.
+
+        Args:
+            x: The input feature map, ``[B, in_planes, H, W]``.
+
+        Returns:
+            The output feature map.
+        """
         for block in self.blocks:
             x = run_block(block, x, self.use_checkpoint)
         return x
 
 
 def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int) -> nn.Sequential:
-    """Upstream ``conv_bn_relu``: ``Sequential(conv, bn, relu)``."""
+    """Build upstream's ``conv_bn_relu``: ``Sequential(conv, bn, relu)`` with a bias-free conv.
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        kernel_size: Square kernel size.
+        stride: The conv's stride.
+        padding: The conv's padding.
+
+    Returns:
+        The sequence.
+    """
     result = nn.Sequential()
     result.add_module("conv", nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
                                         bias=False))
@@ -52,7 +81,19 @@ def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int, stride: 
 
 
 class RepVGGplus(nn.Module):
-    """stage0, stage1, stage2, stage3_first, stage3_second, stage4, pool, linear; aux heads while training."""
+    """stage0, stage1, stage2, stage3_first, stage3_second, stage4, pool, linear; aux heads while training.
+
+    Args:
+        num_blocks: Blocks in stages 1 to 4 (stage 3 is split in two halves, so at least 2 there).
+        num_classes: Classes of the main and the auxiliary heads.
+        width_multiplier: Four multipliers of the stage widths 64, 128, 256, 512.
+        deploy: Build every block fused and leave the aux heads out.
+        use_post_se: Squeeze-and-excitation after every block's ReLU (L2pse).
+        use_checkpoint: Recompute each stage block in the backward pass (gradient checkpointing).
+
+    Raises:
+        ValueError: ``width_multiplier`` or ``num_blocks`` does not have 4 values, or ``num_blocks[2] < 2``.
+    """
 
     def __init__(self, num_blocks: list[int], num_classes: int, width_multiplier: list[float],
                  deploy: bool = False, use_post_se: bool = False, use_checkpoint: bool = False) -> None:
@@ -95,9 +136,24 @@ class RepVGGplus(nn.Module):
 
     @property
     def has_aux(self) -> bool:
+        """Whether the auxiliary heads are present (built in training form and not fused yet).
+
+        Returns:
+            True while the model has ``stage1_aux``.
+        """
         return hasattr(self, "stage1_aux")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
+        """Classify a batch of images; in training with aux heads, also return each head's logits.
+
+        Args:
+            x: Images, ``[B, 3, H, W]``.
+
+        Returns:
+            Logits ``[B, num_classes]``; in training mode with the aux heads present, the dict
+            ``{"main", "stage1_aux", "stage2_aux", "stage3_first_aux"}`` of logits
+            (for ``classification_loss``).
+        """
         with_aux = self.training and self.has_aux
         aux = {}
         out = self.stage1(self.stage0(x))
@@ -114,11 +170,21 @@ class RepVGGplus(nn.Module):
         return {"main": logits, **aux} if with_aux else logits
 
     def rep_blocks(self) -> list[RepVGGplusBlock]:
-        """Every RepVGGplus block, stage0 first, in forward order."""
+        """List every RepVGGplus block, stage0 first, in forward order.
+
+        Returns:
+            The blocks.
+        """
         return [m for m in self.modules() if isinstance(m, RepVGGplusBlock)]
 
     def get_custom_L2(self) -> torch.Tensor:  # noqa: N802 - upstream's name
-        """Upstream ``repvggplus_custom_L2.py``'s ``L2``: the sum of every block's custom L2 (aux heads excluded)."""
+        """Compute upstream ``repvggplus_custom_L2.py``'s ``L2``: the sum of every block's custom L2.
+
+        Per block it is RepVGGBlock's formula (identity ignored); the aux heads are not included.
+
+        Returns:
+            The penalty, a scalar tensor.
+        """
         return torch.stack([block.get_custom_L2() for block in self.rep_blocks()]).sum()
 
     @torch.no_grad()
@@ -141,6 +207,17 @@ class RepVGGplus(nn.Module):
 
 @register_model
 def repvggplus_l2pse(num_classes: int = 1000, deploy: bool = False, use_checkpoint: bool = False) -> RepVGGplus:
-    """RepVGGplus-L2pse (upstream ``create_RepVGGplus_L2pse``): post-SE in every block."""
+    """Build RepVGGplus-L2pse (upstream ``create_RepVGGplus_L2pse``): post-SE in every block.
+
+    146.06M trainable parameters with the aux heads, 127.15M deployed.
+
+    Args:
+        num_classes: Classes of the main and the auxiliary heads.
+        deploy: Build the fused form (no aux heads) directly.
+        use_checkpoint: Recompute each stage block in the backward pass (gradient checkpointing) to save memory.
+
+    Returns:
+        The model.
+    """
     return RepVGGplus(num_blocks=[8, 14, 24, 1], num_classes=num_classes, width_multiplier=[2.5, 2.5, 2.5, 5],
                       deploy=deploy, use_post_se=True, use_checkpoint=use_checkpoint)

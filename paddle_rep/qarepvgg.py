@@ -1,0 +1,155 @@
+"""QARepVGG's block (``QARepVGGBlockV2``) for Paddle.
+
+Chu et al., "Make RepVGG Greater Again: A Quantization-aware Approach", AAAI 2024,
+arXiv:2212.01593; upstream https://github.com/cxxgtxy/QARepVGG ``repvgg.py`` (``QARepVGGBlockV2``,
+the repository's default block). Same arguments, attribute names and state-dict keys as upstream
+and ``torch_ref.qarepvgg``.
+
+Train form: a 3x3 conv+BN (``rbr_dense``), a bias-free 1x1 conv without BN (``rbr_1x1``), a bare
+identity when shapes allow (``rbr_identity``), then one BN after the sum (``bn``):
+``act(bn(se(drop_path(dense + 1x1) + identity)))``. Deploy: one biased 3x3 ``rbr_reparam``.
+
+Departures from upstream: with ``use_se=True`` the post-sum BN stays a layer after the SE in the
+deploy form (upstream folds it through the SE, which changes the output); ``padding_mode``
+reaches the train-time 3x3 conv (upstream gives it to the deploy conv only).
+"""
+
+import paddle
+from paddle import nn
+
+from . import fusion
+from .bn import BatchNorm2D
+from .core.checks import check_conv_args, check_input_channels, check_padding_mode
+from .core.deploy import DeployProtocol
+from .repvgg import ConvBN, SEBlock
+
+
+class DropPath(nn.Layer):
+    """Stochastic depth per sample (timm's ``DropPath``, which upstream uses); identity in eval mode."""
+
+    def __init__(self, drop_prob: float = 0.0) -> None:
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.drop_prob
+        mask = paddle.bernoulli(paddle.full([x.shape[0]] + [1] * (x.ndim - 1), keep, dtype=x.dtype))
+        return x * mask / keep
+
+
+def make_activation(act: type | nn.Layer | None, out_channels: int) -> nn.Layer:
+    """Upstream's ``act`` argument: a layer, or a class (``nn.PReLU`` gets one slope per channel)."""
+    if act is None:
+        return nn.ReLU()
+    if isinstance(act, type):
+        return act(num_parameters=out_channels) if act is nn.PReLU else act()
+    return act
+
+
+class QARepVGGBlockV2(DeployProtocol, nn.Layer):
+    """3x3 conv-BN + 1x1 conv + identity -> (SE) -> BN -> act; fuses to one biased 3x3 conv.
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        kernel_size: Must be 3 (as upstream).
+        stride: Stride of the 3x3 and the 1x1 conv; the identity exists only at stride 1 and in == out.
+        padding: Must be 1 (as upstream).
+        dilation: Must be 1 (upstream gives it to the deploy conv only, so train and deploy differ).
+        groups: Groups of both convs.
+        padding_mode: Padding of the 3x3 conv.
+        deploy: Build the fused form only.
+        use_se: SE of width out/16 on the branch sum, before the post-sum BN.
+        use_scale: Stored and unused, as upstream.
+        act: Activation layer or class (default ReLU; ``nn.PReLU`` gets ``out_channels`` slopes).
+        drop_path_ratio: Stochastic depth on the conv branches, only where the identity exists (as upstream).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
+                 dilation: int = 1, groups: int = 1, padding_mode: str = "zeros", deploy: bool = False,
+                 use_se: bool = False, use_scale: bool = False, act: type | nn.Layer | None = None,
+                 drop_path_ratio: float = 0.0) -> None:
+        super().__init__()
+        check_conv_args(in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
+        if kernel_size != 3:
+            raise ValueError(f"QARepVGGBlockV2 needs kernel_size=3, got {kernel_size}")
+        if padding != 1:
+            raise ValueError(f"QARepVGGBlockV2 needs padding=1, got {padding}")
+        if dilation != 1:
+            raise ValueError(f"QARepVGGBlockV2 supports dilation=1 only, got {dilation}")
+        if not 0.0 <= drop_path_ratio < 1.0:
+            raise ValueError(f"drop_path_ratio must be in [0, 1), got {drop_path_ratio}")
+        check_padding_mode(padding_mode)
+        if use_se and out_channels < 16:
+            raise ValueError(f"use_se needs out_channels >= 16 (SE width is out_channels // 16), got {out_channels}")
+        self.deploy = deploy
+        self.groups = groups
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.use_se, self.use_scale = use_se, use_scale
+        self.drop_path = DropPath(drop_path_ratio)
+        self.nonlinearity = make_activation(act, out_channels)
+        self.se = SEBlock(out_channels, internal_neurons=out_channels // 16) if use_se else nn.Identity()
+        if deploy:
+            self.rbr_reparam = nn.Conv2D(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                                         dilation=dilation, groups=groups, padding_mode=padding_mode)
+            self.bn = BatchNorm2D(out_channels) if use_se else None
+            return
+        self.rbr_identity = nn.Identity() if out_channels == in_channels and stride == 1 else None
+        self.rbr_dense = ConvBN(in_channels, out_channels, kernel_size, stride, padding, groups, padding_mode)
+        self.rbr_1x1 = nn.Conv2D(in_channels, out_channels, 1, stride=stride, groups=groups, bias_attr=False)
+        self.bn = BatchNorm2D(out_channels)
+
+    def forward(self, inputs: paddle.Tensor) -> paddle.Tensor:
+        check_input_channels(type(self).__name__, self.in_channels, inputs.shape)
+        if self.deploy:
+            out = self.se(self.rbr_reparam(inputs))
+            return self.nonlinearity(self.bn(out) if self.bn is not None else out)
+        out = self.rbr_dense(inputs) + self.rbr_1x1(inputs)
+        if self.rbr_identity is not None:
+            out = self.drop_path(out) + self.rbr_identity(inputs)
+        return self.nonlinearity(self.bn(self.se(out)))
+
+    def _branch_sum_kernel_bias(self) -> tuple[paddle.Tensor, paddle.Tensor]:
+        """Kernel and bias of ``dense + 1x1 + identity``, before the post-sum BN."""
+        size = self.rbr_dense.conv.weight.shape[2:]
+        kernel, bias = fusion.fuse_bn_branch(self.rbr_dense.conv.weight, self.rbr_dense.bn, self.groups, size)
+        kernel = kernel + fusion.pad_kernel_to(self.rbr_1x1.weight, size)
+        if self.rbr_identity is not None:
+            kernel = kernel + fusion.identity_kernel(self.in_channels, self.groups, size, kernel.dtype)
+        return kernel, bias
+
+    def get_equivalent_kernel_bias(self) -> tuple[paddle.Tensor, paddle.Tensor]:
+        """The fused 3x3 kernel and bias (differentiable); the post-sum BN is folded in unless SE sits before it."""
+        kernel, bias = self._branch_sum_kernel_bias()
+        if self.use_se:
+            return kernel, bias
+        return fusion.fuse_biased_conv_bn(kernel, bias, self.bn)
+
+    def get_custom_L2(self) -> paddle.Tensor:  # noqa: N802 - upstream's name
+        """Upstream's L2 on the equivalent kernel (off by default in its training script).
+
+        The BN-scaled 3x3 ring gets plain L2; the centre tap is decayed as the sum of the scaled 3x3
+        centre, the 1x1 kernel and (where present) the identity.
+        """
+        bn = self.rbr_dense.bn
+        t3 = (bn.weight / paddle.sqrt(bn._variance + bn._epsilon)).reshape([-1, 1, 1, 1]).detach()
+        k3, k1 = self.rbr_dense.conv.weight, self.rbr_1x1.weight
+        scaled = k3 * t3
+        c = k3.shape[2] // 2
+        l2_ring = (scaled ** 2).sum() - (scaled[:, :, c:c + 1, c:c + 1] ** 2).sum()
+        equivalent = k3[:, :, c:c + 1, c:c + 1] * t3 + k1
+        if self.rbr_identity is not None:
+            equivalent = equivalent + fusion.identity_kernel(self.in_channels, self.groups, (1, 1), k1.dtype)
+        return (equivalent ** 2).sum() + l2_ring
+
+    @paddle.no_grad()
+    def _fuse_branches(self) -> None:
+        """Fuse into ``rbr_reparam`` and delete the branches (and the post-sum BN unless SE precedes it)."""
+        kernel, bias = self.get_equivalent_kernel_bias()
+        reference, post_bn = self.rbr_dense.conv, (self.bn if self.use_se else None)
+        for name in ("rbr_dense", "rbr_1x1", "rbr_identity", "bn"):
+            delattr(self, name)
+        self.rbr_reparam = fusion.make_fused_conv(reference, kernel, bias)
+        self.bn = post_bn  # after rbr_reparam, so the keys come in deploy=True's order
