@@ -8,6 +8,7 @@
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 REL_FLOOR = 1e-12  # the smallest reference scale a relative error divides by
 
@@ -20,13 +21,27 @@ class Difference:
     max_ref: float  # max|expected|
 
     def rel(self, floor: float = REL_FLOOR) -> float:
-        """``max_abs / max(max_ref, floor)``; inf when that scale is 0 (``floor=0`` and an all-zero reference)."""
+        """The relative error ``max_abs / max(max_ref, floor)``.
+
+        Args:
+            floor: the smallest scale divided by; 0 divides by ``max_ref`` itself.
+
+        Returns:
+            The relative error; inf when the scale is 0 (``floor=0`` and an all-zero reference).
+        """
         scale = max(self.max_ref, floor)
         return self.max_abs / scale if scale > 0 else float("inf")
 
 
-def difference(actual, expected) -> Difference:
-    """The :class:`Difference` of two arrays (or array-likes) of one shape.
+def difference(actual: ArrayLike, expected: ArrayLike) -> Difference:
+    """How far ``actual`` is from the reference ``expected``.
+
+    Args:
+        actual: the array under test (any array-like, compared in float64).
+        expected: the reference, of the same shape.
+
+    Returns:
+        The largest absolute difference and the reference's largest magnitude.
 
     Raises:
         ValueError: the shapes differ.
@@ -39,8 +54,16 @@ def difference(actual, expected) -> Difference:
     return Difference(max_abs, float(np.abs(expected).max(initial=0.0)))
 
 
-def relative_error(actual, expected, floor: float = REL_FLOOR) -> float:
-    """``max|actual - expected| / max(max|expected|, floor)`` in float64 (inf when a difference is not finite).
+def relative_error(actual: ArrayLike, expected: ArrayLike, floor: float = REL_FLOOR) -> float:
+    """The relative error ``max|actual - expected| / max(max|expected|, floor)``, in float64.
+
+    Args:
+        actual: the array under test.
+        expected: the reference, of the same shape.
+        floor: the smallest scale divided by (an all-zero reference).
+
+    Returns:
+        The relative error; inf when a difference is not finite.
 
     Raises:
         ValueError: the shapes differ.
@@ -52,8 +75,15 @@ def contiguous(array: np.ndarray, writeable: bool = False) -> np.ndarray:
     """``array`` itself when C-contiguous (and writable, if ``writeable``), else a C-ordered copy.
 
     Not ``np.ascontiguousarray``: it turns a 0-d array (a scalar parameter, ``num_batches_tracked``)
-    into shape ``(1,)``. ``writeable`` serves ``torch.from_numpy``, which warns on read-only arrays
-    such as those of a protocol-5 pickle.
+    into shape ``(1,)``.
+
+    Args:
+        array: any numpy array.
+        writeable: also copy a read-only array (``torch.from_numpy`` warns on those, such as the
+            arrays of a protocol-5 pickle).
+
+    Returns:
+        ``array`` or its C-ordered copy, of the same shape and dtype.
     """
     if array.flags.c_contiguous and (array.flags.writeable or not writeable):
         return array
