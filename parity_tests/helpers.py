@@ -16,7 +16,15 @@ import paddle
 import torch
 from paddle import nn
 
+from paddle_rep.apps.parity import (
+    TrainStep,
+    paddle_train_step,
+    randomize_bn,
+    randomize_paddle_bn,
+    torch_train_step,
+)
 from paddle_rep.core import interop
+from paddle_rep.core.numeric import difference
 from parity_tests.tolerances import ill_conditioned_reason, own_error_factor, tolerance
 
 DTYPES = ("float32", "float64")
@@ -56,12 +64,11 @@ def measure(what: str, actual, expected, kind: str, dtype: str) -> Comparison:
     if not np.isfinite(actual).all() or not np.isfinite(expected).all():
         raise AssertionError(f"{what}: non-finite values")
     tol = tolerance(kind, dtype)
-    max_abs = float(np.abs(actual.astype(np.float64) - expected.astype(np.float64)).max(initial=0.0))
-    max_ref = float(np.abs(expected).max(initial=0.0))
-    if max_ref == 0.0:
+    diff = difference(actual, expected)
+    if diff.max_ref == 0.0:
         raise AssertionError(f"{what}: the reference is all zeros, so the comparison could not fail")
-    _record(what, kind, dtype, max_abs / max_ref)
-    return Comparison(what, max_abs, max_ref, max_abs / max_ref, tol.rel, tol.reason)
+    _record(what, kind, dtype, diff.rel(floor=0.0))
+    return Comparison(what, diff.max_abs, diff.max_ref, diff.rel(floor=0.0), tol.rel, tol.reason)
 
 
 def _record(what: str, kind: str, dtype: str, rel: float) -> None:
@@ -80,7 +87,7 @@ ROUNDING_FACTOR = PADDLE_ERROR_FACTOR + 1
 
 
 def _max_abs_diff(a, b) -> float:
-    return float(np.abs(as_numpy(a).astype(np.float64) - as_numpy(b).astype(np.float64)).max(initial=0.0))
+    return difference(as_numpy(a), as_numpy(b)).max_abs
 
 
 def _assert_finite(what: str, **tensors) -> None:
@@ -167,34 +174,6 @@ def paddle_trainable(model: nn.Layer) -> int:
     return sum(int(np.prod(p.shape)) for p in model.parameters() if not p.stop_gradient)
 
 
-def randomize_bn(module: torch.nn.Module, rng: np.random.Generator) -> None:
-    """Give every torch BN non-default running statistics and affine parameters.
-
-    Defaults (mean 0, var 1, gamma 1, beta 0) make a wrong fold look right.
-    """
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                n = m.num_features
-                m.running_mean.copy_(torch.from_numpy(rng.normal(0.0, 0.5, n)))
-                m.running_var.copy_(torch.from_numpy(rng.uniform(0.5, 2.0, n)))
-                if m.weight is not None:
-                    m.weight.copy_(torch.from_numpy(rng.uniform(0.5, 1.5, n)))
-                    m.bias.copy_(torch.from_numpy(rng.normal(0.0, 0.5, n)))
-
-
-def randomize_paddle_bn(model: nn.Layer, rng: np.random.Generator) -> None:
-    """Non-default running statistics and affine parameters for every Paddle BN."""
-    for layer in model.sublayers(include_self=True):
-        if isinstance(layer, nn.layer.norm._BatchNormBase):
-            n, dtype = layer._mean.shape[0], layer._mean.dtype
-            layer._mean.set_value(paddle.to_tensor(rng.normal(0.0, 0.5, n), dtype=dtype))
-            layer._variance.set_value(paddle.to_tensor(rng.uniform(0.5, 2.0, n), dtype=dtype))
-            if layer.weight is not None:
-                layer.weight.set_value(paddle.to_tensor(rng.uniform(0.5, 1.5, n), dtype=dtype))
-                layer.bias.set_value(paddle.to_tensor(rng.normal(0.0, 0.5, n), dtype=dtype))
-
-
 def calibrate_paddle_bn(model: nn.Layer, x: np.ndarray, rng: np.random.Generator, spread: float = 0.2) -> None:
     """Random affine parameters, and running statistics near those of the data each BN sees (eval mode).
 
@@ -265,38 +244,6 @@ def make_pair(torch_factory: Callable[[], torch.nn.Module], paddle_factory: Call
 def seeded_input(shape: tuple[int, ...], dtype: str, seed: int) -> np.ndarray:
     """Non-zero normal input (zeros would hide missing biases)."""
     return np.random.default_rng(seed + 1000).normal(0.0, 1.0, shape).astype(dtype)
-
-
-@dataclass
-class TrainStep:
-    output: np.ndarray
-    input_grad: np.ndarray
-    param_grads: dict[str, np.ndarray]  # under torch names
-
-
-def torch_train_step(module: torch.nn.Module, x: np.ndarray, upstream: np.ndarray) -> TrainStep:
-    module.train()
-    xt = torch.tensor(x, requires_grad=True)
-    y = module(xt)
-    (y * torch.from_numpy(upstream)).sum().backward()
-    grads = {name: p.grad.detach().numpy().copy() for name, p in module.named_parameters()}
-    module.zero_grad(set_to_none=True)  # copied: a full-size net's gradients are GBs, and would accumulate
-    return TrainStep(y.detach().numpy(), xt.grad.numpy(), grads)
-
-
-def paddle_train_step(module: paddle.nn.Layer, x: np.ndarray, upstream: np.ndarray) -> TrainStep:
-    """Gradients come back under torch names and layouts, through ``interop.to_torch``."""
-    module.train()
-    xp = paddle.to_tensor(x, stop_gradient=False)
-    y = module(xp)
-    (y * paddle.to_tensor(upstream)).sum().backward()
-    grads = {name: p.grad for name, p in module.named_parameters() if not p.stop_gradient}
-    missing_grad = [name for name, g in grads.items() if g is None]
-    assert not missing_grad, f"no gradient reached {missing_grad}"
-    grads = interop.to_torch(grads, dtype=None, num_batches_tracked=None)
-    for parameter in module.parameters():  # as in torch_train_step: released, not zeroed (Paddle 2.6 API)
-        parameter.clear_gradient(False)
-    return TrainStep(y.numpy(), xp.grad.numpy(), grads)
 
 
 class ReluMasks:

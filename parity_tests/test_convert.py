@@ -315,11 +315,11 @@ def test_verify_negative_control(a0_file, tmp_path, monkeypatch):
     """The self-check must fail when the Paddle model holds different weights."""
     original = verify_mod.paddle_outputs
 
-    def perturbed(arch, model_args, state, x, fused, path):
-        state = dict(state)
+    def perturbed(model, x):
+        state = model.state_dict()
         key = next(k for k in state if k.endswith("rbr_dense.conv.weight"))
-        state[key] = state[key] * np.float32(1.05)
-        return original(arch, model_args, state, x, fused, path)
+        state[key].set_value(state[key] * 1.05)
+        return original(model, x)
 
     monkeypatch.setattr(verify_mod, "paddle_outputs", perturbed)
     dst = tmp_path / "out.pdparams"

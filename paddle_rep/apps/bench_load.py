@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import paddle
 
+from paddle_rep.core.numeric import relative_error
 from paddle_rep.models import create_model
 
 from .exporter import export
@@ -73,7 +74,7 @@ def _throughput(predictor: Predictor, batch: np.ndarray, expected: np.ndarray, b
     t0 = time.perf_counter()
     out = predictor.predict_many(batch, batch_size=batch_size)
     wall = time.perf_counter() - t0
-    error = float(np.abs(out - expected).max() / max(float(np.abs(expected).max()), 1e-12))
+    error = relative_error(out, expected)
     return {"images_per_s": len(batch) / wall, "batch_size": batch_size, "max_rel_diff": error}
 
 

@@ -28,6 +28,7 @@ import paddle
 from paddle import nn
 
 from paddle_rep.core.errors import ExportError, MissingExportPackageError
+from paddle_rep.core.numeric import relative_error
 from paddle_rep.odconv import ODConv2D
 from paddle_rep.reparam import reparameterize_model
 
@@ -319,7 +320,7 @@ def check_backend(model: nn.Layer, exported: ExportedModel, backend: str, shape:
         with paddle.no_grad():
             expected = fused(paddle.to_tensor(x)).numpy()
         actual = predictor(x)
-        worst = max(worst, float(np.abs(actual - expected).max() / max(np.abs(expected).max(), 1e-12)))
+        worst = max(worst, relative_error(actual, expected))
     return worst
 
 
