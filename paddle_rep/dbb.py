@@ -39,8 +39,8 @@ class IdentityBasedConv1x1(nn.Conv2D):
     """
 
     def __init__(self, channels: int, groups: int = 1) -> None:
-        super().__init__(channels, channels, kernel_size=1, stride=1, padding=0, groups=groups, bias_attr=False)
-        self.weight.set_value(paddle.zeros_like(self.weight))
+        super().__init__(channels, channels, kernel_size=1, stride=1, padding=0, groups=groups, bias_attr=False,
+                         weight_attr=paddle.ParamAttr(initializer=nn.initializer.Constant(0.0)))
 
     def get_actual_kernel(self) -> paddle.Tensor:
         """The kernel the conv applies.
@@ -189,13 +189,13 @@ class DiverseBranchBlock(DeployProtocol, nn.Layer):
         if hasattr(self, "dbb_1x1"):
             bns.append(self.dbb_1x1.bn)
         for bn in bns:
-            bn.weight.set_value(paddle.full_like(bn.weight, gamma_value))
+            nn.initializer.Constant(gamma_value)(bn.weight)
 
     def single_init(self) -> None:
         """Start as ``dbb_origin`` alone: its BN scale 1, every other branch's last BN scale 0."""
         self.init_gamma(0.0)
         if not self.deploy:
-            self.dbb_origin.bn.weight.set_value(paddle.ones_like(self.dbb_origin.bn.weight))
+            nn.initializer.Constant(1.0)(self.dbb_origin.bn.weight)
 
     def forward(self, inputs: paddle.Tensor) -> paddle.Tensor:
         """Sum the branches (or run the fused conv), then ``nonlinear``.
