@@ -36,7 +36,7 @@ from . import arch as arch_mod
 from . import canonical
 from . import verify as verify_mod
 from .canonical import is_counter
-from .layouts import OFFICIAL, apply_layout, detect_layout
+from .layouts import OFFICIAL, apply_layout, detect_layout, to_layout
 from .load import LoadedCheckpoint, import_h5py, read_checkpoint, read_sidecar
 from .write import (
     BF16_CONTAINERS,
@@ -111,6 +111,13 @@ def _canonical(loaded: LoadedCheckpoint, report: ConversionReport) -> dict[str, 
     report.layout = OFFICIAL.name + " (Paddle names)"
     report.source_bfloat16 = [canonical.official_name(k) for k in loaded.bf16_keys]
     state = canonical.from_paddle_names(loaded.state)
+    layout = detect_layout(list(state))  # a Paddle project's own names (PaddleClas's DBB ResNet-18)
+    if layout is not OFFICIAL:
+        report.layout = layout.name + " (Paddle names)"
+        try:
+            state, report.renamed = apply_layout(state, layout)
+        except MappingError as err:
+            raise CheckpointError(f"{path}: {err}", path=path) from err
     recorded = _recorded_counters(loaded.path)
     if recorded is None:
         report.num_batches_tracked_from = "default 0 (no sidecar describing this file)"
@@ -245,7 +252,7 @@ def _bf16_keys(final: Mapping[str, np.ndarray], dtype: str, container: str, repo
 def convert_checkpoint(src: str | Path, dst: str | Path, arch: str | None = None, deploy: bool = False,
                        verify: bool = False, to: str = "paddle", dtype: str = "float32",
                        model_args: Mapping[str, Any] | None = None, input_size: int | None = None,
-                       progress: bool | None = None) -> ConversionReport:
+                       progress: bool | None = None, layout: str | None = None) -> ConversionReport:
     """Convert the checkpoint ``src`` into ``dst`` (plus ``dst + '.json'``); see the module docstring.
 
     Without ``arch`` the conversion is a pure key/tensor mapping. With ``arch`` the state dict is
@@ -255,6 +262,8 @@ def convert_checkpoint(src: str | Path, dst: str | Path, arch: str | None = None
     of ``input_size`` pixels and raises :class:`VerificationError` above tolerance. Nothing is written
     when any step fails. ``dtype`` is float32, float64, float16, bfloat16 or "keep". ``to`` is "paddle",
     "torch" or "hdf5" (official names in ACNet's HDF5 layout; also chosen by an ``.hdf5``/``.h5`` ``dst``).
+    ``layout`` writes another project's names (``layouts.WRITABLE``, e.g. "paddleclas-resnet18-dbb") instead
+    of the official ones, after every check ran on the official names.
     """
     start = time.perf_counter()
     src, dst = Path(src), Path(dst)
@@ -283,14 +292,14 @@ def convert_checkpoint(src: str | Path, dst: str | Path, arch: str | None = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as pool:
         source_sha256 = pool.submit(sha256_file, src)
         report = _convert(src, dst, arch, deploy, verify, to, dtype, model_args, input_size, progress,
-                          container, source_sha256)
+                          container, source_sha256, layout)
     report.seconds = time.perf_counter() - start
     return report
 
 
 def _convert(src: Path, dst: Path, arch: str | None, deploy: bool, verify: bool, to: str, dtype: str,
              model_args: Mapping[str, Any] | None, input_size: int | None, progress: bool | None,
-             container: str, source_sha256: Future) -> ConversionReport:
+             container: str, source_sha256: Future, layout: str | None = None) -> ConversionReport:
     """read -> canonical -> check -> fuse -> verify -> map -> write; the middle steps see canonical form only."""
     loaded = read_checkpoint(src)
     path = loaded.path
@@ -312,6 +321,12 @@ def _convert(src: Path, dst: Path, arch: str | None, deploy: bool, verify: bool,
             _verify(arch, args, official, fused, work_dtype, size, names, report, path)
 
     final = fused if fused is not None else official
+    if layout is not None:
+        try:
+            final = to_layout(final, layout, deploy=fused is not None)
+        except MappingError as err:
+            raise CheckpointError(f"{path}: {err}", path=path) from err
+        report.layout = f"{report.layout} -> {layout}"
     target = canonical.to_target(final, names, DTYPES[dtype], _bf16_keys(final, dtype, container, report, dst),
                                  progress)
     report.dropped, report.transposed = target.dropped, target.transposed
