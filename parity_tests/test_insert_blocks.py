@@ -258,7 +258,7 @@ def test_existing_blocks_are_not_converted_again():
 
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
-    (dict(to="dbb"), ValueError, "to must be one of"),
+    (dict(to="ghostnet"), ValueError, "to must be one of"),
     (dict(to="acb", include="nothing.here"), SurgeryError, "'nothing.here' matches no Conv2D"),
     (dict(to="acb", exclude=["layer9*"]), SurgeryError, "'layer9\\*' matches no Conv2D"),
     (dict(to="repvgg", include=["conv1", "layer1.*"]), SurgeryError, "conv1: RepVGGBlock needs a 3x3"),
