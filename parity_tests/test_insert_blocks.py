@@ -204,8 +204,8 @@ def test_train_then_revert(model_name, to):
     np.testing.assert_array_equal(eval_output(fresh, x), eval_output(deployed, x))
 
 
-@pytest.mark.parametrize("to", FUSABLE)
-def test_revert_without_example_input_keeps_biases(to):
+@pytest.mark.parametrize("to", [t if t != "dbb" else pytest.param(t, marks=pytest.mark.slow) for t in FUSABLE])
+def test_revert_without_example_input_keeps_biases(to):  # dbb: a 26 M-parameter train step, slow
     original = build("resnet18")
     x = seeded_input(SHAPE, "float32", SEED)
     converted, report = insert_blocks(original, to)
