@@ -22,6 +22,7 @@ _EXPORTS = {
     "RepVGGplusBlock": "repvgg",
     "SEBlock": "repvgg",
     "QARepVGGBlockV2": "qarepvgg",
+    "DiverseBranchBlock": "dbb",
     "ODConv2D": "odconv",
     "BatchNorm1D": "bn",
     "BatchNorm2D": "bn",

@@ -21,6 +21,8 @@ FUSABLE = [
                   "rbr_reparam.bias"], id="repvgg-se"),
     pytest.param(torch_ref.QARepVGGBlockV2, paddle_rep.QARepVGGBlockV2, (8, 8, 3), {"padding": 1},
                  ["rbr_reparam.weight", "rbr_reparam.bias"], id="qarepvgg"),
+    pytest.param(torch_ref.DiverseBranchBlock, paddle_rep.DiverseBranchBlock, (8, 16, 3), {"padding": 1},
+                 ["dbb_reparam.weight", "dbb_reparam.bias"], id="dbb"),
 ]
 
 
@@ -177,7 +179,7 @@ def test_invalid_arguments_name_the_argument(framework: str, name: str, args: tu
         cls(*args, **kwargs)
 
 
-@pytest.mark.parametrize("name", ["ACBlock", "RepVGGBlock", "QARepVGGBlockV2", "ODConv"])
+@pytest.mark.parametrize("name", ["ACBlock", "RepVGGBlock", "QARepVGGBlockV2", "DiverseBranchBlock", "ODConv"])
 def test_wrong_input_channels_is_a_clear_error(name: str) -> None:
     x = np.ones((2, 5, 6, 6), dtype=np.float32)
     torch_cls = torch_ref.ODConv2d if name == "ODConv" else getattr(torch_ref, name)

@@ -367,7 +367,8 @@ def test_onnx_round_trip(tmp_path: Path, name: str) -> None:
 
 # --- the model zoo --------------------------------------------------------------------------
 
-_ZOO_DEFAULT = [("repvgg_a0", {}), ("qarepvgg_a0", {}), ("acnet_resnet18", {}), ("od_resnet18", {})]
+_ZOO_DEFAULT = [("repvgg_a0", {}), ("qarepvgg_a0", {}), ("acnet_resnet18", {}), ("od_resnet18", {}),
+                ("dbb_mobilenet", {})]
 ZOO = [pytest.param(arch, kwargs, id=f"{arch}-kn{kwargs['kernel_num']}" if kwargs else arch)
        for arch, kwargs in _ZOO_DEFAULT]
 # The whole zoo is exported in `slow` by test_backends.py::test_backend_round_trip, which runs the

@@ -16,6 +16,7 @@ _EXPORTS = {
     "RepVGGplusBlock": "repvgg",
     "SEBlock": "repvgg",
     "QARepVGGBlockV2": "qarepvgg",
+    "DiverseBranchBlock": "dbb",
     "ODConv2d": "odconv",
     "classification_loss": "losses",
     "reparameterize_model": "reparam",

@@ -80,6 +80,9 @@ def _convert_arguments(parser: argparse.ArgumentParser) -> None:
                         help="extra model constructor argument, e.g. kernel_num=4 (repeatable)")
     parser.add_argument("--input-size", type=int, default=None,
                         help="--verify input height and width (default 224, 32 for CIFAR models)")
+    parser.add_argument("--layout", default=None,
+                        help="write another project's key names instead of the official ones "
+                             "(paddleclas-resnet18-dbb: PaddleClas's ResNet18_dbb)")
 
 
 def _convert_run_cli(args: argparse.Namespace) -> int:
@@ -88,7 +91,8 @@ def _convert_run_cli(args: argparse.Namespace) -> int:
 
     report = convert_checkpoint(args.src, args.dst, arch=args.arch, deploy=args.deploy, verify=args.verify,
                                 to=args.to, dtype=args.dtype, model_args=parse_model_args(args.model_arg),
-                                input_size=args.input_size, progress=False if args.quiet else None)
+                                input_size=args.input_size, progress=False if args.quiet else None,
+                                layout=args.layout)
     for result in report.verify:
         _say(args, f"verify {result['what']}: max abs diff {result['max_abs']:.3e}, max rel diff "
                    f"{result['rel']:.3e} (allowed {result['allowed']:.0e}) -> ok")

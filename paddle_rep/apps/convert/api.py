@@ -36,7 +36,7 @@ from . import arch as arch_mod
 from . import canonical
 from . import verify as verify_mod
 from .canonical import PaddleForm, is_counter
-from .layouts import OFFICIAL, apply_layout, detect_layout
+from .layouts import OFFICIAL, apply_layout, detect_layout, to_layout
 from .load import LoadedCheckpoint, import_h5py, read_checkpoint, read_sidecar
 from .write import (
     BF16_CONTAINERS,
@@ -117,6 +117,14 @@ def _canonical(loaded: LoadedCheckpoint, report: ConversionReport) -> tuple[dict
     except MappingError as err:
         raise CheckpointError(f"{path}: {err}", path=path) from err
     report.source_bfloat16 = [form.official_name(k) for k in loaded.bf16_keys]
+    layout = detect_layout(list(state))  # a Paddle project's own names (PaddleClas's DBB ResNet-18)
+    if layout is not OFFICIAL:
+        report.layout = layout.name + " (Paddle names)"
+        try:
+            state, report.renamed = apply_layout(state, layout)
+        except MappingError as err:
+            raise CheckpointError(f"{path}: {err}", path=path) from err
+        form = None  # its names were the other project's: the crossing to Paddle's comes later, once
     recorded = _recorded_counters(loaded.path)
     if recorded is None:
         report.num_batches_tracked_from = "default 0 (no sidecar describing this file)"
@@ -297,7 +305,7 @@ def _bf16_keys(final: list[str], dtype: str, container: str, report: ConversionR
 def convert_checkpoint(src: str | Path, dst: str | Path, arch: str | None = None, deploy: bool = False,
                        verify: bool = False, to: str = "paddle", dtype: str = "float32",
                        model_args: Mapping[str, Any] | None = None, input_size: int | None = None,
-                       progress: bool | None = None) -> ConversionReport:
+                       progress: bool | None = None, layout: str | None = None) -> ConversionReport:
     """Convert the checkpoint ``src`` into ``dst`` (plus ``dst + '.json'``); see the module docstring.
 
     Without ``arch`` the conversion is a pure key/tensor mapping. With ``arch`` the state dict is
@@ -307,6 +315,8 @@ def convert_checkpoint(src: str | Path, dst: str | Path, arch: str | None = None
     of ``input_size`` pixels and raises :class:`VerificationError` above tolerance. Nothing is written
     when any step fails. ``dtype`` is float32, float64, float16, bfloat16 or "keep". ``to`` is "paddle",
     "torch" or "hdf5" (official names in ACNet's HDF5 layout; also chosen by an ``.hdf5``/``.h5`` ``dst``).
+    ``layout`` writes another project's names (``layouts.WRITABLE``, e.g. "paddleclas-resnet18-dbb") instead
+    of the official ones, after every check ran on the official names.
     """
     start = time.perf_counter()
     src, dst = Path(src), Path(dst)
@@ -335,14 +345,14 @@ def convert_checkpoint(src: str | Path, dst: str | Path, arch: str | None = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as pool:
         source_sha256 = pool.submit(sha256_file, src)
         report = _convert(src, dst, arch, deploy, verify, to, dtype, model_args, input_size, progress,
-                          container, source_sha256)
+                          container, source_sha256, layout)
     report.seconds = time.perf_counter() - start
     return report
 
 
 def _convert(src: Path, dst: Path, arch: str | None, deploy: bool, verify: bool, to: str, dtype: str,
              model_args: Mapping[str, Any] | None, input_size: int | None, progress: bool | None,
-             container: str, source_sha256: Future) -> ConversionReport:
+             container: str, source_sha256: Future, layout: str | None = None) -> ConversionReport:
     """read -> canonical -> Paddle form (mapped once) -> check -> verify -> fuse -> verify -> cast -> write."""
     loaded = read_checkpoint(src)
     path = loaded.path
@@ -363,6 +373,15 @@ def _convert(src: Path, dst: Path, arch: str | None, deploy: bool, verify: bool,
                             report, path)
     if final is None:  # a torch-named key ending in a Paddle-only leaf (no arch to refuse it) is mapped as it is
         final = official if names == "torch" else form or _to_paddle(official, path)
+    if layout is not None:  # another project's names: renamed from the official ones, after every check
+        official_final = (canonical.from_paddle_names(final.state)[0] if isinstance(final, PaddleForm) and deploy
+                          else official)
+        try:
+            renamed = to_layout(official_final, layout, deploy=deploy)
+        except MappingError as err:
+            raise CheckpointError(f"{path}: {err}", path=path) from err
+        report.layout = f"{report.layout} -> {layout}"
+        final = renamed if names == "torch" else _to_paddle(renamed, path)
     final_keys = [final.official_name(k) for k in final.state] if isinstance(final, PaddleForm) else list(final)
     target = canonical.to_target(final, DTYPES[dtype], _bf16_keys(final_keys, dtype, container, report, dst),
                                  progress)
