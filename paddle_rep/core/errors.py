@@ -128,7 +128,12 @@ class DataError(PaddleRepError, ValueError):
 
 
 class CalibrationError(PaddleRepError, ValueError):
-    """int8 calibration data cannot be used; ``source`` names the file, or the sample index, at fault."""
+    """int8 calibration data cannot be used.
+
+    Args:
+        message: What is wrong, naming the file or sample at fault.
+        source: The file, or the sample index, at fault, if any.
+    """
 
     def __init__(self, message: str, source: str | int | None = None) -> None:
         super().__init__(message)
@@ -147,7 +152,12 @@ class InputContractError(PaddleRepError, ValueError):
 
 
 class ManifestError(PaddleRepError, ValueError):
-    """An export's manifest, or a file it lists, is missing, unreadable or edited; ``path`` names it."""
+    """An export's manifest, or a file it lists, is missing, unreadable or edited.
+
+    Args:
+        message: What is wrong, naming the file.
+        path: The file at fault, if any.
+    """
 
     def __init__(self, message: str, path: str | None = None) -> None:
         super().__init__(message)
