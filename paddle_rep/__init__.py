@@ -24,6 +24,7 @@ _EXPORTS = {
     "QARepVGGBlockV2": "qarepvgg",
     "MobileOneBlock": "mobileone",
     "MobileOneSEBlock": "mobileone",
+    "DiverseBranchBlock": "dbb",
     "ODConv2D": "odconv",
     "BatchNorm1D": "bn",
     "BatchNorm2D": "bn",
@@ -51,6 +52,11 @@ _EXPORTS = {
     "BatchNormKernelError": "core.errors",
     "MissingPackageError": "core.errors",
     "DataError": "core.errors",
+    "CalibrationError": "core.errors",
+    "QuantizationError": "core.errors",
+    "InputContractError": "core.errors",
+    "ManifestError": "core.errors",
+    "PredictorClosedError": "core.errors",
 }
 
 __all__ = sorted(_EXPORTS)

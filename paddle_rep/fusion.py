@@ -149,3 +149,78 @@ def fuse_branch_sum(conv_bns: Sequence[tuple[paddle.Tensor, nn.Layer]], skip_bn:
     if skip_bn is not None:
         branches.append(fuse_bn_branch(None, skip_bn, groups, size))
     return sum_branches(branches)
+# --- DBB (Diverse Branch Block) transforms ------------------------------------------------------
+# Upstream's dbb_transforms.py names six: I fuse BN (fuse_conv_bn), II add branches (sum_branches),
+# III 1x1 then kxk (merge_1x1_kxk), IV depth concat (concat_branches), V average pool as a conv
+# (avg_pool_kernel), VI multi-scale (pad_kernel_to, in Paddle's [left, right, top, bottom] order).
+
+def concat_branches(kernels: Sequence[paddle.Tensor],
+                    biases: Sequence[paddle.Tensor]) -> tuple[paddle.Tensor, paddle.Tensor]:
+    """Stack kernels and biases along the output channels (DBB transform IV, depth concat).
+
+    Args:
+        kernels: Kernels ``[out_i, in/groups, kh, kw]`` of equal trailing shape.
+        biases: Their biases ``[out_i]``.
+
+    Returns:
+        ``(kernel, bias)`` with ``sum(out_i)`` output channels.
+    """
+    return paddle.concat(list(kernels), axis=0), paddle.concat(list(biases))
+
+
+def merge_1x1_kxk(k1: paddle.Tensor, b1: paddle.Tensor, k2: paddle.Tensor, b2: paddle.Tensor,
+                  groups: int) -> tuple[paddle.Tensor, paddle.Tensor]:
+    """Fold a biased 1x1 conv followed by a biased kxk conv into one kxk conv (DBB transform III).
+
+    Exact only when the 1x1 output is padded with its bias (``BNAndPadLayer``) before the kxk conv.
+
+    Args:
+        k1: The 1x1 kernel, ``[mid, in/groups, 1, 1]``.
+        b1: Its bias, ``[mid]``.
+        k2: The kxk kernel, ``[out, mid/groups, kh, kw]``.
+        b2: Its bias, ``[out]``.
+        groups: The groups of both convs.
+
+    Returns:
+        ``(kernel, bias)``: ``[out, in/groups, kh, kw]`` and ``[out]``.
+
+    Raises:
+        ValueError: ``k1`` is not 1x1, or a channel count is not divisible by ``groups``.
+    """
+    if tuple(k1.shape[2:]) != (1, 1):
+        raise ValueError(f"merge_1x1_kxk needs a 1x1 first kernel, got {tuple(k1.shape[2:])}")
+    if k1.shape[0] % groups or k2.shape[0] % groups:
+        raise ValueError(f"channels {k1.shape[0]} / {k2.shape[0]} are not divisible by groups={groups}")
+    mid_width, out_width = k1.shape[0] // groups, k2.shape[0] // groups
+    k1_t = paddle.transpose(k1, [1, 0, 2, 3])  # [in/groups, mid, 1, 1]: a conv over k2's input channels
+    kernels, biases = [], []
+    for g in range(groups):
+        k1_g = k1_t[:, g * mid_width:(g + 1) * mid_width]
+        k2_g = k2[g * out_width:(g + 1) * out_width]
+        kernels.append(F.conv2d(k2_g, k1_g))
+        biases.append((k2_g * b1[g * mid_width:(g + 1) * mid_width].reshape([1, -1, 1, 1])).sum(axis=[1, 2, 3]))
+    kernel, bias = concat_branches(kernels, biases)
+    return kernel, bias + b2
+
+
+def avg_pool_kernel(channels: int, kernel_size: int, groups: int, dtype: paddle.dtype | str) -> paddle.Tensor:
+    """The kernel of a grouped conv that averages each channel over a kxk window (DBB transform V).
+
+    Args:
+        channels: Channels in and out.
+        kernel_size: The window side k.
+        groups: The conv's groups.
+        dtype: The kernel's dtype.
+
+    Returns:
+        The kernel, ``[channels, channels/groups, k, k]``, ``1/k^2`` on each channel's own input.
+
+    Raises:
+        ValueError: ``channels`` is not divisible by ``groups``.
+    """
+    if channels % groups:
+        raise ValueError(f"channels={channels} is not divisible by groups={groups}")
+    input_dim = channels // groups
+    kernel = np.zeros((channels, input_dim, kernel_size, kernel_size), dtype=np.float64)
+    kernel[np.arange(channels), np.arange(channels) % input_dim] = 1.0 / kernel_size ** 2
+    return paddle.to_tensor(kernel).astype(dtype)

@@ -15,6 +15,14 @@ def cross_entropy(logits: paddle.Tensor, labels: paddle.Tensor, label_smoothing:
 
     The smoothed form is timm's ``LabelSmoothingCrossEntropy`` (RepVGG's training criterion),
     computed in float32 whatever the logits' dtype.
+
+    Args:
+        logits: Logits, ``[B, classes]``.
+        labels: Class indices, ``[B]``.
+        label_smoothing: Smoothing ``s`` in [0, 1); 0 is plain cross-entropy.
+
+    Returns:
+        The scalar loss.
     """
     if label_smoothing == 0.0:
         return F.cross_entropy(logits, labels)
@@ -31,6 +39,7 @@ def classification_loss(outputs: paddle.Tensor | Mapping[str, paddle.Tensor], la
         outputs: Logits, or RepVGGplus's training-mode dict (``main``, ``stage1_aux``, ...).
         labels: Class indices.
         aux_weight: Weight of each auxiliary head's loss (upstream's 0.1).
+        label_smoothing: Label smoothing of every head's cross-entropy (see ``cross_entropy``).
 
     Returns:
         The scalar loss.

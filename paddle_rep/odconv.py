@@ -43,7 +43,17 @@ def _kaiming_fan_out(out_channels: int, kernel_area: int) -> nn.initializer.Init
 
 
 class Attention(nn.Layer):
-    """The four attention heads (channel, filter, spatial, kernel) of one ODConv."""
+    """The four attention heads (channel, filter, spatial, kernel) of one ODConv.
+
+    Args:
+        in_planes: The conv's input channels.
+        out_planes: The conv's output channels.
+        kernel_size: The conv's kernel size (1 skips the spatial head).
+        groups: The conv's groups (depthwise skips the filter head).
+        reduction: Attention width = ``max(int(in_planes * reduction), min_channel)``.
+        kernel_num: Number of kernels (1 skips the kernel head).
+        min_channel: The smallest attention width.
+    """
 
     def __init__(self, in_planes: int, out_planes: int, kernel_size: int, groups: int = 1,
                  reduction: float = 0.0625, kernel_num: int = 4, min_channel: int = 16) -> None:
@@ -68,11 +78,23 @@ class Attention(nn.Layer):
         self.kernel_fc = None if kernel_num == 1 else conv1x1(attention_channel, kernel_num, bias=True)
 
     def update_temperature(self, temperature: float) -> None:
-        """Set the softmax/sigmoid temperature (annealed 30 -> 1 in upstream training)."""
+        """Set the softmax/sigmoid temperature (annealed 30 -> 1 in upstream training).
+
+        Args:
+            temperature: The new temperature.
+        """
         self.temperature = float(temperature)
 
     def forward(self, x: paddle.Tensor) -> tuple:
-        """``(channel [B,in,1,1], filter [B,out,1,1], spatial [B,1,1,k,k], kernel [B,kn])``; skipped heads are None."""
+        """Compute the four attentions of a batch.
+
+        Args:
+            x: The conv's input, ``[B, in_planes, H, W]``.
+
+        Returns:
+            ``(channel [B,in,1,1], filter [B,out,1,1], spatial [B,1,1,k,k], kernel [B,kn])``; skipped heads
+            are None.
+        """
         x = self.relu(self.bn(self.fc(global_avg_pool(x))))  # upstream's AdaptiveAvgPool2d(1)
         t = self.temperature
         channel = F.sigmoid(self.channel_fc(x) / t).reshape([-1, self.in_planes, 1, 1])
@@ -98,6 +120,8 @@ class ODConv2D(nn.Layer):
         groups: As ``paddle.nn.Conv2D`` (depthwise skips the filter attention, as upstream).
         reduction: Attention width = ``max(int(in_planes * reduction), 16)``.
         kernel_num: Number of kernels mixed per sample.
+        attention_bn: How the attention's BN normalises in training: ``"batch"`` (upstream) or
+            ``"running"`` (see :attr:`attention_bn`).
 
     Raises:
         ValueError: A bad argument, named in the message.
@@ -133,11 +157,22 @@ class ODConv2D(nn.Layer):
         in training too and leaves them unchanged (``use_global_stats``), so a batch of one trains
         (upstream raises "Expected more than 1 value per channel"); gamma and beta still learn.
         The state-dict keys are the same, so official weights load either way.
+
+        Returns:
+            The current mode.
         """
         return "running" if self.attention.bn._use_global_stats else "batch"
 
     @attention_bn.setter
     def attention_bn(self, value: str) -> None:
+        """Set the attention BN's mode.
+
+        Args:
+            value: ``"batch"`` or ``"running"``.
+
+        Raises:
+            ValueError: Any other value.
+        """
         # None is Paddle's "batch statistics in training, running ones in eval"; False would mean batch
         # statistics in eval too.
         running = check_choice("attention_bn", value, ATTENTION_BN_MODES) == "running"
@@ -150,11 +185,22 @@ class ODConv2D(nn.Layer):
         ``"fold"`` is upstream's grouped conv over the folded batch; ``"unfold"`` is the
         batch-independent export form; ``"auto"`` uses the fold in dygraph and the unfold form
         in a static graph. The 1x1, ``kernel_num=1`` case is a plain conv in every mode.
+
+        Returns:
+            The current formulation.
         """
         return self._formulation
 
     @formulation.setter
     def formulation(self, value: str) -> None:
+        """Set the formulation.
+
+        Args:
+            value: ``"auto"``, ``"fold"`` or ``"unfold"``.
+
+        Raises:
+            ValueError: Any other value.
+        """
         self._formulation = _check_formulation(value)
 
     def update_temperature(self, temperature: float) -> None:
@@ -174,6 +220,13 @@ class ODConv2D(nn.Layer):
         exactly). Upstream's ``(spatial * kernel * weight).sum(1)`` broadcast is the same up to
         rounding; in the exported predictor the broadcast multiply was the slowest op (oneDNN's
         5-D broadcast) and each extra pass over the per-sample kernels costs a copy.
+
+        Args:
+            spatial: The spatial attention ``[B, 1, 1, k, k]``, or None when skipped (1x1 kernels).
+            kernel: The kernel attention ``[B, kernel_num]``, or None when skipped (``kernel_num=1``).
+
+        Returns:
+            The kernels, ``[B, out * in/groups, k * k]``, or ``[1, ...]`` when both attentions are skipped.
         """
         kn, out, cin, k = self.kernel_num, self.out_planes, self.in_planes // self.groups, self.kernel_size
         if spatial is None:  # 1x1: no spatial attention
@@ -194,6 +247,14 @@ class ODConv2D(nn.Layer):
         """Per-sample kernels ``[batch, out, in/groups, k, k]`` (see :meth:`sample_kernels`).
 
         With ``batch=None`` a kernel shared by all samples keeps its leading 1 (for broadcasting).
+
+        Args:
+            spatial: The spatial attention ``[B, 1, 1, k, k]``, or None when skipped.
+            kernel: The kernel attention ``[B, kernel_num]``, or None when skipped.
+            batch: The batch size to expand a shared kernel to, or None to keep it at 1.
+
+        Returns:
+            The kernels, ``[batch, out, in/groups, k, k]``.
         """
         out, cin, k = self.out_planes, self.in_planes // self.groups, self.kernel_size
         weight = self.sample_kernels(spatial, kernel).reshape([-1, out, cin, k, k])
@@ -246,6 +307,17 @@ class ODConv2D(nn.Layer):
         return out if filter_ is None else out * filter_
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        """Convolve each sample with its own attention-weighted kernel.
+
+        Args:
+            x: The input, ``[B, in_planes, H, W]``.
+
+        Returns:
+            The output, ``[B, out_planes, H', W']``.
+
+        Raises:
+            ValueError: The input is not 4-D or has the wrong channel count.
+        """
         check_input_channels("ODConv2D", self.in_planes, x.shape)
         if self.kernel_size == 1 and self.kernel_num == 1:
             return self._forward_impl_pw1x(x)
@@ -256,10 +328,32 @@ class ODConv2D(nn.Layer):
 
 
 def set_formulation(model: nn.Layer, formulation: str) -> int:
-    """Set :attr:`ODConv2D.formulation` on every ODConv2D in ``model``; returns how many."""
+    """Set :attr:`ODConv2D.formulation` on every ODConv2D in ``model``.
+
+    Args:
+        model: The model (or a single layer).
+        formulation: ``"auto"``, ``"fold"`` or ``"unfold"``.
+
+    Returns:
+        How many ODConv2D layers were set.
+
+    Raises:
+        ValueError: An unknown formulation.
+    """
     return set_on_sublayers(model, ODConv2D, "formulation", _check_formulation(formulation))
 
 
 def set_attention_bn(model: nn.Layer, mode: str) -> int:
-    """Set :attr:`ODConv2D.attention_bn` on every ODConv2D in ``model``; returns how many."""
+    """Set :attr:`ODConv2D.attention_bn` on every ODConv2D in ``model``.
+
+    Args:
+        model: The model (or a single layer).
+        mode: ``"batch"`` or ``"running"``.
+
+    Returns:
+        How many ODConv2D layers were set.
+
+    Raises:
+        ValueError: An unknown mode.
+    """
     return set_on_sublayers(model, ODConv2D, "attention_bn", check_choice("attention_bn", mode, ATTENTION_BN_MODES))

@@ -38,3 +38,36 @@ class GlobalAvgPool2D(nn.Layer):
             The means, ``[B, C, 1, 1]``.
         """
         return global_avg_pool(x)
+
+
+class AvgPool2D(nn.Layer):
+    """A kxk average pool that counts the zero padding (``nn.AvgPool2D(..., exclusive=False)``, torch's default).
+
+    In dygraph float64 it runs as a depthwise conv with a constant ``1/k^2`` kernel: Paddle's
+    ``avg_pool2d`` backward scales by a float32 ``1/k^2`` (about 5e-9 relative off in float64).
+    No parameters, so the state dict is that of ``nn.AvgPool2D``.
+
+    Args:
+        kernel_size: The window side k.
+        stride: The stride.
+        padding: Zero padding on every side.
+    """
+
+    def __init__(self, kernel_size: int, stride: int = 1, padding: int = 0) -> None:
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        """Average ``x`` over kxk windows.
+
+        Args:
+            x: The input, ``[B, C, H, W]``.
+
+        Returns:
+            The averages, ``[B, C, H', W']``.
+        """
+        k = self.kernel_size
+        if paddle.in_dynamic_mode() and x.dtype == paddle.float64:
+            kernel = paddle.full([x.shape[1], 1, k, k], 1.0 / k ** 2, dtype=x.dtype)
+            return F.conv2d(x, kernel, stride=self.stride, padding=self.padding, groups=x.shape[1])
+        return F.avg_pool2d(x, k, stride=self.stride, padding=self.padding, exclusive=False)

@@ -19,7 +19,17 @@ from .pooling import global_avg_pool
 
 
 class ConvBN(nn.Sequential):
-    """Upstream ``conv_bn``: a bias-free conv named ``conv`` followed by a BN named ``bn``."""
+    """Upstream ``conv_bn``: a bias-free conv named ``conv`` followed by a BN named ``bn``.
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        kernel_size: Square kernel size.
+        stride: The conv's stride.
+        padding: The conv's padding.
+        groups: The conv's groups.
+        padding_mode: The conv's padding mode.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int,
                  groups: int = 1, padding_mode: str = "zeros") -> None:
@@ -35,6 +45,10 @@ class SEBlock(nn.Layer):
 
     Upstream pools with a kernel of the input width, which is global only for square maps;
     this pools over the whole map, identical on square inputs.
+
+    Args:
+        input_channels: Channels in and out.
+        internal_neurons: Channels between ``down`` and ``up``.
     """
 
     def __init__(self, input_channels: int, internal_neurons: int) -> None:
@@ -44,6 +58,14 @@ class SEBlock(nn.Layer):
         self.up = nn.Conv2D(internal_neurons, input_channels, 1, bias_attr=True)
 
     def forward(self, inputs: paddle.Tensor) -> paddle.Tensor:
+        """Scale each channel of ``inputs`` by its gate.
+
+        Args:
+            inputs: The input, ``[B, input_channels, H, W]``.
+
+        Returns:
+            The gated input, shaped like ``inputs``.
+        """
         x = global_avg_pool(inputs)
         x = F.sigmoid(self.up(F.relu(self.down(x))))
         return inputs * x.reshape([-1, self.input_channels, 1, 1])
@@ -112,10 +134,25 @@ class RepVGGBlock(DeployProtocol, nn.Layer):
         return out
 
     def forward(self, inputs: paddle.Tensor) -> paddle.Tensor:
+        """Sum the branches (or run the fused conv), then SE and ReLU.
+
+        Args:
+            inputs: The input, ``[B, in_channels, H, W]``.
+
+        Returns:
+            The output, ``[B, out_channels, H', W']``.
+
+        Raises:
+            ValueError: The input is not 4-D or has the wrong channel count.
+        """
         return self.nonlinearity(self.se(self._branches(inputs)))
 
     def get_equivalent_kernel_bias(self) -> tuple[paddle.Tensor, paddle.Tensor]:
-        """The 3x3 kernel and bias of the fused conv (differentiable, as upstream)."""
+        """Compute the 3x3 kernel and bias of the fused conv (differentiable, as upstream).
+
+        Returns:
+            ``(kernel, bias)``, shaped ``[out, in/groups, 3, 3]`` and ``[out]``.
+        """
         size = self.rbr_dense.conv.weight.shape[2:]
         branches = [
             fusion.fuse_bn_branch(self.rbr_dense.conv.weight, self.rbr_dense.bn, self.groups, size),
@@ -126,10 +163,13 @@ class RepVGGBlock(DeployProtocol, nn.Layer):
         return fusion.sum_branches(branches)
 
     def get_custom_L2(self) -> paddle.Tensor:  # noqa: N802 - upstream's name
-        """Upstream's L2 on the equivalent kernel (``loss += weight_decay * 0.5 * get_custom_L2()``).
+        """Compute upstream's L2 on the equivalent kernel (``loss += weight_decay * 0.5 * get_custom_L2()``).
 
         Decays the 3x3 ring directly and the centre tap as the BN-scaled sum of the 3x3 centre
         and the 1x1 kernel; the identity branch is ignored, as upstream.
+
+        Returns:
+            The penalty, a scalar tensor.
         """
         def bn_scale(bn: nn.Layer) -> paddle.Tensor:
             return (bn.weight / paddle.sqrt(bn._variance + bn._epsilon)).reshape([-1, 1, 1, 1]).detach()
@@ -155,6 +195,21 @@ class RepVGGplusBlock(RepVGGBlock):
 
     The SE (``post_se``, width out/4) sits after the ReLU instead of before it; branch names,
     fusion and ``get_custom_L2`` are RepVGGBlock's, so state-dict keys are upstream's.
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels; equal to ``in_channels`` at stride 1 adds the identity branch.
+        kernel_size: Must be 3.
+        stride: 1 or 2.
+        padding: Must be 1.
+        dilation: Must be 1.
+        groups: As ``paddle.nn.Conv2D``.
+        padding_mode: Padding of the 3x3 branch, kept by the fused conv.
+        deploy: Build the fused form (``rbr_reparam``) directly.
+        use_post_se: Squeeze-and-excitation of width out/4 after the ReLU (needs ``out_channels >= 4``).
+
+    Raises:
+        ValueError: A bad argument, named in the message.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
@@ -169,4 +224,15 @@ class RepVGGplusBlock(RepVGGBlock):
         self.post_se = SEBlock(out_channels, internal_neurons=out_channels // 4) if enabled else nn.Identity()
 
     def forward(self, inputs: paddle.Tensor) -> paddle.Tensor:
+        """Sum the branches (or run the fused conv), then ReLU and the post-SE.
+
+        Args:
+            inputs: The input, ``[B, in_channels, H, W]``.
+
+        Returns:
+            The output, ``[B, out_channels, H', W']``.
+
+        Raises:
+            ValueError: The input is not 4-D or has the wrong channel count.
+        """
         return self.post_se(self.nonlinearity(self._branches(inputs)))

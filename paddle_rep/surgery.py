@@ -36,9 +36,10 @@ from paddle import nn
 
 from .acblock import ACBlock
 from .core import surgery_plan as common
-from .core.deploy import ACBLOCK_FUSED_ATTR, MOBILEONE_FUSED_ATTR, REPVGG_FUSED_ATTR
+from .core.deploy import ACBLOCK_FUSED_ATTR, DBB_FUSED_ATTR, MOBILEONE_FUSED_ATTR, REPVGG_FUSED_ATTR
 from .core.errors import SurgeryError
 from .core.surgery_plan import REPLACED_CONV, ConvSpec, FuseBackReport, InsertReport
+from .dbb import DiverseBranchBlock
 from .fusion import device_of, identity_kernel, is_batch_norm
 from .mobileone import MobileOneBlock
 from .odconv import Attention, ODConv2D
@@ -50,11 +51,14 @@ logger = logging.getLogger(__name__)
 
 ODCONV_KERNEL_JITTER = 0.1  # std of the per-kernel jitter, relative to the std of the conv kernel
 FOLD_CHECK_REL = 1e-7  # float64 check: a wrong bias fold moves outputs by the bias, far above rounding
-_BLOCKS = {"acb": ACBlock, "repvgg": RepVGGBlock, "qarepvgg": QARepVGGBlockV2, "odconv": ODConv2D,
+_BLOCKS = {"acb": ACBlock, "repvgg": RepVGGBlock, "qarepvgg": QARepVGGBlockV2, "dbb": DiverseBranchBlock,
+           "odconv": ODConv2D,
            "mobileone": MobileOneBlock}
 _FUSED_ATTR = {ACBlock: ACBLOCK_FUSED_ATTR, RepVGGBlock: REPVGG_FUSED_ATTR, QARepVGGBlockV2: REPVGG_FUSED_ATTR,
+               DiverseBranchBlock: DBB_FUSED_ATTR,
                MobileOneBlock: MOBILEONE_FUSED_ATTR}
-_OPAQUE = (ACBlock, RepVGGBlock, ODConv2D, Attention, MobileOneBlock)  # convs inside these are never converted
+# convs inside these are never converted
+_OPAQUE = (ACBlock, RepVGGBlock, DiverseBranchBlock, ODConv2D, Attention, MobileOneBlock)
 
 
 class BiasedODConv2D(ODConv2D):
@@ -134,19 +138,16 @@ def _build_block(to: str, spec: ConvSpec, conv: nn.Conv2D, block_kwargs: dict) -
         cls = BiasedODConv2D if spec.has_bias else ODConv2D
         block = cls(spec.in_channels, spec.out_channels, spec.kernel_size, **geometry, **block_kwargs)
     else:
-        block = _BLOCKS[to](spec.in_channels, spec.out_channels, spec.kernel_size, **geometry,
-                            **_padding_mode(to, spec), **block_kwargs)
+        # DBB and MobileOne pad with zeros only (no padding_mode argument)
+        padding_mode = {} if to in ("dbb", "mobileone") else {"padding_mode": spec.padding_mode}
+        block = _BLOCKS[to](spec.in_channels, spec.out_channels, spec.kernel_size, **geometry, **padding_mode,
+                            **block_kwargs)
     block.to(device=device_of(conv.weight), dtype=conv.weight.dtype)
     with paddle.no_grad():
         _init_block(to, block, conv)
     setattr(block, REPLACED_CONV, spec)
     block.train() if conv.training else block.eval()
     return block
-
-
-def _padding_mode(to: str, spec: ConvSpec) -> dict[str, str]:
-    """The conv's padding mode for the block; MobileOneBlock takes none (it pads with zeros, as upstream)."""
-    return {} if to == "mobileone" else {"padding_mode": spec.padding_mode}
 
 
 def _init_mobileone(block: MobileOneBlock, weight: paddle.Tensor, bias: paddle.Tensor | None) -> None:
@@ -178,6 +179,12 @@ def _init_block(to: str, block: nn.Layer, conv: nn.Conv2D) -> None:
         block.nonlinearity = nn.Identity()  # the conv had no activation
     elif to == "mobileone":
         _init_mobileone(block, weight, bias)
+    elif to == "dbb":
+        _set(block.dbb_origin.conv.weight, weight)
+        _identity_bn(block.dbb_origin.bn, bias)
+        for bn in (block.dbb_avg.avgbn, block.dbb_1x1_kxk.bn2, getattr(block, "dbb_1x1", None)):
+            if bn is not None:
+                _silent_bn(bn if is_batch_norm(bn) else bn.bn)  # the other branches' last BN starts at 0
     elif to == "qarepvgg":
         # The bare identity has no weight to silence: the 1x1 starts at minus the identity instead.
         _set(block.rbr_dense.conv.weight, weight)
@@ -213,9 +220,10 @@ def insert_blocks(model: nn.Layer, to: str, *, include: str | Sequence[str] | No
 
     Args:
         model: The model to convert, usually with trained weights.
-        to: ``"acb"`` (square odd kernel >= 3), ``"repvgg"`` or ``"qarepvgg"`` (3x3, padding 1, stride 1 or 2) or
-            ``"odconv"`` (any square kernel, zero padding); ``"mobileone"`` (odd kernel, padding
-            kernel_size // 2, zero padding; ``num_conv_branches`` in ``block_kwargs``).
+        to: ``"acb"`` (square odd kernel >= 3), ``"repvgg"`` or ``"qarepvgg"`` (3x3, padding 1, stride 1 or 2),
+            ``"dbb"`` (odd kernel >= 3, padding k // 2, zero padding), ``"mobileone"`` (odd kernel, padding
+            k // 2, zero padding; ``num_conv_branches`` in ``block_kwargs``) or ``"odconv"`` (any square kernel,
+            zero padding).
         include: fnmatch pattern(s) on dotted layer names; only matching convs are converted.
         exclude: fnmatch pattern(s) of convs to leave as they are.
         inplace: Convert ``model`` itself instead of a deep copy.

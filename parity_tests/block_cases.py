@@ -9,7 +9,7 @@ import torch_ref
 @dataclass(frozen=True)
 class BlockCase:
     id: str
-    family: str  # "acb" | "repvgg" | "repvggplus" | "qarepvgg" | "mobileone" | "odconv"
+    family: str  # "acb" | "repvgg" | "repvggplus" | "qarepvgg" | "dbb" | "mobileone" | "odconv"
     in_channels: int
     out_channels: int
     kernel_size: int
@@ -20,7 +20,7 @@ class BlockCase:
 
     @property
     def fusable(self) -> bool:
-        return self.family in ("acb", "repvgg", "repvggplus", "qarepvgg", "mobileone")
+        return self.family in ("acb", "repvgg", "repvggplus", "qarepvgg", "dbb", "mobileone")
 
     @property
     def zero_grad_suffixes(self) -> tuple[str, ...]:
@@ -31,16 +31,22 @@ class BlockCase:
         return ("rbr_dense.bn.bias",) if self.family == "qarepvgg" and not self.kwargs.get("use_se") else ()
 
     @property
-    def scale_invariant_suffixes(self) -> tuple[str, ...]:
-        """Per-channel scalar convs right before a train-mode BN (MobileOne's depthwise 1x1 scale branch)."""
-        depthwise = self.kwargs.get("groups", 1) == self.in_channels == self.out_channels
-        return ("rbr_scale.conv.weight",) if self.family == "mobileone" and depthwise and self.kernel_size > 1 else ()
+    def step_scaled_suffixes(self) -> tuple[str, ...]:
+        """Gradients a train-mode BN all but cancels (DBB depthwise ``conv1``: one input per output, then BN;
+        MobileOne's depthwise 1x1 scale branch: one scalar per channel, then BN)."""
+        depthwise = self.kwargs.get("groups", 1) == self.in_channels
+        if self.family == "mobileone":
+            return ("rbr_scale.conv.weight",) if depthwise and self.in_channels == self.out_channels else ()
+        return ("dbb_1x1_kxk.conv1.weight",) if self.family == "dbb" and depthwise else ()
 
     @property
     def trains(self) -> bool:
         # A training batch of one sample gives ODConv's attention BN one value per channel,
         # which torch refuses (tested separately); such cases are eval-only.
-        return not (self.family == "odconv" and self.batch == 1)
+        # DBB with k=1 (never built by upstream's nets) pads nothing, so dbb_avg's inner BN meets the
+        # train-mode avgbn per channel: both its gradients are exactly zero, noise on both sides. Eval-only.
+        dbb_k1 = self.family == "dbb" and self.kernel_size == 1
+        return not (self.family == "odconv" and self.batch == 1) and not dbb_k1
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
@@ -63,11 +69,11 @@ class BlockCase:
 
 _CLASSES = {
     "torch": {"acb": torch_ref.ACBlock, "repvgg": torch_ref.RepVGGBlock, "repvggplus": torch_ref.RepVGGplusBlock,
-              "qarepvgg": torch_ref.QARepVGGBlockV2, "odconv": torch_ref.ODConv2d,
+              "qarepvgg": torch_ref.QARepVGGBlockV2, "dbb": torch_ref.DiverseBranchBlock, "odconv": torch_ref.ODConv2d,
               "mobileone": torch_ref.MobileOneBlock},
     "paddle": {"acb": paddle_rep.ACBlock, "repvgg": paddle_rep.RepVGGBlock, "repvggplus": paddle_rep.RepVGGplusBlock,
-               "qarepvgg": paddle_rep.QARepVGGBlockV2, "odconv": paddle_rep.ODConv2D,
-               "mobileone": paddle_rep.MobileOneBlock},
+               "qarepvgg": paddle_rep.QARepVGGBlockV2, "dbb": paddle_rep.DiverseBranchBlock,
+               "odconv": paddle_rep.ODConv2D, "mobileone": paddle_rep.MobileOneBlock},
 }
 
 
@@ -85,6 +91,10 @@ def _plus(id_: str, cin: int, cout: int, hw: tuple[int, int] = (9, 11), **kw) ->
 
 def _qa(id_: str, cin: int, cout: int, hw: tuple[int, int] = (9, 11), **kw) -> BlockCase:
     return BlockCase(f"qarepvgg-{id_}", "qarepvgg", cin, cout, 3, {"padding": 1, **kw}, hw=hw)
+
+
+def _dbb(id_: str, cin: int, cout: int, k: int = 3, **kw) -> BlockCase:
+    return BlockCase(f"dbb-{id_}", "dbb", cin, cout, k, {"padding": k // 2, **kw})
 
 
 def _od(id_: str, cin: int = 8, cout: int = 16, k: int = 3, batch: int = 4, temperature: float = 1.0,
@@ -154,6 +164,24 @@ QAREPVGG_CASES = [
     _qa("reflect", 8, 8, padding_mode="reflect"),
 ]
 
+# DiverseBranchBlock: with groups < out_channels every branch exists (1x1-avg through BNAndPadLayer);
+# groups >= out_channels is the depthwise form (pool-only avg branch, 2x internal width).
+DBB_CASES = [
+    _dbb("k3-in-ne-out", 8, 16),
+    _dbb("k3-identity-width", 8, 8),
+    _dbb("k3-s2", 8, 16, stride=2),
+    _dbb("k5", 8, 8, k=5),
+    _dbb("k5-s2-g2", 8, 16, k=5, stride=2, groups=2),
+    _dbb("g2", 8, 8, groups=2),
+    _dbb("g4-s2", 16, 32, groups=4, stride=2),
+    _dbb("depthwise", 8, 8, groups=8),
+    _dbb("depthwise-s2", 8, 8, groups=8, stride=2),
+    _dbb("depthwise-k5-s2", 8, 8, k=5, groups=8, stride=2),
+    _dbb("grouped-in-gt-out", 16, 8, groups=8),  # upstream crashes here (departure)
+    _dbb("internal-12", 8, 16, internal_channels_1x1_3x3=12),
+    _dbb("k1", 8, 16, k=1),
+]
+
 ODCONV_CASES = [
     _od("k3-kn4", padding=1, kernel_num=4),
     _od("k3-kn1", padding=1, kernel_num=1),
@@ -195,4 +223,5 @@ MOBILEONE_CASES = [
     _mo("k5-no-scale-no-act", 8, 8, k=5, use_scale_branch=False, use_act=False),
 ]
 
-ALL_CASES = ACB_CASES + REPVGG_CASES + REPVGGPLUS_CASES + QAREPVGG_CASES + ODCONV_CASES + MOBILEONE_CASES
+ALL_CASES = (ACB_CASES + REPVGG_CASES + REPVGGPLUS_CASES + QAREPVGG_CASES + DBB_CASES + ODCONV_CASES
+             + MOBILEONE_CASES)

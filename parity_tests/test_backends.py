@@ -1,4 +1,4 @@
-"""Inference backends of exported models (paddle_rep.apps.exporter.Predictor): Paddle Inference with and
+"""Inference backends of exported models (paddle_rep.apps.predictor.Predictor): Paddle Inference with and
 without oneDNN, ONNX Runtime and OpenVINO, the latter two on the batch-independent ONNX graph and on
 ODConv's batch-fold graphs, and OpenVINO's opt-in bf16 predictor; ONNX metadata; missing optional
 packages; the export CLI's --backend check.
@@ -24,7 +24,8 @@ import paddle_rep.apps
 from paddle_rep import reparameterize_model
 from paddle_rep.apps import cli
 from paddle_rep.apps.convert.verify import default_input_size
-from paddle_rep.apps.exporter import ExportedModel, Predictor
+from paddle_rep.apps.exporter import ExportedModel
+from paddle_rep.apps.predictor import Predictor
 from paddle_rep.core.errors import ExportError, MissingPackageError
 from paddle_rep.models import create_model
 from parity_tests import helpers
@@ -38,9 +39,11 @@ ROOT = Path(__file__).resolve().parents[1]
 FOLD_SIZES = (1, 2)
 BATCHES = (3, 1)
 # backend id -> (Predictor arguments, tolerance kind). "paddle" is Predictor's default: ODConv models
-# run their fold programs (oneDNN off there), the rest the batch-independent program without oneDNN.
+# run their fold programs (oneDNN off there), the rest the batch-independent program with oneDNN;
+# "paddle-exact" turns oneDNN off everywhere (the dygraph model's kernels).
 BACKENDS = {
-    "paddle": (dict(backend="paddle"), "static_graph"),
+    "paddle": (dict(backend="paddle"), "static_graph_onednn"),
+    "paddle-exact": (dict(backend="paddle", use_onednn=False), "static_graph"),
     "paddle-onednn-unfold": (dict(backend="paddle", use_onednn=True, fold=False), "static_graph_onednn"),
     "onnxruntime": (dict(backend="onnxruntime"), "onnxruntime"),
     "onnxruntime-unfold": (dict(backend="onnxruntime", fold=False), "onnxruntime"),
@@ -50,7 +53,7 @@ BACKENDS = {
     "openvino-bf16": (dict(backend="openvino", precision="bf16"), "openvino_bf16"),
 }
 # Without ODConv a model has no fold graphs, so "-unfold" would run the same graph again.
-UNFOLD_ONLY = ("paddle", "paddle-onednn-unfold", "onnxruntime", "openvino", "openvino-bf16")
+UNFOLD_ONLY = ("paddle", "paddle-exact", "paddle-onednn-unfold", "onnxruntime", "openvino", "openvino-bf16")
 
 # Small inputs in the default suite: all three block families (rep_tiny: ODConv kernel_num 4;
 # acnet_cifar_quick: no ODConv, so no fold graphs). In `slow`, every other zoo model, and kernel_num

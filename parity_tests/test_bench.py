@@ -83,3 +83,18 @@ def test_default_summary_page_has_the_table_markers() -> None:
 
     text = (bench.PERF_DOCS / "index.md").read_text()
     assert text.count(bench.TABLE_START) == 1 and text.count(bench.TABLE_END) == 1
+def test_load_bench_quick_smoke(tmp_path: Path) -> None:
+    """`bench --load --quick`: every backend at concurrency 1, 2, 4 and in throughput mode, no wrong output."""
+    result = subprocess.run([sys.executable, "-m", "paddle_rep.apps.bench", "--load", "--quick", "--threads", "1",
+                             "--out", str(tmp_path)], capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = json.loads((tmp_path / "load.json").read_text())
+    backends = {row["backend"] for row in saved["rows"]}
+    assert {"paddle", "onnxruntime", "openvino"} <= backends, backends
+    for row in saved["rows"]:
+        for level in ("c1", "c2", "c4"):
+            assert row[level]["images_per_s"] > 0 and row[level]["p99_ms"] >= row[level]["p50_ms"] > 0
+            assert row[level]["wrong"] == 0, (row["backend"], level)
+        bound = tolerance("openvino_bf16", "float32").rel if row["backend"].endswith("bf16") else 1e-5
+        assert row["throughput"]["images_per_s"] > 0 and row["throughput"]["max_rel_diff"] <= bound, row
+    assert "| rep_tiny | onnxruntime |" in (tmp_path / "load.md").read_text()

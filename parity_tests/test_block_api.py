@@ -25,6 +25,8 @@ FUSABLE = [
                  {"padding": 1, "groups": 16, "use_se": True, "num_conv_branches": 3},
                  ["se.reduce.weight", "se.reduce.bias", "se.expand.weight", "se.expand.bias", "reparam_conv.weight",
                   "reparam_conv.bias"], id="mobileone-se"),
+    pytest.param(torch_ref.DiverseBranchBlock, paddle_rep.DiverseBranchBlock, (8, 16, 3), {"padding": 1},
+                 ["dbb_reparam.weight", "dbb_reparam.bias"], id="dbb"),
 ]
 
 
@@ -181,7 +183,8 @@ def test_invalid_arguments_name_the_argument(framework: str, name: str, args: tu
         cls(*args, **kwargs)
 
 
-@pytest.mark.parametrize("name", ["ACBlock", "RepVGGBlock", "QARepVGGBlockV2", "MobileOneBlock", "ODConv"])
+@pytest.mark.parametrize("name", ["ACBlock", "RepVGGBlock", "QARepVGGBlockV2", "DiverseBranchBlock", "MobileOneBlock",
+                                  "ODConv"])
 def test_wrong_input_channels_is_a_clear_error(name: str) -> None:
     x = np.ones((2, 5, 6, 6), dtype=np.float32)
     torch_cls = torch_ref.ODConv2d if name == "ODConv" else getattr(torch_ref, name)

@@ -45,7 +45,7 @@ def test_train_output_and_gradients(case: BlockCase, dtype: str) -> None:
     torch_step = helpers.torch_train_step(torch_block, x, upstream)
     paddle_step = helpers.paddle_train_step(paddle_block, x, upstream)
     helpers.assert_all_close(helpers.compare_train_steps(paddle_step, torch_step, dtype, case.zero_grad_suffixes,
-                                                          case.scale_invariant_suffixes))
+                                                          case.step_scaled_suffixes))
 
 
 @pytest.mark.parametrize(("case", "dtype"), _params([c for c in ALL_CASES if c.trains]))
@@ -87,7 +87,8 @@ def test_fused(case: BlockCase, dtype: str) -> None:
     torch_state = {k: v for k, v in torch_block.state_dict().items() if not k.endswith("num_batches_tracked")}
     paddle_state = interop.to_torch(paddle_block.state_dict(), dtype=None, num_batches_tracked=None)
     assert list(paddle_state) == list(torch_state), "fused state dicts differ in keys"
-    fused_names = [k for k in torch_state if k.startswith(("fused_conv.", "rbr_reparam.", "reparam_conv."))]
+    fused_attrs = ("fused_conv.", "rbr_reparam.", "dbb_reparam.", "reparam_conv.")
+    fused_names = [k for k in torch_state if k.startswith(fused_attrs)]
     assert len(fused_names) == 2, f"expected one fused conv with bias, got {list(torch_state)}"
     results = [
         helpers.measure("torch fused vs torch eval", torch_fused, torch_eval, "fused_vs_eval", dtype),

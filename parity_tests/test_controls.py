@@ -21,7 +21,7 @@ from parity_tests.block_cases import ALL_CASES
 from parity_tests.test_block_parity import _paddle_per_sample, _pair, _seed, _upstream
 
 CASES = {c.id: c for c in ALL_CASES}
-FAMILY_CASES = ["acb-k3p1", "repvgg-identity", "odconv-k3-kn4"]
+FAMILY_CASES = ["acb-k3p1", "repvgg-identity", "dbb-k5-s2-g2", "odconv-k3-kn4"]
 PLANTS = ("bn_eps", "kernel")
 
 
@@ -115,7 +115,7 @@ def test_planted_kernel_fails_running_stats(case_id: str, dtype: str) -> None:
 
 @pytest.mark.parametrize("dtype", helpers.DTYPES)
 @pytest.mark.parametrize("which", PLANTS)
-@pytest.mark.parametrize("case_id", ["acb-k3p1", "repvgg-identity"])
+@pytest.mark.parametrize("case_id", ["acb-k3p1", "repvgg-identity", "dbb-k5-s2-g2"])
 def test_planted_fault_fails_fused_kernel(case_id: str, which: str, dtype: str) -> None:
     case = CASES[case_id]
     torch_block, paddle_block = _pair(case, dtype)
@@ -131,7 +131,7 @@ def test_planted_fault_fails_fused_kernel(case_id: str, which: str, dtype: str) 
 
 
 @pytest.mark.parametrize("dtype", helpers.DTYPES)
-@pytest.mark.parametrize("case_id", ["acb-k3p1", "repvgg-identity"])
+@pytest.mark.parametrize("case_id", ["acb-k3p1", "repvgg-identity", "dbb-k5-s2-g2"])
 def test_planted_eps_fails_fused_vs_eval(case_id: str, dtype: str) -> None:
     """A fold that reads another eps than the forward (eps 1e-4 in the fold only) fails fused vs eval."""
     case = CASES[case_id]

@@ -315,11 +315,11 @@ def test_verify_negative_control(a0_file, tmp_path, monkeypatch):
     """The self-check must fail when the Paddle model holds different weights."""
     original = verify_mod.paddle_outputs
 
-    def perturbed(arch, model_args, state, x, fused, path):
-        state = dict(state)
+    def perturbed(model, x):
+        state = model.state_dict()
         key = next(k for k in state if k.endswith("rbr_dense.conv.weight"))
-        state[key] = state[key] * np.float32(1.05)
-        return original(arch, model_args, state, x, fused, path)
+        state[key].set_value(state[key] * 1.05)
+        return original(model, x)
 
     monkeypatch.setattr(verify_mod, "paddle_outputs", perturbed)
     dst = tmp_path / "out.pdparams"
@@ -615,3 +615,75 @@ def test_qarepvgg_official_layout_converts_with_deploy_and_verify(tmp_path, caps
     assert all(r["ok"] for r in report.verify)
     model = torch_ref.create_model("qarepvgg_a0", num_classes=10, deploy=True)
     model.load_state_dict(torch.load(back, map_location="cpu", weights_only=True), strict=True)
+
+
+def test_dbb_official_layout_converts_with_deploy_and_verify(tmp_path, capsys):
+    """DBB MobileNet in upstream's key layout (BNAndPadLayer's ``bn.bn``, depthwise ``conv1``), both ways."""
+    state = _seeded_torch_model("dbb_mobilenet", num_classes=10).state_dict()
+    assert "stem.0.depthwise.dbb_avg.avgbn.running_mean" in state and "conv1.dbb_1x1_kxk.idconv1.weight" in state
+    src, dst = tmp_path / "dbb.pth", tmp_path / "dbb_deploy.pdparams"
+    torch.save(state, src)
+    code = main(["convert", str(src), str(dst), "--arch", "dbb_mobilenet", "--deploy", "--verify",
+                 "--input-size", str(SMALL)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    keys = list(_load_pdparams(dst))
+    assert "conv1.dbb_reparam.weight" in keys and not any("dbb_origin" in k or k.endswith("_mean") for k in keys)
+    back = tmp_path / "dbb_deploy.pth"
+    report = convert_checkpoint(dst, back, to="torch", arch="dbb_mobilenet", deploy=True, verify=True,
+                                input_size=SMALL, progress=False)
+    assert all(r["ok"] for r in report.verify)
+    model = torch_ref.create_model("dbb_mobilenet", num_classes=10, deploy=True)
+    model.load_state_dict(torch.load(back, map_location="cpu", weights_only=True), strict=True)
+
+
+# PaddleClas's ResNet18 with layer_type="DiverseBranchBlock" (ppcls/arch/backbone/legendary_models/resnet.py,
+# ResNet18_dbb.yaml), key by key as its source builds them: a ConvBNLayer stem (conv, legacy BatchNorm), eight
+# BasicBlocks numbered flat with DBBs conv0 / conv1 (upstream's DBB keys; every one has a 1x1 branch and an
+# identity-based 1x1, as groups 1 < out_channels), ConvBNLayer projections ``short`` in blocks 2, 4, 6, ``fc``.
+_BN = ("weight", "bias", "_mean", "_variance")
+_PC_DBB = (["dbb_origin.conv.weight"] + [f"dbb_origin.bn.{p}" for p in _BN] + ["dbb_avg.conv.weight"]
+           + [f"dbb_avg.bn.bn.{p}" for p in _BN] + [f"dbb_avg.avgbn.{p}" for p in _BN] + ["dbb_1x1.conv.weight"]
+           + [f"dbb_1x1.bn.{p}" for p in _BN] + ["dbb_1x1_kxk.idconv1.weight"]
+           + [f"dbb_1x1_kxk.bn1.bn.{p}" for p in _BN] + ["dbb_1x1_kxk.conv2.weight"]
+           + [f"dbb_1x1_kxk.bn2.{p}" for p in _BN])
+
+
+def _paddleclas_resnet18_dbb_keys() -> list[str]:
+    keys = ["stem.0.conv.weight"] + [f"stem.0.bn.{p}" for p in _BN]
+    for block in range(8):
+        keys += [f"blocks.{block}.{conv}.{k}" for conv in ("conv0", "conv1") for k in _PC_DBB]
+        if block in (2, 4, 6):
+            keys += [f"blocks.{block}.short.conv.weight"] + [f"blocks.{block}.short.bn.{p}" for p in _BN]
+    return keys + ["fc.weight", "fc.bias"]
+
+
+def test_paddleclas_resnet18_dbb_layout_both_ways(tmp_path, capsys):
+    """paddle-rep's DBB ResNet-18 written in PaddleClas's key layout (every key PaddleClas's model has, its
+    Linear as [in, out]) and read back from it: the same tensors, verified against torch both times."""
+    torch_model = _seeded_torch_model("dbb_resnet18", num_classes=10)
+    src, ours = tmp_path / "dbb18.pth", tmp_path / "dbb18_paddleclas.pdparams"
+    torch.save(torch_model.state_dict(), src)
+    code = main(["convert", str(src), str(ours), "--arch", "dbb_resnet18", "--verify", "--input-size", "32",
+                 "--layout", "paddleclas-resnet18-dbb"])
+    assert code == 0, capsys.readouterr().out
+    written = _load_pdparams(ours)
+    assert sorted(written) == sorted(_paddleclas_resnet18_dbb_keys())
+    assert written["fc.weight"].shape == (512, 10) and written["blocks.2.short.conv.weight"].shape == (128, 64, 1, 1)
+    np.testing.assert_array_equal(written["blocks.7.conv1.dbb_avg.bn.bn._mean"],
+                                  torch_model.stage4[1].conv2.dbb_avg.bn.bn.running_mean.numpy())
+
+    back = tmp_path / "dbb18_back.pth"
+    report = convert_checkpoint(ours, back, to="torch", arch="dbb_resnet18", verify=True, input_size=32,
+                                progress=False)
+    assert report.layout.startswith("paddleclas-resnet18-dbb") and all(r["ok"] for r in report.verify)
+    restored = torch.load(back, map_location="cpu", weights_only=True)
+    expected = {k: v for k, v in torch_model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    for key, value in expected.items():
+        np.testing.assert_array_equal(restored[key].numpy(), value.numpy(), err_msg=key)
+
+    with pytest.raises(CheckpointError, match="no fused form"):
+        convert_checkpoint(src, tmp_path / "fused.pdparams", arch="dbb_resnet18", deploy=True,
+                           layout="paddleclas-resnet18-dbb", progress=False)
+    with pytest.raises(CheckpointError, match="cannot be written"):
+        convert_checkpoint(src, tmp_path / "x.pdparams", layout="timm-repvgg", progress=False)

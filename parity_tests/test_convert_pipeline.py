@@ -90,13 +90,17 @@ def test_official_shapes_turn_paddle_shapes_canonical() -> None:
 def test_strict_check_compares_canonical_shapes(a0_canonical) -> None:
     """A Linear weight in Paddle's ``[in, out]`` layout is a shape mismatch under canonical names."""
     args = {"num_classes": CLASSES}
-    assert api._check(a0_canonical, ARCH, args, "a0") == {**args, "deploy": False}  # control: the file fits
-    expected = canonical.official_shapes(arch_mod.expected_shapes(ARCH, args))
+    assert api._model_args(a0_canonical, ARCH, args, "a0") == {**args, "deploy": False}
+    shapes = arch_mod.expected_shapes(ARCH, args)
+    api._check(a0_canonical, canonical.to_paddle(a0_canonical), shapes, ARCH, "a0")  # control: the file fits
+    expected = canonical.official_shapes(shapes)
     state = canonical.weights_only(a0_canonical)
     state["linear.weight"] = np.ascontiguousarray(state["linear.weight"].T)
     pattern = r"official names.*linear\.weight: checkpoint \(1280, 10\) vs model \(10, 1280\)"
     with pytest.raises(ArchMismatchError, match=re.compile(pattern, re.S)):
         arch_mod.check_state(state, expected, ARCH, "a0")
+    with pytest.raises(ArchMismatchError, match=re.compile(pattern, re.S)):  # the converter's check words it so too
+        api._check(state, canonical.to_paddle(state), shapes, ARCH, "a0")
 
 
 def test_strict_check_refuses_paddle_bn_names_in_a_torch_file(a0_canonical, tmp_path) -> None:
@@ -109,43 +113,106 @@ def test_strict_check_refuses_paddle_bn_names_in_a_torch_file(a0_canonical, tmp_
     assert not (tmp_path / "out.pdparams").exists()
 
 
-def test_fuse_step_is_canonical_in_and_out(a0_torch, a0_canonical) -> None:
-    """``_fuse`` returns torch's deployed state dict: same keys and shapes, values at the fused-kernel tolerance."""
-    fused = api._fuse(a0_canonical, ARCH, {"num_classes": CLASSES}, "float32", "a0")
+def test_fused_torch_file_is_torchs_deployed_state_dict(a0_torch, tmp_path) -> None:
+    """Fused to torch names: torch's deployed state dict (same keys in order, shapes; values at the fused tolerance)."""
+    torch.save(a0_torch.state_dict(), tmp_path / "a0.pth")
+    convert_checkpoint(tmp_path / "a0.pth", tmp_path / "a0_deploy.pth", arch=ARCH, deploy=True, to="torch",
+                       progress=False)
+    fused = torch.load(tmp_path / "a0_deploy.pth", map_location="cpu", weights_only=True)
     expected = torch_ref.reparameterize_model(copy.deepcopy(a0_torch), inplace=True).state_dict()
     assert list(fused) == list(expected)
     assert not any(k.endswith(("._mean", "._variance")) for k in fused)
-    helpers.assert_all_close([helpers.measure(k, fused[k], expected[k], "fused_kernel", "float32")
+    helpers.assert_all_close([helpers.measure(k, fused[k].numpy(), expected[k], "fused_kernel", "float32")
                               for k in expected if expected[k].is_floating_point()])
     # negative control: the unfused state is not the deployed one
-    assert not any(k.startswith("stage0.rbr_reparam") for k in a0_canonical)
+    assert not any(k.startswith("stage0.rbr_reparam") for k in a0_torch.state_dict())
 
 
-def test_each_step_sees_canonical_names_and_the_target_is_mapped_once(a0_canonical, a0_torch, tmp_path,
-                                                                      monkeypatch) -> None:
-    seen: dict[str, list[list[str]]] = {"check": [], "fuse": [], "verify": [], "to_target": []}
+class MappingSpy:
+    """Counts the runs of the torch <-> Paddle mapping: top-level calls of :data:`MAPPING_FUNCTIONS`.
 
-    def spy(step: str, real, pick):
+    A call made from inside another (``from_torch`` mapping each key) belongs to that run; a loop
+    mapping key by key outside interop counts once per key.
+    """
+
+    def __init__(self, monkeypatch) -> None:
+        self.calls: dict[str, int] = {}
+        self._depth = 0
+        for name in MAPPING_FUNCTIONS:
+            monkeypatch.setattr(interop, name, self._counting(name, getattr(interop, name)))
+
+    def _counting(self, name: str, real):
         def wrapped(*args, **kwargs):
-            seen[step].append(list(pick(*args, **kwargs)))
-            return real(*args, **kwargs)
+            if self._depth == 0:
+                self.calls[name] = self.calls.get(name, 0) + 1
+            self._depth += 1
+            try:
+                return real(*args, **kwargs)
+            finally:
+                self._depth -= 1
         return wrapped
 
-    monkeypatch.setattr(api, "_check", spy("check", api._check, lambda state, *a, **k: state))
-    monkeypatch.setattr(api, "_fuse", spy("fuse", api._fuse, lambda state, *a, **k: state))
-    monkeypatch.setattr(api, "_verify", spy("verify", api._verify, lambda arch, args, official, fused, *a, **k:
-                                            [*official, *fused]))
-    monkeypatch.setattr(canonical, "to_target", spy("to_target", canonical.to_target, lambda state, *a, **k: state))
+    @property
+    def runs(self) -> int:
+        return sum(self.calls.values())
+
+
+def test_mapping_spy_counts_runs_not_nested_calls(monkeypatch) -> None:
+    """Negative control: the spy sees a whole-state mapping once and a key-by-key loop once per key."""
+    spy = MappingSpy(monkeypatch)
+    interop.from_torch({"bn.running_mean": np.zeros(2), "bn.running_var": np.ones(2), "fc.weight": np.zeros((2, 3))})
+    assert spy.calls == {"from_torch": 1}
+    canonical.official_shapes({"bn._mean": (2,), "bn._variance": (2,), "fc.weight": (3, 2)})
+    assert spy.calls == {"from_torch": 1, "paddle_key_to_torch": 3} and spy.runs == 4
+
+
+# (source names, deploy + verify, destination) -> the mapping runs of that conversion
+MAPPING_RUNS = {
+    ("torch", True, "paddle"): {"from_torch": 1},  # canonical -> Paddle; the fused model's state is the target
+    ("torch", False, "paddle"): {"from_torch": 1},
+    ("torch", True, "torch"): {"from_torch": 1, "to_torch": 1},  # into the Paddle model, the fused one back
+    ("paddle", True, "paddle"): {"to_torch": 1},  # read -> canonical; the source's Paddle form is loaded as it is
+    ("paddle", True, "torch"): {"to_torch": 2},
+}
+
+
+@pytest.mark.parametrize("case", list(MAPPING_RUNS), ids=lambda c: f"{c[0]}-{'deploy-verify' if c[1] else 'plain'}-"
+                         f"to-{c[2]}")
+def test_convert_maps_names_at_most_twice(case, a0_torch, tmp_path, monkeypatch) -> None:
+    source, deploy_verify, to = case
+    src = tmp_path / "a0.pth"
+    torch.save(a0_torch.state_dict(), src)
+    if source == "paddle":
+        convert_checkpoint(src, tmp_path / "a0.pdparams", progress=False)
+        src = tmp_path / "a0.pdparams"
+    spy = MappingSpy(monkeypatch)
+    dst = tmp_path / ("out.pdparams" if to == "paddle" else "out.pth")
+    options = {"arch": ARCH, "deploy": True, "verify": True, "input_size": SIZE} if deploy_verify else {}
+    report = convert_checkpoint(src, dst, to=to, progress=False, **options)
+    assert spy.calls == MAPPING_RUNS[case] and spy.runs <= 2, spy.calls
+    assert dst.exists() and (not deploy_verify or len(report.verify) >= 2)
+
+
+def test_one_paddle_model_is_checked_verified_fused_and_written(a0_torch, tmp_path, monkeypatch) -> None:
+    """``--deploy --verify``: one Paddle model, fused once; it gives both Paddle outputs and the written state."""
+    built, fused, outputs = [], [], []
+    real_build, real_outputs = arch_mod.build_paddle_model, api.verify_mod.paddle_outputs
+    monkeypatch.setattr(arch_mod, "build_paddle_model", lambda *a, **k: built.append(real_build(*a, **k)) or built[-1])
+    monkeypatch.setattr(api.verify_mod, "paddle_outputs",
+                        lambda model, x: outputs.append(model) or real_outputs(model, x))
+    real_fuse = canonical.fused_form
+    monkeypatch.setattr(canonical, "fused_form", lambda model, form: fused.append(model) or real_fuse(model, form))
     torch.save(a0_torch.state_dict(), tmp_path / "a0.pth")
-    convert_checkpoint(tmp_path / "a0.pth", tmp_path / "a0.pdparams", arch=ARCH, deploy=True, verify=True,
-                       input_size=SIZE, progress=False)
-    assert {step: len(calls) for step, calls in seen.items()} == {"check": 1, "fuse": 1, "verify": 1, "to_target": 1}
-    for step, (keys,) in seen.items():
-        assert not any(k.endswith(("._mean", "._variance")) for k in keys), step
-        assert any(k.endswith(".running_var") for k in keys) or step == "to_target", step
-    assert seen["check"][0] == list(a0_canonical)  # the file's own names, counters included
+    report = convert_checkpoint(tmp_path / "a0.pth", tmp_path / "a0.pdparams", arch=ARCH, deploy=True, verify=True,
+                                input_size=SIZE, progress=False)
+    assert len(built) == 1 and fused == built and outputs == built * 2
+    assert [r["what"] for r in report.verify] == ["paddle vs torch (eval)", "paddle fused vs torch (eval)"]
     written = paddle.load(str(tmp_path / "a0.pdparams"), return_numpy=True)
-    assert set(written) == set(interop.from_torch({k: np.zeros(1) for k in seen["to_target"][0]}))
+    state = built[0].state_dict()
+    assert list(written) == list(state)
+    for key, value in written.items():
+        np.testing.assert_array_equal(value, state[key].numpy(), err_msg=key)
+    assert any(k.startswith("stage0.rbr_reparam") for k in written)  # control: the fused model was written
 
 
 # ---------------------------------------------------------------- missing optional packages

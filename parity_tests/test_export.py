@@ -19,7 +19,8 @@ from paddle_rep import ACBlock, ODConv2D, RepVGGBlock, reparameterize_model
 from paddle_rep.apps import cli
 from paddle_rep.apps.convert import load_checkpoint
 from paddle_rep.apps.convert.verify import default_input_size
-from paddle_rep.apps.exporter import ExportedModel, Predictor, parse_input_shape
+from paddle_rep.apps.exporter import ExportedModel, parse_input_shape
+from paddle_rep.apps.predictor import Predictor
 from paddle_rep.bn import BatchNorm2D
 from paddle_rep.core.errors import MappingError
 from paddle_rep.odconv import set_formulation
@@ -204,7 +205,7 @@ def test_export_ignores_a_fold_formulation(tmp_path: Path) -> None:
     predictor, fused = Predictor(files), reparameterize_model(model)
     for batch in BATCHES:
         x = helpers.seeded_input((batch, 3, *HW), "float32", seed=batch)
-        helpers.assert_close(f"batch {batch}", predictor(x), dygraph(fused, x), "static_graph", "float32")
+        helpers.assert_close(f"batch {batch}", predictor(x), dygraph(fused, x), "static_graph_onednn", "float32")
 
 
 @pytest.mark.parametrize("use_onednn", [False, True], ids=["onednn-off", "onednn-on"])
@@ -245,7 +246,8 @@ def test_dynamic_height_and_width(tmp_path: Path, name: str) -> None:
     results = []
     for shape in [(1, 3, 10, 9), (2, 3, 13, 16)]:
         x = helpers.seeded_input(shape, "float32", seed=shape[2])
-        results.append(helpers.measure(f"{name} {shape}", predictor(x), dygraph(fused, x), "static_graph", "float32"))
+        results.append(helpers.measure(f"{name} {shape}", predictor(x), dygraph(fused, x), "static_graph_onednn",
+                                       "float32"))
     helpers.assert_all_close(results)
 
 
@@ -366,7 +368,7 @@ def test_onnx_round_trip(tmp_path: Path, name: str) -> None:
 # --- the model zoo --------------------------------------------------------------------------
 
 _ZOO_DEFAULT = [("repvgg_a0", {}), ("qarepvgg_a0", {}), ("acnet_resnet18", {}), ("od_resnet18", {}),
-                ("mobileone_s0", {})]
+                ("dbb_mobilenet", {}), ("mobileone_s0", {})]
 ZOO = [pytest.param(arch, kwargs, id=f"{arch}-kn{kwargs['kernel_num']}" if kwargs else arch)
        for arch, kwargs in _ZOO_DEFAULT]
 # The whole zoo is exported in `slow` by test_backends.py::test_backend_round_trip, which runs the
@@ -389,7 +391,7 @@ def test_zoo_model_exports_with_a_dynamic_batch(tmp_path: Path, arch: str, kwarg
     for batch in (1, 2):
         x = helpers.seeded_input((batch, 3, size, size), "float32", seed=batch)
         results.append(helpers.measure(f"{arch} batch {batch}", predictor(x), dygraph(fused, x),
-                                       "static_graph", "float32"))
+                                       "static_graph_onednn", "float32"))
     helpers.assert_all_close(results)
 
 
@@ -408,4 +410,4 @@ def test_cli_export_with_checkpoint(tmp_path: Path, capsys) -> None:
     assert files.params_file in printed
     x = helpers.seeded_input((2, 3, 32, 32), "float32", seed=0)
     helpers.assert_close("cli export", Predictor(files)(x), dygraph(reparameterize_model(model), x),
-                         "static_graph", "float32")
+                         "static_graph_onednn", "float32")

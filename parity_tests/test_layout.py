@@ -27,6 +27,7 @@ TORCH_ALLOWED = {
     "paddle_rep.apps.convert.verify": {"torch", "torch_ref"},  # runs the torch reference to verify a conversion
     "paddle_rep.apps.convert.write": {"torch"},  # writes .pth files
     "paddle_rep.apps.demo": {"torch", "torch_ref"},  # the demo trains the torch reference first
+    "paddle_rep.apps.parity": {"torch"},  # seeded BN state and train steps of both frameworks (suite and bench)
 }
 # What the library never imports, at any depth (inside functions too).
 LIBRARY_FORBIDDEN = ("paddle_rep.apps", "torch", "torch_ref", "tqdm")

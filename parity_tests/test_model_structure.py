@@ -57,7 +57,7 @@ def _torch_layers(model: torch.nn.Module) -> list[tuple]:
 
 
 def _paddle_layers(model: paddle.nn.Layer) -> list[tuple]:
-    from paddle_rep.pooling import GlobalAvgPool2D
+    from paddle_rep.pooling import AvgPool2D, GlobalAvgPool2D
 
     layers = []
     for name, m in model.named_sublayers():
@@ -76,6 +76,8 @@ def _paddle_layers(model: paddle.nn.Layer) -> list[tuple]:
             kind = "maxpool" if isinstance(m, paddle.nn.MaxPool2D) else "avgpool"
             stride = m.ksize if m.stride is None else m.stride  # None means "the kernel size", as in torch
             desc = (kind, _pair(m.ksize), _pair(stride), _pair(m.padding))
+        elif isinstance(m, AvgPool2D):  # DBB's padding-counting pool (exact float64 backward)
+            desc = ("avgpool", _pair(m.kernel_size), _pair(m.stride), _pair(m.padding))
         elif isinstance(m, GlobalAvgPool2D):
             desc = ("global_avg_pool", (1, 1))
         elif isinstance(m, paddle.nn.AdaptiveAvgPool2D):

@@ -7,6 +7,7 @@ narrow "mini" RepVGGs with the same group map and SE layout cover those paths by
 """
 
 import copy
+import dataclasses
 import importlib
 import subprocess
 import sys
@@ -37,6 +38,7 @@ EXPECTED_MODELS = sorted([
     "od_mobilenetv2_050", "od_mobilenetv2_075", "od_mobilenetv2_100",
     "acnet_resnet18", "acnet_resnet34", "acnet_resnet56", "acnet_cifar_quick", "acnet_vgg16",
     "acnet_resnet50", "acnet_resnet110", "acnet_wrn16_8", "acnet_mobilenetv1",  # official counts: test_acnet_nets
+    "dbb_resnet18", "dbb_resnet50", "dbb_mobilenet",
     "rep_tiny",  # the demo network, all three blocks in one small model
 ])
 FRAMEWORKS = {"torch": torch_ref, "paddle": paddle_rep}
@@ -81,7 +83,7 @@ def test_pure_python_parts_import_without_a_framework() -> None:
         "assert 'paddle' not in sys.modules and 'torch' not in sys.modules, 'registry imported a framework'\n"
         "import torch_ref\n"
         "torch_ref.create_model('acnet_cifar_quick')\n"
-        f"assert len(torch_ref.list_models()) == {len(EXPECTED_MODELS)}\n"
+        f"assert len(torch_ref.list_models()) == {len(paddle_rep.list_models())}\n"  # the same zoo in both
         "assert 'paddle' not in sys.modules, 'torch_ref.models imported paddle'\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
@@ -176,6 +178,23 @@ def test_mobileone_official_parameter_and_key_counts(name: str) -> None:
         assert helpers.torch_trainable(torch_model) == expected, f"torch deploy={deploy_}"
         assert helpers.paddle_trainable(paddle_model) == expected, f"paddle deploy={deploy_}"
         assert len(torch_model.state_dict()) == keys, f"torch keys deploy={deploy_}"
+# DBB nets: (trainable params, state-dict keys incl. num_batches_tracked) in train and deploy form, from
+# running the official DingXiaoH/DiverseBranchBlock convnet_utils.build_model after switch_conv_bn_impl('DBB')
+# (and switch_deploy_flag(True)); 1000 classes.
+DBB_TABLE = {
+    "dbb_resnet18": ((26_288_296, 586), (11_684_712, 42)),
+    "dbb_resnet50": ((40_684_456, 784), (25_530_472, 108)),
+    "dbb_mobilenet": ((4_372_183, 414), (4_221_032, 56)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DBB_TABLE))
+def test_dbb_official_parameter_and_key_counts(name: str) -> None:
+    for deploy, (params, keys) in zip((False, True), DBB_TABLE[name], strict=True):
+        torch_model, paddle_model = helpers.torch_meta(name, deploy=deploy), helpers.paddle_lazy(name, deploy=deploy)
+        assert helpers.torch_trainable(torch_model) == params, f"torch deploy={deploy}"
+        assert helpers.paddle_trainable(paddle_model) == params, f"paddle deploy={deploy}"
+        assert len(torch_model.state_dict()) == keys, f"torch keys deploy={deploy}"
 
 
 # Exact trainable parameter and state-dict key counts (kernel_num 1 / 2 / 4), from running the
@@ -207,7 +226,8 @@ def test_odconv_official_parameter_counts(name: str, kernel_num: int, count: int
 
 def test_every_zoo_model_has_an_exact_count() -> None:
     """Every registered model is pinned by one of the exact-count tests (none is left to chance)."""
-    pinned = set(REPVGG_TABLE) | set(QAREPVGG_TABLE) | set(MOBILEONE_TABLE) | {n for n, *_ in ODCONV_TABLE}
+    pinned = set(REPVGG_TABLE) | set(QAREPVGG_TABLE) | set(DBB_TABLE) | set(MOBILEONE_TABLE)
+    pinned |= {n for n, *_ in ODCONV_TABLE}
     pinned |= {n for n in EXPECTED_MODELS if n.startswith("acnet_")}
     pinned.add("repvggplus_l2pse")  # exact train/deploy counts in test_repvggplus.py
     assert pinned | {"rep_tiny"} == set(EXPECTED_MODELS)
@@ -249,6 +269,10 @@ STAGE_SIZES = {
     "acnet_wrn16_8": {"conv1": 32, "stage1": 32, "stage2": 16, "stage3": 8, "last_bn": 8, "gap": 1},
     # MobileNetV1: a stride-2 stem, then stride 2 in depthwise blocks 1, 3, 5 and 11 (0-based).
     "acnet_mobilenetv1": {"conv1": 112, **{f"stem.{i}": s for i, s in enumerate(
+        [112, 56, 56, 28, 28, 14, 14, 14, 14, 14, 14, 7, 7])}, "stem": 7, "gap": 1},
+    **{n: {"stage0": 56, "stage1": 56, "stage2": 28, "stage3": 14, "stage4": 7, "gap": 1}
+       for n in ("dbb_resnet18", "dbb_resnet50")},
+    "dbb_mobilenet": {"conv1": 112, **{f"stem.{i}": s for i, s in enumerate(
         [112, 56, 56, 28, 28, 14, 14, 14, 14, 14, 14, 7, 7])}, "stem": 7, "gap": 1},
     "repvggplus_l2pse": {"stage0": 112, "stage1": 56, "stage2": 28, "stage3_first": 14, "stage3_second": 14,
                          "stage4": 7, "gap": 1},
@@ -380,6 +404,8 @@ class Case:
     train_float64: bool = True
     train_kind: str = "model_train"  # the float64 train-step tolerance entry (see tolerances.py)
     zero_grad_suffixes: tuple[str, ...] = ()  # exactly-zero gradients (QARepVGG's 3x3 BN bias)
+    # gradients a later train-mode BN (all but) cancels, on the step's largest gradient (DBB's inner BNs)
+    step_scaled_suffixes: tuple[str, ...] = ()
 
     @property
     def train_size(self) -> int:
@@ -429,6 +455,25 @@ def _mini_mobileone_case(case_id: str) -> Case:
     return Case(case_id, build)
 
 
+def _mini_dbb_case(case_id: str, mobilenet: bool) -> Case:
+    """A narrow DBB net with upstream's layout (ResNet-18 at width 1/4, or MobileNet at width 1/8): every
+    DBB form (stride 2, 7x7 / 1x1 ConvBN, projection shortcuts, the depthwise form), cheaply."""
+
+    def build(framework: str, deploy: bool = False):
+        models = importlib.import_module(f"{FRAMEWORKS[framework].__name__}.models.dbb")
+        if mobilenet:
+            return models.DBBMobileNet(NUM_CLASSES, tuple(c // 8 for c in models.MOBILE_CHANNELS), deploy=deploy)
+        return models.DBBResNet(models.BasicBlock, (2, 2, 2, 2), NUM_CLASSES, width_multiplier=0.25, deploy=deploy)
+
+    return Case(case_id, build, step_scaled_suffixes=DBB_CANCELLED)
+
+
+# DBB's BNs inside a branch (dbb_avg's and dbb_1x1_kxk's first) meet a train-mode BN after a pad and a
+# pool / conv: on the 1x1 and 2x2 maps of the last stages at these input sizes the pad and pool spread
+# them evenly, so the next BN removes their shift and scale and their exact gradients are 0 (as the
+# depthwise conv1, see block_cases); elsewhere they are merely small.
+DBB_CANCELLED = ("dbb_avg.bn.bn.bias", "dbb_avg.bn.bn.weight", "dbb_1x1_kxk.bn1.bn.bias",
+                 "dbb_1x1_kxk.bn1.bn.weight", "dbb_1x1_kxk.conv1.weight")
 _FEW = "model_train_few_values"
 _ATTENTION = "model_train_odconv_attention"
 CASES = [
@@ -438,6 +483,9 @@ CASES = [
     _mini_repvgg_case("mini_qa_b1g2", (4, 6, 16, 1), groups=2, use_se=False, qa=True),
     _mini_mobileone_case("mini_mobileone"),
     _registry_case("mobileone_s0", "mobileone_s0", slow=True, train_kind=_FEW),
+    _mini_dbb_case("mini_dbb_resnet18", mobilenet=False),
+    _mini_dbb_case("mini_dbb_mobilenet", mobilenet=True),
+    dataclasses.replace(_registry_case("dbb_resnet18", "dbb_resnet18", slow=True), step_scaled_suffixes=DBB_CANCELLED),
     _registry_case("repvgg_b1g2", "repvgg_b1g2", slow=True),
     _registry_case("qarepvgg_a0", "qarepvgg_a0", slow=True),
     _registry_case("repvgg_d2se", "repvgg_d2se", slow=True, train_kind=_FEW),
@@ -589,8 +637,11 @@ def test_train_step_matches_float64(case: Case, request: pytest.FixtureRequest) 
     zero = helpers.zero_grad_names(torch_step.param_grads, case.zero_grad_suffixes)
     results += [helpers.measure_zero_grad(f"grad {k}", paddle_step.param_grads[k], torch_step, k, "float64")
                 for k in zero]
+    scaled = helpers.zero_grad_names(torch_step.param_grads, case.step_scaled_suffixes)
+    results += [helpers.measure_step_scaled_grad(f"grad {k}", paddle_step.param_grads[k], torch_step, k, "float64")
+                for k in scaled]
     results += [_measure_grad(f"grad {k}", paddle_step.param_grads[k], torch_step.param_grads[k], kind,
-                              "float64") for k in sorted(torch_step.param_grads) if k not in zero]
+                              "float64") for k in sorted(torch_step.param_grads) if k not in zero and k not in scaled]
     assert_all_close(results)
 
 
@@ -619,6 +670,9 @@ _FLOAT32_OWN_ERROR = {
     # Not ODConv's attention BN: MobileOne's depthwise 1x1 scale branch (a per-channel scalar before a
     # train-mode BN, a cancelling gradient) amplifies the same kernels; float64 agrees to 1.2e-8 rel.
     "mobileone_s0": "on depthwise scale-branch gradients up to 33x torch's (input gradient 6.6e-4 against 3.3e-4)",
+    # DBB MobileNet: not located separately; the depthwise conv1's gradient passes through a train-mode BN
+    # that undoes its scale (block_cases: step_scaled_suffixes), which amplifies the same BN statistics.
+    "mini_dbb_mobilenet": "3.2e-4 against 1.8e-5 (stem.5.depthwise.dbb_1x1_kxk.conv1.weight)",
 }
 # The held cases run in `slow` (od_resnet18 kn4 alone takes ~10 s): their float64 steps, run by
 # default, are what shows the models agree.
@@ -656,8 +710,11 @@ def test_train_step_matches_float32(case: Case, request: pytest.FixtureRequest) 
     zero = helpers.zero_grad_names(steps[0].param_grads, case.zero_grad_suffixes)
     results += [helpers.measure_zero_grad(f"grad {k}", steps[1].param_grads[k], steps[0], k, "float32")
                 for k in zero]
+    scaled = helpers.zero_grad_names(steps[0].param_grads, case.step_scaled_suffixes)
+    results += [helpers.measure_step_scaled_grad(f"grad {k}", steps[1].param_grads[k], steps[0], k, "float32")
+                for k in scaled]
     results += [compare(f"grad {k}", "param_grad", lambda s, k=k: s.param_grads[k])
-                for k in sorted(steps[0].param_grads) if k not in zero]
+                for k in sorted(steps[0].param_grads) if k not in zero and k not in scaled]
     assert_all_close(results)
 
 

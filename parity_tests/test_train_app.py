@@ -3,6 +3,8 @@
 import json
 import math
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,8 @@ from paddle_rep.apps.training import checkpoint, recipes
 from paddle_rep.apps.training.data import ShardedBatchSampler
 from paddle_rep.core.errors import ArchMismatchError, DataError
 from parity_tests.train_data import write_image_folder, write_label_lists
+
+ROOT = Path(__file__).resolve().parent.parent
 
 pytest.importorskip("PIL", reason="image folders need Pillow (train extra)")
 pytest.importorskip("sklearn", reason="the test images come from the digits (test extra)")
@@ -110,8 +114,15 @@ def test_train_on_generated_images(tmp_path: Path, layout: str) -> None:
     export = layout == "folder"
     args = ["train", "--arch", "rep_tiny", "--data", str(root), "--out", str(out), "--recipe", "digits",
             "--epochs", "2", "--batch-size", "8", "--image-size", "8", "--ema", "--ema-decay", "0.5", "-q"]
-    args += [] if export else ["--workers", "2", "--no-export"]
-    assert cli.main(args) == 0
+    if export:
+        assert cli.main(args) == 0
+    else:
+        # Loader worker processes are forked: in a fresh interpreter, not in this test worker, whose
+        # earlier tests left runtime threads (OpenVINO, oneDNN) that a fork must not inherit.
+        args += ["--workers", "2", "--no-export"]
+        result = subprocess.run([sys.executable, "-m", "paddle_rep.apps", *args], capture_output=True, text=True,
+                                timeout=300, cwd=ROOT)
+        assert result.returncode == 0, result.stderr[-3000:]
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [line["epoch"] for line in lines] == [0, 1] and lines[-1]["step"] == 12
     assert all(0 <= line["top1"] <= line["top5"] <= 1 and "ema_top1" in line for line in lines)

@@ -31,6 +31,19 @@ _F64 = (
 _TRAIN64 = "whole models in training mode, float64, 4x3x32x32, every gradient"
 
 TOLERANCES: dict[tuple[str, ...], Tolerance] = {
+    # int8 (post-training, per-channel weights, first conv and classifier kept float; docs/int8.md):
+    # int8 is a lossy format, so these bound the loss, and the int8 tests also require a non-zero error
+    # (a runner silently running float32 fails them).
+    ("int8_output", "int8"): Tolerance(
+        0.3, "max |int8 - float32| / max |float32| logits over a batch of the small digits models (RepVGG, "
+             "rep_tiny with ODConv), ONNX Runtime and OpenVINO; measured <= 0.254 (median sample 0.016-0.051); "
+             "OpenVINO's ODConv fold graph of batch 1 is 0.82 and is an expected failure (docs/int8.md)"),
+    ("int8_disagreement", "int8"): Tolerance(
+        0.03, "share of top-1 predictions that int8 changes on 356 held-out digits; measured 0.0084-0.0197 "
+              "(RepVGG 0.011 ORT / 0.008 OpenVINO, rep_tiny 0.020 ORT / 0.017 OpenVINO, fold batch 4)"),
+    ("int8_accuracy_drop", "int8"): Tolerance(
+        0.01, "top-1 accuracy lost by int8 on the held-out digits (356 images: one image is 0.3 points); "
+              "measured <= 0.003 (int8 gained 0.3 to 1.1 points on three of the four)"),
     ("output", "float32"): Tolerance(
         1e-5, _F32_SUM_ORDER + "; measured 8.7e-7 rel on blocks, 5.2e-6 on whole-model train outputs (repvgg_a0)"),
     ("input_grad", "float32"): Tolerance(
@@ -119,14 +132,6 @@ TOLERANCES: dict[tuple[str, ...], Tolerance] = {
         "as float64 (QARepVGG's 3x3 BN bias before the post-sum train-mode BN): float32 noise of sum(dL/dy) "
         "held below rel x max|dL/dgamma|; measured 1.4e-6 rel (blocks and mini_qa_b1g2)",
     ),
-    ("scale_invariant_grad", "float32"): Tolerance(
-        2e-5, "as float64 in float32 noise: measured 5.2e-6 rel (mobileone-depthwise-nb4), 1.6e-6 (se-depthwise)"),
-    ("scale_invariant_grad", "float64"): Tolerance(
-        1e-12,
-        "a per-channel scalar conv right before a training-mode BN (MobileOne's depthwise 1x1 scale branch): the "
-        "BN undoes any per-channel scale, so the exact gradient is the eps remainder of a cancelling sum and its "
-        "own size says nothing; the difference is held below rel x max|dL/dgamma| of that BN; measured 9.7e-15",
-    ),
     ("cancelled_grad", "float64"): Tolerance(
         1e-12,
         "a BN bias whose output meets a training-mode BN before any nonlinearity (the ACB branch BNs of "
@@ -153,6 +158,10 @@ TOLERANCES: dict[tuple[str, ...], Tolerance] = {
         5e-15, "as float32 (measured 0.0 there), but on an AMD EPYC (Zen 4) CPU the float64 grouped conv and "
         "the batched matmul take differently blocked GEMMs: measured 8.3e-16 rel (0.0 on the first machine)"),
     ("static_graph", "float64"): Tolerance(0.0, "float64 jit.load graph vs dygraph: measured 0.0, so exact"),
+    ("concurrent_call", "float32"): Tolerance(
+        0.0, "a Predictor called from 8 threads vs the same Predictor's single-threaded answer, every backend "
+        "(one runtime thread per call: clones, infer requests and sessions run the same kernels in the same "
+        "order): measured 0.0, so exact; a shared OpenVINO request or Paddle predictor is >= 1e-2 off"),
     # Paddle 2.6.2 (CI's second run): jit.save writes a legacy .pdmodel program, and its inference passes
     # without oneDNN reorder more sums than 3.3.1's PIR passes (the cause inside Paddle is not isolated).
     ("static_graph", "float32", "paddle2"): Tolerance(
@@ -195,6 +204,11 @@ ILL_CONDITIONED: dict[str, str] = {
                          "train-mode blocks compound; torch's own float32 error is 2.4e-6 rel on the input gradient, "
                          "1.5e-5 on the depthwise scale-branch weights (Paddle's 1.6e-5, 5.0e-5; single blocks agree "
                          "to 2e-7)"),
+    "mini_dbb_resnet18 *": ("16 narrow DBBs in train mode, each summing four BN branches, two of them through a BN "
+                            "that meets a second train-mode BN: torch's own float32 error reaches 7.0e-5 rel on "
+                            "gradients (Paddle's 6.3e-5)"),
+    "dbb_resnet18 *": ("as mini_dbb_resnet18 at full width: torch's own float32 error reaches 9.1e-5 rel on gradients "
+                       "(Paddle's 5.0e-5)"),
     "mini_d2se *": ("D2se's SE squeezes a 0.25-width stage to 1-2 units whose ReLU inputs sit near zero, and 47 "
                     "train-mode BNs compound: torch's own float32 error reaches 1e-1 rel on gradients"),
     "repvgg_b1g2 *": ("as mini_b1g2 at full width: torch's own float32 error reaches 5.5e-5 rel with ReLU masks "
@@ -277,3 +291,10 @@ def tolerance(kind: str, dtype: str) -> Tolerance:
         return TOLERANCES[(kind, dtype)]
     except KeyError:
         raise KeyError(f"no tolerance for ({kind!r}, {dtype!r}); add it to TOLERANCES with a reason") from None
+
+
+# Resident memory growth allowed over 10,000 sequential Predictor calls (after 300 warm-up calls), per
+# backend, 1x3x16x16 input: allocator arenas and runtime caches settle in the warm-up; a leak of 1 KB per
+# call (a third of one input copy) would grow 10 MB and fail. Measured: Paddle Inference 0.7 MB, ONNX
+# Runtime 0.0 MB, OpenVINO 0.04 MB.
+RSS_GROWTH_BOUND_MB = 8.0

@@ -43,15 +43,12 @@ import paddle_rep.bn as paddle_bn  # noqa: E402
 import paddle_rep.odconv as paddle_odconv  # noqa: E402
 import paddle_rep.pooling  # noqa: E402
 import torch_ref  # noqa: E402
+from paddle_rep.core.numeric import relative_error  # noqa: E402
 from parity_tests import helpers  # noqa: E402
 from torch_ref.odconv import ODConv2d  # noqa: E402
 
 torch.set_num_threads(1)  # as the parity suite (conftest.py); importing paddle set OMP_NUM_THREADS=1
 B, C, OUT, A, HW = 4, 64, 64, 16, 16  # batch, in, out, attention channels, feature-map side
-
-
-def rel(a: np.ndarray, ref: np.ndarray) -> float:
-    return float(np.abs(np.asarray(a, np.float64) - ref).max() / np.abs(ref).max())
 
 
 def row(name: str, t: float, p: float) -> str:
@@ -93,7 +90,8 @@ def measure_op(name: str, torch_fn, paddle_fn, inputs: list[np.ndarray], names: 
     for framework, fn in (("torch", torch_fn), ("paddle", paddle_fn)):
         out64, grads64 = _run(framework, fn, inputs, upstream, "float64")
         out32, grads32 = _run(framework, fn, inputs, upstream, "float32")
-        errors[framework] = [rel(out32, out64)] + [rel(g32, g64) for g32, g64 in zip(grads32, grads64, strict=True)]
+        errors[framework] = [relative_error(out32, out64)] + [
+            relative_error(g32, g64) for g32, g64 in zip(grads32, grads64, strict=True)]
     for i, what in enumerate(["out"] + [f"d{n}" for n in names]):
         print(row(f"{name}: {what}", errors["torch"][i], errors["paddle"][i]))
     return y64
@@ -217,7 +215,7 @@ def _gradient_ratios(steps) -> list[tuple[str, float, float]]:
             ("input grad", t32.input_grad, p32.input_grad, t64.input_grad, p64.input_grad)]
     rows += [(f"grad {k}", t32.param_grads[k], p32.param_grads[k], t64.param_grads[k], p64.param_grads[k])
              for k in sorted(t32.param_grads)]
-    return [(name, rel(a, c), rel(b, d)) for name, a, b, c, d in rows if np.any(c)]
+    return [(name, relative_error(a, c), relative_error(b, d)) for name, a, b, c, d in rows if np.any(c)]
 
 
 def _group(name: str) -> str:
@@ -240,7 +238,7 @@ def net_table() -> None:
              "layer2", "layer3", "layer4.1.conv2.attention.fc", "layer4.1.conv2.attention.bn", "layer4", "fc")
     for name in shown:
         if name in t32 and name in p32:
-            print(row(name, rel(t32[name], t64[name]), rel(p32[name], p64[name])))
+            print(row(name, relative_error(t32[name], t64[name]), relative_error(p32[name], p64[name])))
     gradients_table(steps, f"{NET['name']} kernel_num {NET['kernel_num']}: gradients (median and worst per group)")
 
 
@@ -333,12 +331,12 @@ def timing() -> None:
     for shape in ((4, 64, 16, 16), (8, 128, 56, 56)):
         x = np.maximum(rng.normal(0.3, 1.0, shape), 0.0).astype(np.float32)
         ref = x.astype(np.float64).mean(axis=(2, 3), keepdims=True)
-        torch_err = rel(TF.adaptive_avg_pool2d(torch.from_numpy(x), 1).numpy(), ref)
+        torch_err = relative_error(TF.adaptive_avg_pool2d(torch.from_numpy(x), 1).numpy(), ref)
         xp = paddle.to_tensor(x, stop_gradient=False)
         for label, fn in (("pool: reshape + mean (library)", paddle_rep.pooling.global_avg_pool),
                           ("pool: matmul with ones", _matmul_pool)):
             ms = _time_backward(fn, xp)
-            print(f"| {label} | {shape} | {torch_err:.2e} | {rel(fn(xp).numpy(), ref):.2e} | {ms:.2f} |")
+            print(f"| {label} | {shape} | {torch_err:.2e} | {relative_error(fn(xp).numpy(), ref):.2e} | {ms:.2f} |")
         layer = types.SimpleNamespace(training=True, _mean=paddle.zeros([shape[1]]), _variance=paddle.ones([shape[1]]),
                                       weight=paddle.ones([shape[1]]), bias=paddle.zeros([shape[1]]), _epsilon=1e-5)
         layer.weight.stop_gradient = layer.bias.stop_gradient = False

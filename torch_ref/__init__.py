@@ -18,6 +18,7 @@ _EXPORTS = {
     "QARepVGGBlockV2": "qarepvgg",
     "MobileOneBlock": "mobileone",
     "MobileOneSEBlock": "mobileone",
+    "DiverseBranchBlock": "dbb",
     "ODConv2d": "odconv",
     "classification_loss": "losses",
     "reparameterize_model": "reparam",

@@ -201,3 +201,81 @@ def fuse_branch_sum(conv_bns: Sequence[tuple[torch.Tensor, nn.Module]], skip_bn:
     if skip_bn is not None:
         branches.append(fuse_bn_branch(None, skip_bn, groups, size))
     return sum_branches(branches)
+# --- DBB (Diverse Branch Block) transforms ------------------------------------------------------
+# Upstream's dbb_transforms.py names six: I fuse BN (fuse_conv_bn), II add branches (sum_branches),
+# III 1x1 then kxk (merge_1x1_kxk), IV depth concat (concat_branches), V average pool as a conv
+# (avg_pool_kernel), VI multi-scale (pad_kernel_to, which also centres non-square kernels).
+
+def concat_branches(kernels: Sequence[torch.Tensor],
+                    biases: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack kernels and biases along the output channels (DBB transform IV, depth concat).
+
+    Args:
+        kernels: Kernels ``[out_i, in/groups, kh, kw]`` of equal trailing shape.
+        biases: Their biases ``[out_i]``.
+
+    Returns:
+        ``(kernel, bias)`` with ``sum(out_i)`` output channels.
+    """
+    return torch.cat(list(kernels), dim=0), torch.cat(list(biases))
+
+
+def merge_1x1_kxk(k1: torch.Tensor, b1: torch.Tensor, k2: torch.Tensor, b2: torch.Tensor,
+                  groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fold a biased 1x1 conv followed by a biased kxk conv into one kxk conv (DBB transform III).
+
+    Exact only when the 1x1 output is padded with its bias (``BNAndPadLayer``) before the kxk conv.
+
+    Args:
+        k1: The 1x1 kernel, ``[mid, in/groups, 1, 1]``.
+        b1: Its bias, ``[mid]``.
+        k2: The kxk kernel, ``[out, mid/groups, kh, kw]``.
+        b2: Its bias, ``[out]``.
+        groups: The groups of both convs.
+
+    Returns:
+        ``(kernel, bias)``: ``[out, in/groups, kh, kw]`` and ``[out]``.
+
+    Raises:
+        ValueError: ``k1`` is not 1x1, or a channel count is not divisible by ``groups``.
+    """
+    if tuple(k1.shape[2:]) != (1, 1):
+        raise ValueError(f"merge_1x1_kxk needs a 1x1 first kernel, got {tuple(k1.shape[2:])}")
+    if k1.shape[0] % groups or k2.shape[0] % groups:
+        raise ValueError(f"channels {k1.shape[0]} / {k2.shape[0]} are not divisible by groups={groups}")
+    mid_width, out_width = k1.shape[0] // groups, k2.shape[0] // groups
+    k1_t = k1.permute(1, 0, 2, 3)  # [in/groups, mid, 1, 1]: a conv over k2's input channels
+    kernels, biases = [], []
+    for g in range(groups):
+        k1_g = k1_t[:, g * mid_width:(g + 1) * mid_width]
+        k2_g = k2[g * out_width:(g + 1) * out_width]
+        kernels.append(F.conv2d(k2_g, k1_g))
+        biases.append((k2_g * b1[g * mid_width:(g + 1) * mid_width].reshape(1, -1, 1, 1)).sum((1, 2, 3)))
+    kernel, bias = concat_branches(kernels, biases)
+    return kernel, bias + b2
+
+
+def avg_pool_kernel(channels: int, kernel_size: int, groups: int, dtype: torch.dtype,
+                    device: torch.device | None = None) -> torch.Tensor:
+    """The kernel of a grouped conv that averages each channel over a kxk window (DBB transform V).
+
+    Args:
+        channels: Channels in and out.
+        kernel_size: The window side k.
+        groups: The conv's groups.
+        dtype: The kernel's dtype.
+        device: The kernel's device; None: the default.
+
+    Returns:
+        The kernel, ``[channels, channels/groups, k, k]``, ``1/k^2`` on each channel's own input.
+
+    Raises:
+        ValueError: ``channels`` is not divisible by ``groups``.
+    """
+    if channels % groups:
+        raise ValueError(f"channels={channels} is not divisible by groups={groups}")
+    input_dim = channels // groups
+    kernel = torch.zeros(channels, input_dim, kernel_size, kernel_size, dtype=dtype, device=device)
+    index = torch.arange(channels, device=device)
+    kernel[index, index % input_dim] = 1.0 / kernel_size ** 2
+    return kernel

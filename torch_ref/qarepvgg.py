@@ -25,13 +25,26 @@ from .repvgg import SEBlock, conv_bn
 
 
 class DropPath(nn.Module):
-    """Stochastic depth per sample (timm's ``DropPath``, which upstream uses); identity in eval mode."""
+    """Stochastic depth per sample (timm's ``DropPath``, which upstream uses); identity in eval mode.
+
+    Args:
+        drop_prob: Probability of zeroing a sample's branch output in training (the kept ones are
+            scaled by ``1 / (1 - drop_prob)``).
+    """
 
     def __init__(self, drop_prob: float = 0.0) -> None:
         super().__init__()
         self.drop_prob = drop_prob
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Zero whole samples with probability ``drop_prob`` in training, rescaling the rest.
+
+        Args:
+            x: The input, batch first.
+
+        Returns:
+            ``x`` itself in eval mode or at ``drop_prob`` 0, else ``x * mask / (1 - drop_prob)``.
+        """
         if self.drop_prob == 0.0 or not self.training:
             return x
         keep = 1.0 - self.drop_prob
@@ -40,7 +53,16 @@ class DropPath(nn.Module):
 
 
 def make_activation(act: type | nn.Module | None, out_channels: int) -> nn.Module:
-    """Upstream's ``act`` argument: a module, or a class (``nn.PReLU`` gets one slope per channel)."""
+    """Build the activation from upstream's ``act`` argument.
+
+    Args:
+        act: A module (used as is), a class (instantiated; ``nn.PReLU`` gets one slope per
+            channel), or None for ReLU.
+        out_channels: Channels of the block's output (the PReLU slope count).
+
+    Returns:
+        The activation module.
+    """
     if act is None:
         return nn.ReLU()
     if isinstance(act, type):
@@ -65,6 +87,11 @@ class QARepVGGBlockV2(DeployProtocol, nn.Module):
         use_scale: Stored and unused, as upstream.
         act: Activation module or class (default ReLU; ``nn.PReLU`` gets ``out_channels`` slopes).
         drop_path_ratio: Stochastic depth on the conv branches, only where the identity exists (as upstream).
+
+    Raises:
+        ValueError: A bad argument (kernel_size other than 3, padding other than 1, dilation other
+            than 1, drop_path_ratio outside [0, 1), use_se with fewer than 16 output channels,
+            unknown padding mode, ...), named in the message.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
@@ -102,6 +129,17 @@ class QARepVGGBlockV2(DeployProtocol, nn.Module):
         self.bn = nn.BatchNorm2d(out_channels)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Run the branches, sum them, then SE, post-sum BN and activation; or the fused conv once deployed.
+
+        Args:
+            inputs: The input, ``[B, in_channels, H, W]``.
+
+        Returns:
+            The output, ``[B, out_channels, H', W']``.
+
+        Raises:
+            ValueError: The input is not 4-D or has the wrong channel count.
+        """
         check_input_channels(type(self).__name__, self.in_channels, list(inputs.shape))
         if self.deploy:
             out = self.se(self.rbr_reparam(inputs))
@@ -121,17 +159,26 @@ class QARepVGGBlockV2(DeployProtocol, nn.Module):
         return kernel, bias
 
     def get_equivalent_kernel_bias(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The fused 3x3 kernel and bias (differentiable); the post-sum BN is folded in unless SE sits before it."""
+        """Compute the fused 3x3 kernel and bias (differentiable).
+
+        The post-sum BN is folded in unless SE sits before it (then it stays a layer).
+
+        Returns:
+            ``(kernel, bias)``, shaped ``[out, in/groups, 3, 3]`` and ``[out]``.
+        """
         kernel, bias = self._branch_sum_kernel_bias()
         if self.use_se:
             return kernel, bias
         return fusion.fuse_biased_conv_bn(kernel, bias, self.bn)
 
     def get_custom_L2(self) -> torch.Tensor:  # noqa: N802 - upstream's name
-        """Upstream's L2 on the equivalent kernel (off by default in its training script).
+        """Compute upstream's L2 on the equivalent kernel (off by default in its training script).
 
         The BN-scaled 3x3 ring gets plain L2; the centre tap is decayed as the sum of the scaled 3x3
         centre, the 1x1 kernel and (where present) the identity.
+
+        Returns:
+            The penalty, a scalar tensor.
         """
         bn = self.rbr_dense.bn
         t3 = (bn.weight / (bn.running_var + bn.eps).sqrt()).reshape(-1, 1, 1, 1).detach()

@@ -16,11 +16,12 @@ import torch
 from torch import nn
 
 from paddle_rep.core import surgery_plan as common
-from paddle_rep.core.deploy import ACBLOCK_FUSED_ATTR, MOBILEONE_FUSED_ATTR, REPVGG_FUSED_ATTR
+from paddle_rep.core.deploy import ACBLOCK_FUSED_ATTR, DBB_FUSED_ATTR, MOBILEONE_FUSED_ATTR, REPVGG_FUSED_ATTR
 from paddle_rep.core.errors import SurgeryError
 from paddle_rep.core.surgery_plan import REPLACED_CONV, ConvSpec, FuseBackReport, InsertReport
 
 from .acblock import ACBlock
+from .dbb import DiverseBranchBlock
 from .fusion import identity_kernel, is_batch_norm
 from .mobileone import MobileOneBlock
 from .odconv import Attention, ODConv2d
@@ -32,11 +33,13 @@ logger = logging.getLogger(__name__)
 
 ODCONV_KERNEL_JITTER = 0.1
 FOLD_CHECK_REL = 1e-7
-_BLOCKS = {"acb": ACBlock, "repvgg": RepVGGBlock, "qarepvgg": QARepVGGBlockV2, "odconv": ODConv2d,
+_BLOCKS = {"acb": ACBlock, "repvgg": RepVGGBlock, "qarepvgg": QARepVGGBlockV2, "dbb": DiverseBranchBlock,
+           "odconv": ODConv2d,
            "mobileone": MobileOneBlock}
 _FUSED_ATTR = {ACBlock: ACBLOCK_FUSED_ATTR, RepVGGBlock: REPVGG_FUSED_ATTR, QARepVGGBlockV2: REPVGG_FUSED_ATTR,
+               DiverseBranchBlock: DBB_FUSED_ATTR,
                MobileOneBlock: MOBILEONE_FUSED_ATTR}
-_OPAQUE = (ACBlock, RepVGGBlock, ODConv2d, Attention, MobileOneBlock)
+_OPAQUE = (ACBlock, RepVGGBlock, DiverseBranchBlock, ODConv2d, Attention, MobileOneBlock)
 
 
 class BiasedODConv2d(ODConv2d):
@@ -100,19 +103,16 @@ def _build_block(to: str, spec: ConvSpec, conv: nn.Conv2d, block_kwargs: dict) -
         cls = BiasedODConv2d if spec.has_bias else ODConv2d
         block = cls(spec.in_channels, spec.out_channels, spec.kernel_size, **geometry, **block_kwargs)
     else:
-        block = _BLOCKS[to](spec.in_channels, spec.out_channels, spec.kernel_size, **geometry,
-                            **_padding_mode(to, spec), **block_kwargs)
+        # DBB and MobileOne pad with zeros only (no padding_mode argument)
+        padding_mode = {} if to in ("dbb", "mobileone") else {"padding_mode": spec.padding_mode}
+        block = _BLOCKS[to](spec.in_channels, spec.out_channels, spec.kernel_size, **geometry, **padding_mode,
+                            **block_kwargs)
     block.to(device=conv.weight.device, dtype=conv.weight.dtype)
     with torch.no_grad():
         _init_block(to, block, conv)
     setattr(block, REPLACED_CONV, spec)
     block.train(conv.training)
     return block
-
-
-def _padding_mode(to: str, spec: ConvSpec) -> dict[str, str]:
-    """The conv's padding mode for the block; MobileOneBlock takes none (it pads with zeros, as upstream)."""
-    return {} if to == "mobileone" else {"padding_mode": spec.padding_mode}
 
 
 def _init_mobileone(block: MobileOneBlock, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
@@ -144,6 +144,12 @@ def _init_block(to: str, block: nn.Module, conv: nn.Conv2d) -> None:
         block.nonlinearity = nn.Identity()
     elif to == "mobileone":
         _init_mobileone(block, weight, bias)
+    elif to == "dbb":
+        block.dbb_origin.conv.weight.copy_(weight)
+        _identity_bn(block.dbb_origin.bn, bias)
+        for bn in (block.dbb_avg.avgbn, block.dbb_1x1_kxk.bn2, getattr(block, "dbb_1x1", None)):
+            if bn is not None:
+                _silent_bn(bn if is_batch_norm(bn) else bn.bn)  # the other branches' last BN starts at 0
     elif to == "qarepvgg":
         # The bare identity has no weight to silence: the 1x1 starts at minus the identity instead.
         block.rbr_dense.conv.weight.copy_(weight)

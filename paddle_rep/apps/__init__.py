@@ -1,7 +1,8 @@
 """The applications built on the :mod:`paddle_rep` library.
 
 - :mod:`.convert` checkpoint files between torch (official, timm, mmpretrain), Paddle and HDF5;
-- :mod:`.exporter` export to Paddle Inference and ONNX, and the :class:`~.exporter.Predictor` that runs them;
+- :mod:`.exporter` export to Paddle Inference and ONNX (with a :mod:`.manifest`), and :mod:`.predictor`
+  with the thread-safe :class:`~.predictor.Predictor` that runs them;
 - :mod:`.cli` the ``paddle-rep`` command line (``python -m paddle_rep.apps``); :mod:`.train`,
   :mod:`.demo`, :mod:`.data` and :mod:`.bench` behind its subcommands.
 
@@ -16,7 +17,7 @@ _EXPORTS = {
     "load_checkpoint": "convert",
     "export": "exporter",
     "ExportedModel": "exporter",
-    "Predictor": "exporter",
+    "Predictor": "predictor",
 }
 
 __all__ = sorted(_EXPORTS)

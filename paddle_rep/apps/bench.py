@@ -3,7 +3,7 @@
 Per case (each block, then whole models) it times the eval forward of: torch_ref training form and
 fused, paddle_rep dygraph training form and fused, the exported ``paddle.inference`` predictor
 (oneDNN on) of the fused and of the training-form model, every deploy backend of
-``paddle_rep.apps.exporter.Predictor`` on the fused export (ONNX Runtime, OpenVINO; for ODConv models
+``paddle_rep.apps.predictor.Predictor`` on the fused export (ONNX Runtime, OpenVINO; for ODConv models
 also Paddle Inference on the fold programs, the unfold graph and the batch-1 fold graph run per
 sample), and a straightforward Paddle RepVGG port (written here, for the RepVGG rows); plus a
 training step (forward + backward) in each framework. ODConv rows compare the batch fold, a
@@ -14,6 +14,7 @@ the median of ``--repeat`` runs after a warm-up, and ratios come from the same r
 
     python -m paddle_rep.apps.bench       # full run into docs/performance/bench.{md,png,json} + the summary table
     python -m paddle_rep.apps.bench --quick  # tiny sizes, a smoke run into results/
+    python -m paddle_rep.apps.bench --load   # the load benchmark (bench_load) into docs/performance/load.{md,json}
     paddle-rep bench [same arguments]     # the same tool
 """
 
@@ -47,8 +48,17 @@ from paddle.nn import functional as F  # noqa: E402
 
 import paddle_rep  # noqa: E402
 import torch_ref  # noqa: E402
-from paddle_rep.apps.exporter import BACKENDS, ExportedModel, Predictor, export  # noqa: E402
+from paddle_rep.apps.exporter import ExportedModel, export  # noqa: E402
+from paddle_rep.apps.parity import (  # noqa: E402
+    paddle_backward,
+    paddle_release_grads,
+    randomize_bn,
+    torch_backward,
+    torch_release_grads,
+)
+from paddle_rep.apps.predictor import BACKENDS, Predictor  # noqa: E402
 from paddle_rep.core import interop  # noqa: E402
+from paddle_rep.core.numeric import relative_error  # noqa: E402
 from paddle_rep.models import create_model  # noqa: E402
 from paddle_rep.odconv import ODConv2D  # noqa: E402
 
@@ -109,10 +119,6 @@ def paddle_peak_bytes(fn: Callable[[], object]) -> int | None:
     before = _memory_stat("current")
     fn()
     return _memory_stat("peak") - before
-
-
-def rel_diff(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
 
 
 # --- a straightforward Paddle RepVGG port (the comparison point; written for this benchmark) ---
@@ -289,15 +295,6 @@ def _models(quick: bool, batch: int, size: int, train_batch: int, train_size: in
                  odconv=row.startswith("od_resnet18 4x")) for row, name, kw in names]
 
 
-def _randomize_bn(model: torch.nn.Module, rng: np.random.Generator) -> None:
-    # Non-trivial BN statistics so the fused and unfused forms compute different kernels.
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            n = m.num_features
-            m.running_mean.copy_(torch.from_numpy(rng.normal(0, 0.1, n).astype("float32")))
-            m.running_var.copy_(torch.from_numpy(rng.uniform(0.5, 1.5, n).astype("float32")))
-
-
 # --- measurements -----------------------------------------------------------------------------
 
 
@@ -310,25 +307,20 @@ class Row:
     memory: dict[str, int | None] = field(default_factory=dict)
 
 
-def _torch_train_step(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
-    def step() -> None:
-        model.zero_grad(set_to_none=True)
-        model(x).mean().backward()
-    return step
+def _torch_train_step(model: torch.nn.Module, x: np.ndarray, upstream: np.ndarray) -> Callable[[], None]:
+    xt, up = torch.from_numpy(x), torch.from_numpy(upstream)
+    return lambda: (torch_release_grads(model), torch_backward(model, xt, up))
 
 
-def _paddle_train_step(model: nn.Layer, x: paddle.Tensor) -> Callable[[], None]:
-    def step() -> None:
-        model.clear_gradients()
-        model(x).mean().backward()
-    return step
+def _paddle_train_step(model: nn.Layer, x: np.ndarray, upstream: np.ndarray) -> Callable[[], None]:
+    xp, up = paddle.to_tensor(x), paddle.to_tensor(upstream)
+    return lambda: (paddle_release_grads(model), paddle_backward(model, xp, up))
 
 
 def run_case(case: Case, args: argparse.Namespace, workdir: Path) -> Row:
     rng = np.random.default_rng(0)
     tm = case.build_torch()
-    with torch.no_grad():
-        _randomize_bn(tm, rng)
+    randomize_bn(tm, rng)  # statistics far from the defaults, so the fused and unfused forms differ
     tm.eval()
     pm = case.build_paddle()
     missing, unexpected = pm.set_state_dict(interop.from_torch(tm.state_dict()))
@@ -346,12 +338,12 @@ def run_case(case: Case, args: argparse.Namespace, workdir: Path) -> Row:
         row.times["torch train-form"] = timeit(lambda: tm(xt), w, r)
         row.times["torch fused"] = timeit(lambda: tf(xt), w, r)
     with paddle.no_grad():
-        row.diffs["paddle fused"] = rel_diff(pf(xp).numpy(), ref)
+        row.diffs["paddle fused"] = relative_error(pf(xp).numpy(), ref)
         row.times["paddle train-form"] = timeit(lambda: pm(xp), w, r)
         row.times["paddle fused"] = timeit(lambda: pf(xp), w, r)
         if case.repvgg:
             plain, plain_fused = plain_port(pm), plain_port(pm, fused=pf)
-            row.diffs["plain port fused"] = rel_diff(plain_fused(xp).numpy(), ref)
+            row.diffs["plain port fused"] = relative_error(plain_fused(xp).numpy(), ref)
             row.times["plain port train-form"] = timeit(lambda: plain(xp), w, r)
             row.times["plain port fused"] = timeit(lambda: plain_fused(xp), w, r)
     if not args.no_predictor:
@@ -368,26 +360,28 @@ def run_case(case: Case, args: argparse.Namespace, workdir: Path) -> Row:
                            onnx=fused and bool(onnx_backends), fold_batch_sizes=sorted({1, batch}))
             predictor = Predictor(files, use_onednn=True, threads=args.threads, fold=False)
             row.times[key] = timeit(lambda p=predictor: p(x), w, r)
-            row.diffs[key.replace(" (oneDNN)", "")] = rel_diff(predictor(x2), ref2)
+            row.diffs[key.replace(" (oneDNN)", "")] = relative_error(predictor(x2), ref2)
             if fused and files.fold_paddle_files and "paddle" in args.backends:
                 predictor_ = Predictor(files, threads=args.threads)  # fold programs, oneDNN off
                 row.times["predictor fold"] = timeit(lambda p=predictor_: p(x), w, r)
-                row.diffs["predictor fold"] = rel_diff(predictor_(x2), ref2)
+                row.diffs["predictor fold"] = relative_error(predictor_(x2), ref2)
             if fused:
                 for key_, predictor_ in _onnx_predictors(files, onnx_backends, batch, args.threads):
                     row.times[key_] = timeit(lambda p=predictor_: p(x), w, r)
-                    row.diffs[key_] = rel_diff(predictor_(x2), ref2)
+                    row.diffs[key_] = relative_error(predictor_(x2), ref2)
     if case.odconv and not args.no_formulations:
         _odconv_variants(pm, xp, ref, row, w, r)
     if not args.no_train:
         xtt = rng.standard_normal(case.train_shape).astype("float32")
+        with torch.no_grad():
+            upstream = rng.standard_normal(tuple(tm(torch.from_numpy(xtt)).shape)).astype("float32")
         tm.train()
         pm.train()
-        row.times["torch train step"] = timeit(_torch_train_step(tm, torch.from_numpy(xtt)), w, r)
-        row.times["paddle train step"] = timeit(_paddle_train_step(pm, paddle.to_tensor(xtt)), w, r)
+        row.times["torch train step"] = timeit(_torch_train_step(tm, xtt, upstream), w, r)
+        row.times["paddle train step"] = timeit(_paddle_train_step(pm, xtt, upstream), w, r)
         if case.repvgg:
             plain = plain_port(pm)
-            row.times["plain port train step"] = timeit(_paddle_train_step(plain, paddle.to_tensor(xtt)), w, r)
+            row.times["plain port train step"] = timeit(_paddle_train_step(plain, xtt, upstream), w, r)
     return row
 
 
@@ -413,7 +407,7 @@ def _odconv_variants(model: nn.Layer, xp: paddle.Tensor, ref: np.ndarray, row: R
     with paddle.no_grad():
         for variant in ODCONV_FORMULATIONS:
             with odconv_formulation(model, variant):
-                row.diffs[f"odconv {variant}"] = rel_diff(model(xp).numpy(), ref)
+                row.diffs[f"odconv {variant}"] = relative_error(model(xp).numpy(), ref)
                 row.memory[f"odconv {variant}"] = paddle_peak_bytes(lambda: model(xp))
                 row.times[f"odconv {variant}"] = timeit(lambda: model(xp), w, r)
 
@@ -647,6 +641,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-train", action="store_true", help="skip training steps")
     parser.add_argument("--no-predictor", action="store_true", help="skip the exported predictor")
     parser.add_argument("--no-convert", action="store_true", help="skip the checkpoint conversion benchmark")
+    parser.add_argument("--load", action="store_true",
+                        help="run only the load benchmark (paddle_rep.apps.bench_load): images/s and p50/p99 "
+                             "latency at concurrency 1, 2, 4 and in throughput mode, into OUT/load.{md,json}")
     parser.add_argument("--no-formulations", action="store_true", help="skip the ODConv dygraph formulations")
     parser.add_argument("--convert-model", help="checkpoint for the conversion benchmark (default repvgg_b3, "
                         "quick rep_tiny)")
@@ -676,6 +673,12 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--backends: unknown {unknown}; choose from {BACKENDS}")
     if args.out is None:
         args.out = Path("results") if quick else PERF_DOCS
+    if args.load:
+        from paddle_rep.apps.bench_load import render_load, run_load
+
+        set_threads(args.threads)
+        print(render_load(run_load(args)))
+        return 0
     full_run = not (quick or args.only or args.no_models or args.no_blocks or args.no_predictor
                     or args.no_formulations)
     if args.summary_page is None and full_run and not args.no_summary_page:

@@ -11,6 +11,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 # Each variant runs in its own interpreter so peak RSS is its own. It prints one JSON line.
@@ -52,9 +53,23 @@ def _run(code: str, src: Path, dst: Path, model: str) -> dict:
 
 
 def run_variants(model: str = "repvgg_b3", repeat: int = 3, workdir: Path | None = None,
-                 skip: list[str] | tuple = (), echo=print) -> list[dict]:
-    """Time every variant not skipped; one dict per variant (``name``, ``seconds``: best of ``repeat``,
-    ``peak_rss_mb``: median, ``runs``: all times), the floor first. ``echo`` gets progress lines."""
+                 skip: list[str] | tuple = (), echo: Callable[[str], object] = print) -> list[dict]:
+    """Time every variant not skipped, each in a fresh interpreter.
+
+    Args:
+        model: The ``torch_ref`` model whose state dict is the checkpoint.
+        repeat: Runs per variant.
+        workdir: Where to write the files (a temporary folder inside it); None for the system's.
+        skip: Name prefixes of variants to leave out.
+        echo: Gets the progress lines.
+
+    Returns:
+        One dict per variant, the floor first: ``name``, ``seconds`` (best of ``repeat``),
+        ``peak_rss_mb`` (median), ``runs`` (all times), ``params_m``, ``checkpoint_mib``.
+
+    Raises:
+        subprocess.CalledProcessError: A variant's process failed.
+    """
     import torch
 
     import torch_ref
@@ -80,6 +95,14 @@ def run_variants(model: str = "repvgg_b3", repeat: int = 3, workdir: Path | None
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark from the command line and print one line per variant.
+
+    Args:
+        argv: The arguments (``--model``, ``--repeat``, ``--workdir``, ``--skip``); ``sys.argv[1:]`` when None.
+
+    Returns:
+        The exit code, 0.
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="repvgg_b3", help="torch_ref model to build the checkpoint from")
     parser.add_argument("--repeat", type=int, default=3, help="runs per variant; the best time is reported")

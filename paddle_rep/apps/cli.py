@@ -33,6 +33,14 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHECKPOINT, EXIT_ARCH, EXIT_VERIFY, EXIT_M
 
 @dataclass(frozen=True)
 class Command:
+    """A ``paddle-rep`` subcommand, as :func:`register_command` stores it.
+
+    Attributes:
+        help: One line for ``paddle-rep --help``.
+        add_arguments: Adds the subcommand's arguments to its parser.
+        run: Runs it on the parsed arguments and returns the exit code.
+    """
+
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
@@ -72,6 +80,9 @@ def _convert_arguments(parser: argparse.ArgumentParser) -> None:
                         help="extra model constructor argument, e.g. kernel_num=4 (repeatable)")
     parser.add_argument("--input-size", type=int, default=None,
                         help="--verify input height and width (default 224, 32 for CIFAR models)")
+    parser.add_argument("--layout", default=None,
+                        help="write another project's key names instead of the official ones "
+                             "(paddleclas-resnet18-dbb: PaddleClas's ResNet18_dbb)")
 
 
 def _convert_run_cli(args: argparse.Namespace) -> int:
@@ -80,7 +91,8 @@ def _convert_run_cli(args: argparse.Namespace) -> int:
 
     report = convert_checkpoint(args.src, args.dst, arch=args.arch, deploy=args.deploy, verify=args.verify,
                                 to=args.to, dtype=args.dtype, model_args=parse_model_args(args.model_arg),
-                                input_size=args.input_size, progress=False if args.quiet else None)
+                                input_size=args.input_size, progress=False if args.quiet else None,
+                                layout=args.layout)
     for result in report.verify:
         _say(args, f"verify {result['what']}: max abs diff {result['max_abs']:.3e}, max rel diff "
                    f"{result['rel']:.3e} (allowed {result['allowed']:.0e}) -> ok")
@@ -131,12 +143,16 @@ def _list_run_cli(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# paddle_rep.apps.exporter.BACKENDS, spelled here so that building the parser imports no Paddle; test_cli checks.
+# paddle_rep.apps.predictor.BACKENDS, spelled here so that building the parser imports no Paddle; test_cli checks.
 EXPORT_BACKENDS = ("paddle", "onnxruntime", "openvino")
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``paddle-rep export`` (handled by :func:`paddle_rep.apps.exporter.run_cli`)."""
+    """Add the arguments of ``paddle-rep export`` (handled by :func:`paddle_rep.apps.exporter.run_cli`).
+
+    Args:
+        parser: The subcommand's parser, to which the arguments are added.
+    """
     parser.add_argument("out", help="output prefix, e.g. exported/repvgg_a0")
     parser.add_argument("--arch", required=True, help="model name (see `paddle-rep list`)")
     parser.add_argument("--checkpoint", help="Paddle state dict (.pdparams) of the unfused model")
@@ -152,7 +168,7 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fold-batch-sizes", default=None, metavar="N[,N...]",
                         help="batch sizes of ODConv's batch-fold ONNX graphs (default: --batch-size, or 1)")
     parser.add_argument("--threads", type=int, help="runtime threads for the --backend check")
-    parser.add_argument("--precision", choices=("f32", "bf16"), default="f32",  # exporter.PRECISIONS, no Paddle import
+    parser.add_argument("--precision", choices=("f32", "bf16"), default="f32",  # predictor.PRECISIONS, no Paddle import
                         help="precision of the --backend check; bf16 (openvino only) is checked after an f32 "
                              "check of the same graph, against a bf16 bound")
 
@@ -164,7 +180,13 @@ TRAIN_DEFAULTS = {"arch": "rep_tiny", "seed": 0, "workers": 0, "keep_last": 3, "
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``paddle-rep train`` and ``tools/train.py`` (handled by :func:`paddle_rep.apps.train.run_cli`)."""
+    """Add the arguments of ``paddle-rep train`` and ``tools/train.py``.
+
+    :func:`paddle_rep.apps.train.run_cli` handles them.
+
+    Args:
+        parser: The subcommand's parser, to which the arguments are added.
+    """
     defaults = TRAIN_DEFAULTS
     parser.add_argument("--arch", default=defaults["arch"], help="registry model (default rep_tiny)")
     parser.add_argument("--data", metavar="ROOT", help="train/ and val/ class folders, or train_list.txt and "
@@ -207,7 +229,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``paddle-rep demo`` (handled by :func:`paddle_rep.apps.demo.run_cli`)."""
+    """Add the arguments of ``paddle-rep demo`` (handled by :func:`paddle_rep.apps.demo.run_cli`).
+
+    Args:
+        parser: The subcommand's parser, to which the arguments are added.
+    """
     parser.add_argument("--model", default="rep_tiny", help="registry model taking in_channels (default rep_tiny)")
     parser.add_argument("--epochs", type=int, default=4, help="torch training epochs (default 4)")
     parser.add_argument("--paddle-steps", type=int, default=10, help="steps trained on in both frameworks")
@@ -254,7 +280,11 @@ def _say(args: argparse.Namespace, text: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``paddle-rep`` argument parser, one subparser per registered command."""
+    """Build the ``paddle-rep`` argument parser, one subparser per registered command.
+
+    Returns:
+        The parser; each subparser also takes ``-q``/``--quiet`` and ``-v``/``--verbose``.
+    """
     parser = argparse.ArgumentParser(prog="paddle-rep", description=__doc__.splitlines()[0])
     verbosity = argparse.ArgumentParser(add_help=False)
     group = verbosity.add_mutually_exclusive_group()
@@ -334,7 +364,15 @@ def _report(prog: str, err: BaseException) -> int:
 
 
 def run_with_exit_codes(prog: str, run: Callable[[], int]) -> int:
-    """``run()``, with paddle-rep, usage and import errors printed and turned into this module's exit codes."""
+    """Call ``run()``, with paddle-rep, usage and import errors printed and turned into this module's exit codes.
+
+    Args:
+        prog: The program name that prefixes an error message on standard error.
+        run: The work; returns an exit code.
+
+    Returns:
+        ``run()``'s exit code, or the code of the error it raised (see :func:`main`).
+    """
     try:
         return run()
     except (PaddleRepError, ValueError, ImportError) as err:

@@ -16,6 +16,16 @@ DIGITS_CLASSES = 10
 
 @dataclass(frozen=True)
 class Split:
+    """The digits, split into a training and a test part.
+
+    Attributes:
+        x_train: Training images, ``[N, 1, 8, 8]`` float32 (three channels after :func:`digits_for_model`
+            for an ImageNet-style model).
+        y_train: Training labels, ``[N]`` int64.
+        x_test: Test images, shaped like ``x_train``.
+        y_test: Test labels.
+    """
+
     x_train: np.ndarray  # [N, 1, 8, 8] float32
     y_train: np.ndarray  # [N] int64
     x_test: np.ndarray
@@ -23,7 +33,18 @@ class Split:
 
 
 def load_digits(test_fraction: float = 0.2, seed: int = 0) -> Split:
-    """The digits, split into train and test; needs scikit-learn (the ``demo`` extra)."""
+    """Load the digits, split into train and test; needs scikit-learn (the ``demo`` extra).
+
+    Args:
+        test_fraction: Share of each digit's images that goes to the test split.
+        seed: Seed of the split.
+
+    Returns:
+        The split, standardised with the training part's mean and std.
+
+    Raises:
+        ImportError: scikit-learn is not installed.
+    """
     try:
         from sklearn.datasets import load_digits as sklearn_digits
     except ImportError as err:
@@ -46,6 +67,17 @@ def digits_for_model(builder: Callable, num_classes: int = DIGITS_CLASSES, seed:
 
     A builder that takes ``in_channels`` gets one channel; an ImageNet-style model gets the
     grey images as three equal channels.
+
+    Args:
+        builder: A model builder of the registry (``num_classes`` and optionally ``in_channels``).
+        num_classes: Classes of the model's head.
+        seed: Seed of the split.
+
+    Returns:
+        ``(data, kwargs)``: the split, with channels to suit the builder, and the builder's arguments.
+
+    Raises:
+        ImportError: scikit-learn is not installed.
     """
     data = load_digits(seed=seed)
     kwargs = {"num_classes": num_classes}
@@ -58,7 +90,19 @@ def digits_for_model(builder: Callable, num_classes: int = DIGITS_CLASSES, seed:
 
 def batches(x: np.ndarray, y: np.ndarray, batch_size: int, epoch: int, seed: int = 0,
             drop_last: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """One epoch of shuffled batches; the order depends only on ``(seed, epoch)``."""
+    """Yield one epoch of shuffled batches; the order depends only on ``(seed, epoch)``.
+
+    Args:
+        x: Images.
+        y: Labels, one per image.
+        batch_size: Samples per batch.
+        epoch: The epoch, which with ``seed`` fixes the order.
+        seed: The run's seed.
+        drop_last: Leave out the last, short batch.
+
+    Yields:
+        ``(images, labels)`` batches.
+    """
     order = np.random.default_rng([seed, epoch]).permutation(len(y))
     stop = len(y) - len(y) % batch_size if drop_last else len(y)
     for start in range(0, stop, batch_size):

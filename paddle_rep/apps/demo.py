@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from paddle_rep.core.numeric import relative_error
+
 logger = logging.getLogger(__name__)
 
 
@@ -41,9 +43,7 @@ def _max_rel(actual: dict, expected: dict) -> float:
     for key, value in expected.items():
         if key.endswith("num_batches_tracked"):
             continue
-        ref = np.asarray(value, dtype=np.float64)
-        scale = max(float(np.abs(ref).max(initial=0.0)), 1e-12)
-        worst = max(worst, float(np.abs(np.asarray(actual[key], dtype=np.float64) - ref).max()) / scale)
+        worst = max(worst, relative_error(actual[key], value))
     return worst
 
 
@@ -87,11 +87,11 @@ def _surgery(to: str, data, batch_size: int, seed: int) -> str:
     train_epoch(plain, 0)  # "pretrained" weights to start from
     before = logits(plain)
     converted, report = insert_blocks(plain, to)
-    start_gap = float(np.abs(logits(converted) - before).max() / np.abs(before).max())
+    start_gap = relative_error(logits(converted), before)
     train_epoch(converted, 1)
     trained = logits(converted)
     reverted, _ = fuse_back(converted, example_input=x_test[:2])
-    end_gap = float(np.abs(logits(reverted) - trained).max() / np.abs(trained).max())
+    end_gap = relative_error(logits(reverted), trained)
     same_layout = list(reverted.state_dict()) == list(plain.state_dict())
     accuracy = float((logits(reverted).argmax(1) == data.y_test).mean())
     return (f"insert_blocks({to!r}) on a plain CNN: {len(report.inserted)} convs became blocks, output change "
@@ -187,7 +187,7 @@ def _train_both(args: argparse.Namespace, data, torch_model, paddle_model) -> tu
         paddle_opt.clear_grad()
         paddle_loss.backward()
         paddle_opt.step()
-        loss_gap = max(loss_gap, abs(float(paddle_loss) - torch_loss.item()) / max(abs(torch_loss.item()), 1e-12))
+        loss_gap = max(loss_gap, relative_error(float(paddle_loss), torch_loss.item()))
     state_gap = _max_rel(interop.to_torch(paddle_model.state_dict(), dtype=None),
                          {k: v.numpy() for k, v in torch_model.state_dict().items()})
     print(f"continued {args.paddle_steps} steps in both: max loss gap {loss_gap:.1e} rel, "
@@ -206,7 +206,8 @@ def _fuse_and_export(args: argparse.Namespace, data, torch_model, paddle_model):
     import torch_ref
     from paddle_rep.reparam import reparameterize_model
 
-    from .exporter import Predictor, export
+    from .exporter import export
+    from .predictor import Predictor
 
     x_test = data.x_test
     torch_model.eval()
@@ -251,11 +252,10 @@ def _compare_forms(logits: dict, y_test: np.ndarray) -> tuple[dict, list[tuple[s
     predictions = {name: value.argmax(1) for name, value in logits.items()}
     accuracy = {name: float((p == y_test).mean()) for name, p in predictions.items()}
     reference = logits["torch"]
-    scale = float(np.abs(reference).max())
     rows = []
     for name in logits:
         agree = int((predictions[name] == predictions["torch"]).sum())
-        diff = float(np.abs(logits[name] - reference).max()) / scale
+        diff = relative_error(logits[name], reference)
         rows.append((name, f"{accuracy[name]:.4f}", f"{agree}/{len(y_test)}", f"{diff:.1e}"))
     agreed = all(int((predictions[n] == predictions["torch"]).sum()) == len(y_test) for n in predictions)
     return accuracy, rows, agreed
@@ -277,7 +277,15 @@ def _tables(model_name: str, rows: list, tested: int, timings: dict, counts: dic
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    """Handler of ``paddle-rep demo``: the phases in order, then the tables and ``summary.json``."""
+    """Handle ``paddle-rep demo``: the phases in order, then the tables and ``summary.json``.
+
+    Args:
+        args: The parsed arguments (see :func:`paddle_rep.apps.cli.add_demo_arguments`).
+
+    Returns:
+        The exit code: 0 when every form agrees, 1 when they do not, or the converter's code when
+        converting the checkpoint failed.
+    """
     from paddle_rep.models._registry import registry
 
     from .data import digits_for_model

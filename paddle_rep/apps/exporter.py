@@ -5,11 +5,13 @@ The saved model takes ``[batch, C, H, W]`` with a dynamic batch (and dynamic H/W
 shape gives ``None``). Paddle 3 writes ``<path>.json`` + ``<path>.pdiparams``, Paddle 2.6
 ``<path>.pdmodel`` + ``<path>.pdiparams``. ODConv layers trace into their batch-independent
 formulation (see :mod:`paddle_rep.odconv`). ONNX goes through ``paddle2onnx`` when installed.
+A manifest (:mod:`.manifest`) lists what was written; :mod:`.predictor` runs the files.
 """
 
 import argparse
 import contextlib
 import copy
+import dataclasses
 import importlib
 import logging
 import os
@@ -17,7 +19,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,8 +28,11 @@ import paddle
 from paddle import nn
 
 from paddle_rep.core.errors import ExportError, MissingExportPackageError
+from paddle_rep.core.numeric import relative_error
 from paddle_rep.odconv import ODConv2D
 from paddle_rep.reparam import reparameterize_model
+
+from .manifest import add_checks, manifest_path, write_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +47,10 @@ class ExportedModel:
     ``onnx_file`` (None unless ONNX was asked for) is the batch-independent graph; ``fold_onnx_files``
     maps a batch size to an ONNX graph of that batch with ODConv's batch fold, ``fold_paddle_files``
     to the Paddle program (model file, params file) it came from (only for models with ODConv
-    layers; see :func:`export`).
+    layers; see :func:`export`). ``input_shape`` is the exported ``(C, H, W)`` (None for a dynamic
+    H/W), ``batch_size`` the fixed batch (None: dynamic): the predictors' input contract.
+    ``manifest_file`` is ``PREFIX-manifest.json`` (see :mod:`paddle_rep.apps.manifest`). Fields
+    left None (an instance made by hand) make the contract check only rank and dtype.
     """
 
     model_file: str
@@ -50,13 +58,11 @@ class ExportedModel:
     onnx_file: str | None = None
     fold_onnx_files: dict[int, str] = field(default_factory=dict)
     fold_paddle_files: dict[int, tuple[str, str]] = field(default_factory=dict)
+    input_shape: tuple[int, int | None, int | None] | None = None
+    batch_size: int | None = None
+    manifest_file: str | None = None
 
 
-BACKENDS = ("paddle", "onnxruntime", "openvino")
-# "bf16": bfloat16 convolutions and matmuls (8 mantissa bits; about 0.5x the f32 time where the
-# CPU has native bf16), opt-in on OpenVINO. Paddle Inference's bf16 mode is left out: it failed on
-# ODConv's unfold graphs (Paddle 3) or stayed f32 on RepVGG (Paddle 2.6), with no way to tell which.
-PRECISIONS = ("f32", "bf16")
 _EXTRAS = {"paddle2onnx": "onnx", "onnx": "onnx", "onnxruntime": "onnx", "openvino": "openvino"}
 
 
@@ -148,7 +154,12 @@ def export(model: nn.Layer, path: str | Path, input_shape: str | Sequence, *, dt
     off; but its group count fixes the batch, so with ``onnx=True`` a model with ODConv layers also
     gets one fold graph per batch size in ``fold_batch_sizes`` (default: ``batch_size``, or 1):
     ``<path>.fold_b<N>.onnx`` and the Paddle program ``<path>.fold_b<N>`` it came from;
-    :class:`Predictor` serves any batch from them by splitting it into chunks of those sizes.
+    :class:`~paddle_rep.apps.predictor.Predictor` serves any batch from them by splitting it into
+    chunks of those sizes.
+
+    Last, writes ``<path>-manifest.json`` (atomically): every file with its size and sha256, the
+    input contract, precisions, fold batch sizes, versions and the checks run (``onnx.checker`` on
+    each ONNX file); :meth:`Predictor.load <paddle_rep.apps.predictor.Predictor.load>` reads it.
     """
     channels, height, width = parse_input_shape(input_shape)
     prefix = str(path)
@@ -174,7 +185,11 @@ def export(model: nn.Layer, path: str | Path, input_shape: str | Sequence, *, dt
     result = _save_static(model, prefix, [batch_size, channels, height, width], dtype, input_name)
     logger.info("saved inference model %s (input [%s, %s, %s, %s])", result.model_file, batch_size, channels, height,
                 width)
+    contract = dict(input_shape=(channels, height, width), batch_size=batch_size,
+                    manifest_file=str(manifest_path(prefix)))
     if not onnx:
+        result = dataclasses.replace(result, **contract)
+        write_manifest(result, input_name, dtype, [])
         return result
     onnx_file = export_onnx(result, prefix + ".onnx", opset_version=opset_version)
     folds, paddle_folds = {}, {}
@@ -186,7 +201,11 @@ def export(model: nn.Layer, path: str | Path, input_shape: str | Sequence, *, dt
                                  dtype, input_name)
             paddle_folds[size] = (saved.model_file, saved.params_file)
             folds[size] = export_onnx(saved, f"{prefix}.fold_b{size}.onnx", opset_version=opset_version)
-    return ExportedModel(result.model_file, result.params_file, onnx_file, folds, paddle_folds)
+    result = ExportedModel(result.model_file, result.params_file, onnx_file, folds, paddle_folds, **contract)
+    checks = [{"name": f"onnx.checker {Path(file).name}", "passed": True, "figure": "full_check=True"}
+              for file in (onnx_file, *folds.values())]
+    write_manifest(result, input_name, dtype, checks)
+    return result
 
 
 def _fix_onnx_batch(model) -> None:
@@ -275,159 +294,6 @@ def _captured_output(what: str):
                 logger.debug("%s printed: %s", what, text)
 
 
-class Predictor:
-    """An exported model behind one inference runtime: ``predictor(x) -> ndarray``.
-
-    ``backend``: ``"paddle"`` (Paddle Inference, the default; ``use_onednn`` switches oneDNN on,
-    off by default because it reorders float32 sums), ``"onnxruntime"`` or ``"openvino"`` (both
-    read the ONNX file; export with ``onnx=True``). ``threads`` sets the runtime's intra-op thread
-    count (None: its default). For a model with ODConv layers every backend runs the exact
-    batch-fold graphs of the export when it has them (``fold=False``: the unfold graph): a batch is
-    split into chunks of the exported fold batch sizes, largest first, each graph's session built
-    on first use. Paddle runs its fold programs with oneDNN off whatever ``use_onednn`` says: the
-    oneDNN conv would answer every input with the kernels of the first.
-
-    ``precision="bf16"`` (opt-in, ``"openvino"`` only) runs the convs and matmuls in bfloat16: about
-    half the f32 time on CPUs with native bf16, at ~5e-3 relative error (the zoo, measured). Where
-    the CPU has no bf16 the predictor runs f32 and warns; ``predictor.precision`` is what it runs.
-    """
-
-    def __init__(self, exported: ExportedModel, backend: str = "paddle", threads: int | None = None, *,
-                 use_onednn: bool = False, use_gpu: bool = False, fold: bool = True,
-                 precision: str = "f32") -> None:
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        if threads is not None:
-            _check_batch("threads", threads, or_none=True)
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        if precision == "bf16" and backend != "openvino":
-            raise ValueError(f"precision='bf16' needs backend='openvino', got backend={backend!r} (ONNX Runtime's "
-                             "CPU convs are f32; Paddle Inference's bf16 passes broke ODConv graphs)")
-        self.backend = backend
-        self._threads = threads
-        self._sessions: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
-        self._folds: dict[int, str] = {}
-        self._use_gpu = use_gpu
-        self.precision = _openvino_precision(precision) if precision != "f32" else precision
-        if backend == "paddle":
-            if fold and exported.fold_paddle_files:
-                self._paddle_folds = exported.fold_paddle_files
-                self._folds = {size: files[0] for size, files in sorted(exported.fold_paddle_files.items(),
-                                                                        reverse=True)}
-                self._run = self._run_folds
-            else:
-                self._run = _paddle_runner(exported, threads, use_onednn, use_gpu)
-            return
-        _require("onnxruntime" if backend == "onnxruntime" else "openvino", f"the {backend} backend")
-        if fold and exported.fold_onnx_files:
-            self._folds = dict(sorted(exported.fold_onnx_files.items(), reverse=True))
-            self._run = self._run_folds
-        elif exported.onnx_file is None:
-            raise ValueError(f"the {backend} backend reads the ONNX file: export with onnx=True "
-                             f"(paddle-rep export --onnx); {exported.model_file} has none")
-        else:
-            self._run = self._session(exported.onnx_file)
-
-    def _session(self, file: str) -> Callable[[np.ndarray], np.ndarray]:
-        if file not in self._sessions:
-            if self.backend == "paddle":  # a fold program: oneDNN off (see the class docstring)
-                size = next(s for s, f in self._folds.items() if f == file)
-                self._sessions[file] = _paddle_runner(ExportedModel(*self._paddle_folds[size]), self._threads,
-                                                      False, self._use_gpu)
-            else:
-                self._sessions[file] = (_onnxruntime_runner(file, self._threads) if self.backend == "onnxruntime"
-                                        else _openvino_runner(file, self._threads, self.precision))
-        return self._sessions[file]
-
-    def _run_folds(self, x: np.ndarray) -> np.ndarray:
-        outputs, start = [], 0
-        while start < len(x):
-            left = len(x) - start
-            size = next((s for s in self._folds if s <= left), None)
-            if size is None:
-                raise ValueError(f"batch {len(x)} cannot be split into the exported fold batch sizes "
-                                 f"{sorted(self._folds)}; export with fold_batch_sizes including 1")
-            outputs.append(self._session(self._folds[size])(x[start:start + size]))
-            start += size
-        return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self._run(np.ascontiguousarray(x))
-
-
-def _openvino_precision(precision: str) -> str:
-    """``precision``, or "f32" (with a warning) where OpenVINO's CPU plugin has no kernels for it here."""
-    ov = _require("openvino", "the openvino backend")
-    if precision.upper() in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):  # "BF16" needs avx512_bf16/AMX
-        return precision
-    logger.warning("precision=%r: this CPU has no %s kernels in OpenVINO; running f32", precision, precision)
-    return "f32"
-
-
-def _paddle_runner(exported: ExportedModel, threads: int | None, use_onednn: bool,
-                   use_gpu: bool) -> Callable[[np.ndarray], np.ndarray]:
-    config = paddle.inference.Config(exported.model_file, exported.params_file)
-    if use_gpu:
-        config.enable_use_gpu(256, 0)
-    else:
-        config.disable_gpu()
-        # oneDNN reorders float32 sums (~3e-6 abs on small nets); off by default for exactness.
-        if use_onednn:
-            config.enable_mkldnn()
-        else:
-            config.disable_mkldnn()
-        if threads:
-            config.set_cpu_math_library_num_threads(threads)
-    config.disable_glog_info()
-    predictor = paddle.inference.create_predictor(config)
-    (name,) = predictor.get_input_names()
-    output_name = predictor.get_output_names()[0]
-
-    def run(x: np.ndarray) -> np.ndarray:
-        handle = predictor.get_input_handle(name)
-        handle.reshape(list(x.shape))
-        handle.copy_from_cpu(x)
-        predictor.run()
-        return predictor.get_output_handle(output_name).copy_to_cpu()
-
-    return run
-
-
-def _onnxruntime_runner(onnx_file: str, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
-    ort = _require("onnxruntime", "the onnxruntime backend")
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors only: its warnings are not actionable for a user
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    session = ort.InferenceSession(onnx_file, options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-
-    def run(x: np.ndarray) -> np.ndarray:
-        return session.run(None, {name: x})[0]
-
-    return run
-
-
-def _openvino_runner(onnx_file: str, threads: int | None, precision: str = "f32") -> Callable[[np.ndarray], np.ndarray]:
-    ov = _require("openvino", "the openvino backend")
-    # Always explicit: on CPUs with bf16 support OpenVINO's default precision is bf16 (measured here:
-    # 4e-4 to 7e-3 relative error on od_resnet18, against 7e-8 in f32).
-    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = threads
-    # OpenVINO reads the ONNX file: its Paddle frontend cannot read Paddle 3's .json programs.
-    compiled = ov.Core().compile_model(onnx_file, "CPU", config)
-    request = compiled.create_infer_request()
-
-    def run(x: np.ndarray) -> np.ndarray:
-        request.infer({0: x})
-        return request.get_output_tensor(0).data.copy()
-
-    return run
-
-
 # --- command line: ``paddle-rep export`` (registered in paddle_rep.apps.cli) -------------------------
 
 def _parse_sizes(text: str | None) -> tuple[int, ...] | None:
@@ -442,6 +308,8 @@ def _parse_sizes(text: str | None) -> tuple[int, ...] | None:
 def check_backend(model: nn.Layer, exported: ExportedModel, backend: str, shape: tuple[int, ...],
                   threads: int | None = None, seed: int = 0, precision: str = "f32") -> float:
     """Largest relative error of ``backend`` against ``model`` (eval, fused) on two seeded inputs of ``shape``."""
+    from .predictor import Predictor  # the predictor module imports this one
+
     fused = reparameterize_model(model, inplace=False)
     fused.eval()
     predictor = Predictor(exported, backend, threads, precision=precision)
@@ -452,7 +320,7 @@ def check_backend(model: nn.Layer, exported: ExportedModel, backend: str, shape:
         with paddle.no_grad():
             expected = fused(paddle.to_tensor(x)).numpy()
         actual = predictor(x)
-        worst = max(worst, float(np.abs(actual - expected).max() / max(np.abs(expected).max(), 1e-12)))
+        worst = max(worst, relative_error(actual, expected))
     return worst
 
 
@@ -472,7 +340,7 @@ def run_cli(args: argparse.Namespace) -> int:
                     fold_batch_sizes=_parse_sizes(args.fold_batch_sizes))
     folds = [f for size in sorted(result.fold_onnx_files) for f in (*result.fold_paddle_files[size],
                                                                       result.fold_onnx_files[size])]
-    for file in (result.model_file, result.params_file, result.onnx_file, *folds):
+    for file in (result.model_file, result.params_file, result.onnx_file, *folds, result.manifest_file):
         if file:
             print(file)
     if backend:
@@ -483,6 +351,9 @@ def run_cli(args: argparse.Namespace) -> int:
             error = check_backend(model, result, backend, shape, args.threads, precision=precision)
             bound = CHECK_TOLERANCES[precision]
             print(f"{backend} {precision}: max rel diff {error:.1e} vs the model on two inputs of {list(shape)}")
+            add_checks(result.manifest_file, [{"name": f"{backend} {precision} vs the model", "passed": error <= bound,
+                                               "figure": f"max rel diff {error:.1e} (bound {bound:.0e})",
+                                               "input": list(shape)}])
             if error > bound:
                 raise ExportError(f"{backend} {precision} differs from the model by {error:.1e} (allowed {bound:.0e})")
     return 0

@@ -13,7 +13,18 @@ from typing import Any
 @contextlib.contextmanager
 def progress(items: Iterable[Any], *, total: int | None = None, desc: str = "", unit: str = "it",
              enabled: bool | None = None) -> Iterator[Iterable[Any]]:
-    """Yield ``items`` wrapped in a tqdm bar; ``enabled=None`` shows it only on a terminal."""
+    """Yield ``items`` wrapped in a tqdm bar; ``enabled=None`` shows it only on a terminal.
+
+    Args:
+        items: What the loop iterates over.
+        total: The item count, when ``items`` has no length.
+        desc: The bar's label.
+        unit: The unit shown after the rate.
+        enabled: True always draws the bar, False never, None only when standard error is a terminal.
+
+    Yields:
+        ``items``, wrapped in the bar where tqdm is installed and the bar is enabled.
+    """
     if enabled is False:
         yield items
         return

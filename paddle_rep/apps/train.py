@@ -49,6 +49,13 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class TrainConfig:
+    """What ``paddle-rep train`` was asked for; None values fall back to the recipe's (see :func:`resolve_recipe`).
+
+    Each field is the command-line option of the same name (``--arch``, ``--data``, ``--recipe``,
+    ``--epochs``, ...); ``overrides`` holds ``--override field=value`` pairs and ``model_args`` the
+    ``--model-arg`` pairs. The comments in the source say what None means where it matters.
+    """
+
     arch: str = "rep_tiny"
     data: str | None = None  # ROOT with train/ + val/ or train_list.txt + val_list.txt; None: the digits
     recipe: str | None = None  # preset name; None: the family's (digits without data)
@@ -84,7 +91,19 @@ AMP_DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
 
 
 def shard(x: np.ndarray, rank: int, world_size: int) -> np.ndarray:
-    """This rank's contiguous part of a global batch (what :class:`.training.data.ShardedBatchSampler` gives)."""
+    """Take this rank's contiguous part of a global batch (what :class:`.training.data.ShardedBatchSampler` gives).
+
+    Args:
+        x: The global batch.
+        rank: This process's rank.
+        world_size: The number of ranks.
+
+    Returns:
+        Items ``[rank * B / world_size, (rank + 1) * B / world_size)`` of ``x``.
+
+    Raises:
+        ValueError: The batch does not split into ``world_size`` equal shards.
+    """
     if len(x) % world_size:
         raise ValueError(f"global batch of {len(x)} does not split into {world_size} equal shards")
     size = len(x) // world_size
@@ -92,7 +111,17 @@ def shard(x: np.ndarray, rank: int, world_size: int) -> np.ndarray:
 
 
 def resolve_recipe(config: TrainConfig) -> recipes.Recipe:
-    """The recipe ``config`` asks for, with its explicit values and ``overrides`` applied."""
+    """Resolve the recipe ``config`` asks for, with its explicit values and ``overrides`` applied.
+
+    Args:
+        config: The run's configuration.
+
+    Returns:
+        The recipe.
+
+    Raises:
+        ValueError: An unknown preset or field, or an invalid value (see :func:`.training.recipes.resolve`).
+    """
     name = config.recipe or recipes.default_recipe(config.arch, config.data is not None)
     changes = {key: value for key, value in (("epochs", config.epochs), ("batch_size", config.batch_size),
                                              ("lr", config.lr), ("temp_epochs", config.temp_epochs))
@@ -104,7 +133,15 @@ def resolve_recipe(config: TrainConfig) -> recipes.Recipe:
 
 
 def make_optimizer(model: paddle.nn.Layer, recipe: recipes.Recipe) -> paddle.optimizer.Momentum:
-    """SGD with momentum (Nesterov when the recipe says so) and the recipe's weight-decay groups."""
+    """Build SGD with momentum (Nesterov when the recipe says so) and the recipe's weight-decay groups.
+
+    Args:
+        model: The model to train.
+        recipe: The recipe.
+
+    Returns:
+        The optimizer.
+    """
     return paddle.optimizer.Momentum(learning_rate=recipe.lr, momentum=recipe.momentum,
                                      parameters=parameter_groups(model, recipe), use_nesterov=recipe.nesterov)
 
@@ -179,7 +216,12 @@ def _visualdl(out: Path):
 
 
 def save_state(state: dict, dst: Path) -> None:
-    """A state dict as a ``.pdparams`` (pickled numpy arrays, read by ``paddle.load``), written atomically."""
+    """Write a state dict as a ``.pdparams`` (pickled numpy arrays, read by ``paddle.load``), atomically.
+
+    Args:
+        state: The state dict (tensors or arrays).
+        dst: The file to write.
+    """
     arrays = {k: v.numpy() if hasattr(v, "numpy") else np.asarray(v) for k, v in state.items()}
     write_atomically(dst, lambda f: pickle.dump(arrays, f, protocol=PICKLE_PROTOCOL))
 
@@ -205,7 +247,22 @@ def _resume(run: Run, config: TrainConfig, out: Path) -> None:
 
 
 def train(config: TrainConfig, out: Path) -> dict:
-    """Train as ``config`` says; returns the metrics that rank 0 writes to ``metrics.json``."""
+    """Train as ``config`` says, on this process's rank.
+
+    Args:
+        config: The run's configuration.
+        out: The output folder (rank 0 writes the files the module docstring lists).
+
+    Returns:
+        The metrics (rank 0 also writes them to ``metrics.json``, with the final accuracies).
+
+    Raises:
+        DataError: Unusable training data.
+        CheckpointError: A bad ``--pretrained`` or ``--resume`` checkpoint.
+        ArchMismatchError: ``--pretrained`` weights that do not fit the model.
+        ValueError: A bad option (recipe field, ``--amp``, ``--num-classes`` with the digits, ...).
+        MissingPackageError: An optional package the options need (Pillow, VisualDL).
+    """
     out = Path(out)
     world_size = dist.get_world_size()
     if world_size > 1:
@@ -274,7 +331,17 @@ def _final_outputs(run: Run, config: TrainConfig, channels: int) -> dict:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    """Handler of ``paddle-rep train`` and ``tools/train.py``."""
+    """Handle ``paddle-rep train`` and ``tools/train.py``.
+
+    Args:
+        args: The parsed arguments (see :func:`paddle_rep.apps.cli.add_train_arguments`).
+
+    Returns:
+        The exit code, 0 (errors are raised, and the command line turns them into codes).
+
+    Raises:
+        PaddleRepError: As :func:`train` raises them (bad data, checkpoints, options).
+    """
     overrides = parse_model_args(args.override)
     config = TrainConfig(
         arch=args.arch, data=args.data, recipe=args.recipe, epochs=args.epochs, steps=args.steps,
@@ -294,7 +361,14 @@ def run_cli(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``tools/train.py`` (what ``paddle.distributed.launch`` runs on every rank)."""
+    """Run ``tools/train.py`` (what ``paddle.distributed.launch`` runs on every rank).
+
+    Args:
+        argv: The arguments; ``sys.argv[1:]`` when None.
+
+    Returns:
+        The exit code (see :func:`paddle_rep.apps.cli.main`).
+    """
     from .cli import run_with_exit_codes
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -9,7 +9,8 @@ each framework states its networks itself, so the structure test compares two st
   :mod:`.lazy` lazy package attributes; :mod:`.checks` argument checks;
 - :mod:`.registry` the name -> builder registry mechanics; :mod:`.surgery_plan` which convs
   ``insert_blocks`` converts and the reports; :mod:`.schedules` ODConv's temperature schedule;
-- :mod:`.interop` the torch <-> Paddle state-dict mapping (numpy);
+- :mod:`.interop` the torch <-> Paddle state-dict mapping (numpy); :mod:`.numeric` the relative
+  error every comparison uses, and a 0-d-safe contiguous copy;
 - :mod:`.deploy` the blocks' deploy protocol (a mixin); :mod:`.walk` walking a model of either
   framework.
 """

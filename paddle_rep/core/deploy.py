@@ -12,6 +12,7 @@ The fused layer's attribute name is the official one of each family (:data:`ACBL
 ACBLOCK_FUSED_ATTR = "fused_conv"  # ACNet's ACBlock in deploy form
 REPVGG_FUSED_ATTR = "rbr_reparam"  # RepVGG's RepVGGBlock in deploy form
 MOBILEONE_FUSED_ATTR = "reparam_conv"  # MobileOne's MobileOneBlock in deploy form
+DBB_FUSED_ATTR = "dbb_reparam"  # DBB's DiverseBranchBlock in deploy form
 
 
 class DeployProtocol:

@@ -113,9 +113,56 @@ class MissingExportPackageError(MissingPackageError, ExportError):
 
 class DataError(PaddleRepError, ValueError):
     """A training data set cannot be used: a missing or empty folder, an unparsable label-list line
-    (``line``), a label outside the classes, or an image that does not decode (``path``)."""
+    (``line``), a label outside the classes, or an image that does not decode (``path``).
+
+    Args:
+        message: What is wrong, naming the file or line at fault.
+        path: The file or folder at fault, if any.
+        line: The 1-based line of the label list at fault, if any.
+    """
 
     def __init__(self, message: str, path: str | None = None, line: int | None = None) -> None:
         super().__init__(message)
         self.path = path
         self.line = line
+
+
+class CalibrationError(PaddleRepError, ValueError):
+    """int8 calibration data cannot be used.
+
+    Args:
+        message: What is wrong, naming the file or sample at fault.
+        source: The file, or the sample index, at fault, if any.
+    """
+
+    def __init__(self, message: str, source: str | int | None = None) -> None:
+        super().__init__(message)
+        self.source = source
+
+
+class QuantizationError(PaddleRepError, RuntimeError):
+    """Post-training quantization or quantization-aware training failed, or an int8 file is missing."""
+
+
+class InputContractError(PaddleRepError, ValueError):
+    """An input breaks a predictor's input contract (rank, channels, dtype, fixed H/W or batch).
+
+    The message names what was expected and what came; it is the same on every backend.
+    """
+
+
+class ManifestError(PaddleRepError, ValueError):
+    """An export's manifest, or a file it lists, is missing, unreadable or edited.
+
+    Args:
+        message: What is wrong, naming the file.
+        path: The file at fault, if any.
+    """
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class PredictorClosedError(PaddleRepError, RuntimeError):
+    """A predictor was called after :meth:`~paddle_rep.apps.predictor.Predictor.close`."""

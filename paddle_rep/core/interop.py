@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .errors import MappingError
+from .numeric import contiguous
 
 
 @dataclass(frozen=True)
@@ -115,11 +116,6 @@ def _cast(key: str, array: np.ndarray, dtype: np.dtype | str | None) -> np.ndarr
     return array.astype(dtype, copy=False)
 
 
-def _c_order(array: np.ndarray) -> np.ndarray:
-    # Not np.ascontiguousarray: it turns a 0-d array (a scalar parameter) into shape (1,).
-    return array if array.flags.c_contiguous else np.array(array, order="C")
-
-
 def from_torch(state_dict: Mapping[str, Any], dtype: np.dtype | str | None = "float32") -> dict[str, np.ndarray]:
     """Map a torch state dict to Paddle names and layouts, ready for ``set_state_dict``.
 
@@ -143,7 +139,7 @@ def from_torch(state_dict: Mapping[str, Any], dtype: np.dtype | str | None = "fl
         array = _cast(key, to_numpy(value, key), dtype)
         if _split(key)[1] == LINEAR_WEIGHT_LEAF and array.ndim == 2:
             array = array.T
-        out[target] = _c_order(array)
+        out[target] = contiguous(array)
     return out
 
 
@@ -170,7 +166,7 @@ def to_torch(state_dict: Mapping[str, Any], dtype: np.dtype | str | None = "floa
         array = _cast(key, to_numpy(value, key), dtype)
         if _split(key)[1] == LINEAR_WEIGHT_LEAF and array.ndim == 2:
             array = array.T
-        out[target] = _c_order(array)
+        out[target] = contiguous(array)
         prefix, leaf = _split(target)
         if num_batches_tracked is not None and leaf == "running_var":
             out[prefix + NUM_BATCHES_TRACKED] = np.array(num_batches_tracked, dtype=np.int64)

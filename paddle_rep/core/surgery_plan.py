@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from .checks import check_choice
 from .errors import SurgeryError
 
-BLOCK_KINDS = ("acb", "repvgg", "qarepvgg", "odconv", "mobileone")
+BLOCK_KINDS = ("acb", "repvgg", "qarepvgg", "dbb", "odconv", "mobileone")
 # Attribute set on every block insert_blocks creates: the ConvSpec of the conv it replaced.
 REPLACED_CONV = "replaced_conv"
 # Geometry comes from the replaced conv, never from block_kwargs.
@@ -26,6 +26,7 @@ REJECTED_ARGS = {
     "reduce_gamma": "it rescales the square BN, so the converted model would no longer equal the original",
     "gamma_init": "it rescales the square BN, so the converted model would no longer equal the original",
     "use_se": "SE gates the output, which the original conv does not do, and cannot be fused away",
+    "nonlinear": "the original conv has no activation after it, and an activation cannot be fused away",
 }
 _WILDCARDS = set("*?[")
 
@@ -247,6 +248,15 @@ def ineligible_reason(to: str, spec: ConvSpec) -> str | None:
             return f"ACBlock needs an odd kernel, got {k}x{k}"
         if k == 1:
             return "1x1 kernel: the 1x1 asymmetric branches would only duplicate it (ACNet keeps 1x1 plain)"
+    elif to == "dbb":
+        if k % 2 == 0 or k == 1:
+            return f"DiverseBranchBlock needs an odd kernel >= 3 (DBB keeps 1x1 plain), got {k}x{k}"
+        if spec.padding != k // 2:
+            return f"DiverseBranchBlock needs padding kernel_size // 2 = {k // 2}, got {spec.padding}"
+        if spec.dilation != 1:
+            return f"DiverseBranchBlock needs dilation 1, got {spec.dilation}"
+        if spec.padding_mode != "zeros":
+            return f"DiverseBranchBlock pads with zeros only, the conv uses padding_mode {spec.padding_mode!r}"
     elif to in ("repvgg", "qarepvgg"):
         block = "RepVGGBlock" if to == "repvgg" else "QARepVGGBlockV2"
         if k != 3 or spec.padding != 1:

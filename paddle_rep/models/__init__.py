@@ -22,6 +22,8 @@ _EXPORTS = {
     "ACNetBottleneckResNet": "acnet",
     "ACNetWRN": "acnet",
     "ACNetMobileNetV1": "acnet",
+    "DBBResNet": "dbb",
+    "DBBMobileNet": "dbb",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -21,53 +21,134 @@ def _build(name: str, num_classes: int, deploy: bool, use_checkpoint: bool) -> R
 
 @register_model
 def qarepvgg_a0(num_classes: int = 1000, deploy: bool = False, use_checkpoint: bool = False) -> RepVGG:
-    """QARepVGG-A0 (upstream ``create_QARepVGGBlockV2_A0``)."""
+    """Build QARepVGG-A0 (upstream ``create_QARepVGGBlockV2_A0``).
+
+    Args:
+        num_classes: Classes of the linear head.
+        deploy: Build the fused form (one biased 3x3 conv per block) directly.
+        use_checkpoint: Recompute each stage block in the backward pass (gradient checkpointing) to save memory.
+
+    Returns:
+        The model (a ``RepVGG`` with ``QARepVGGBlockV2`` blocks).
+    """
     return _build("qarepvgg_a0", num_classes, deploy, use_checkpoint)
 
 
 @register_model
 def qarepvgg_a1(num_classes: int = 1000, deploy: bool = False, use_checkpoint: bool = False) -> RepVGG:
-    """QARepVGG-A1 (upstream ``create_QARepVGGBlockV2_A1``)."""
+    """Build QARepVGG-A1 (upstream ``create_QARepVGGBlockV2_A1``).
+
+    Args:
+        num_classes: Classes of the linear head.
+        deploy: Build the fused form (one biased 3x3 conv per block) directly.
+        use_checkpoint: Recompute each stage block in the backward pass (gradient checkpointing) to save memory.
+
+    Returns:
+        The model (a ``RepVGG`` with ``QARepVGGBlockV2`` blocks).
+    """
     return _build("qarepvgg_a1", num_classes, deploy, use_checkpoint)
 
 
 @register_model
 def qarepvgg_a2(num_classes: int = 1000, deploy: bool = False, use_checkpoint: bool = False) -> RepVGG:
-    """QARepVGG-A2 (upstream ``create_QARepVGGBlockV2_A2``)."""
+    """Build QARepVGG-A2 (upstream ``create_QARepVGGBlockV2_A2``).
+
+    Args:
+        num_classes: Classes of the linear head.
+        deploy: Build the fused form (one biased 3x3 conv per block) directly.
+        use_checkpoint: Recompute each stage block in the backward pass (gradient checkpointing) to save memory.
+
+    Returns:
+        The model (a ``RepVGG`` with ``QARepVGGBlockV2`` blocks).
+    """
     return _build("qarepvgg_a2", num_classes, deploy, use_checkpoint)
 
 
 @register_model
 def qarepvgg_b0(num_classes: int = 1000, deploy: bool = False, use_checkpoint: bool = False) -> RepVGG:
-    """QARepVGG-B0 (upstream ``create_QARepVGGBlockV2_B0``)."""
+    """Build QARepVGG-B0 (upstream ``create_QARepVGGBlockV2_B0``).
+
+    Args:
+        num_classes: Classes of the linear head.
+        deploy: Build the fused form (one biased 3x3 conv per block) directly.
+        use_checkpoint: Recompute each stage block in the backward pass (gradient checkpointing) to save memory.
+
+    Returns:
+        The model (a ``RepVGG`` with ``QARepVGGBlockV2`` blocks).
+    """
     return _build("qarepvgg_b0", num_classes, deploy, use_checkpoint)
 
 
 @register_model
 def qarepvgg_b1(num_classes: int = 1000, deploy: bool = False, use_checkpoint: bool = False) -> RepVGG:
-    """QARepVGG-B1 (upstream ``create_QARepVGGBlockV2_B1``)."""
+    """Build QARepVGG-B1 (upstream ``create_QARepVGGBlockV2_B1``).
+
+    Args:
+        num_classes: Classes of the linear head.
+        deploy: Build the fused form (one biased 3x3 conv per block) directly.
+        use_checkpoint: Recompute each stage block in the backward pass (gradient checkpointing) to save memory.
+
+    Returns:
+        The model (a ``RepVGG`` with ``QARepVGGBlockV2`` blocks).
+    """
     return _build("qarepvgg_b1", num_classes, deploy, use_checkpoint)
 
 
 @register_model
 def qarepvgg_b1g2(num_classes: int = 1000, deploy: bool = False, use_checkpoint: bool = False) -> RepVGG:
-    """QARepVGG-B1g2 (upstream ``create_QARepVGGBlockV2_B1g2``)."""
+    """Build QARepVGG-B1g2 (upstream ``create_QARepVGGBlockV2_B1g2``).
+
+    Args:
+        num_classes: Classes of the linear head.
+        deploy: Build the fused form (one biased 3x3 conv per block) directly.
+        use_checkpoint: Recompute each stage block in the backward pass (gradient checkpointing) to save memory.
+
+    Returns:
+        The model (a ``RepVGG`` with ``QARepVGGBlockV2`` blocks).
+    """
     return _build("qarepvgg_b1g2", num_classes, deploy, use_checkpoint)
 
 
 @register_model
 def qarepvgg_b1g4(num_classes: int = 1000, deploy: bool = False, use_checkpoint: bool = False) -> RepVGG:
-    """QARepVGG-B1g4 (upstream ``create_QARepVGGBlockV2_B1g4``)."""
+    """Build QARepVGG-B1g4 (upstream ``create_QARepVGGBlockV2_B1g4``).
+
+    Args:
+        num_classes: Classes of the linear head.
+        deploy: Build the fused form (one biased 3x3 conv per block) directly.
+        use_checkpoint: Recompute each stage block in the backward pass (gradient checkpointing) to save memory.
+
+    Returns:
+        The model (a ``RepVGG`` with ``QARepVGGBlockV2`` blocks).
+    """
     return _build("qarepvgg_b1g4", num_classes, deploy, use_checkpoint)
 
 
 @register_model
 def qarepvgg_b2(num_classes: int = 1000, deploy: bool = False, use_checkpoint: bool = False) -> RepVGG:
-    """QARepVGG-B2 (upstream ``create_QARepVGGBlockV2_B2``)."""
+    """Build QARepVGG-B2 (upstream ``create_QARepVGGBlockV2_B2``).
+
+    Args:
+        num_classes: Classes of the linear head.
+        deploy: Build the fused form (one biased 3x3 conv per block) directly.
+        use_checkpoint: Recompute each stage block in the backward pass (gradient checkpointing) to save memory.
+
+    Returns:
+        The model (a ``RepVGG`` with ``QARepVGGBlockV2`` blocks).
+    """
     return _build("qarepvgg_b2", num_classes, deploy, use_checkpoint)
 
 
 @register_model
 def qarepvgg_b2g4(num_classes: int = 1000, deploy: bool = False, use_checkpoint: bool = False) -> RepVGG:
-    """QARepVGG-B2g4 (upstream ``create_QARepVGGBlockV2_B2g4``)."""
+    """Build QARepVGG-B2g4 (upstream ``create_QARepVGGBlockV2_B2g4``).
+
+    Args:
+        num_classes: Classes of the linear head.
+        deploy: Build the fused form (one biased 3x3 conv per block) directly.
+        use_checkpoint: Recompute each stage block in the backward pass (gradient checkpointing) to save memory.
+
+    Returns:
+        The model (a ``RepVGG`` with ``QARepVGGBlockV2`` blocks).
+    """
     return _build("qarepvgg_b2g4", num_classes, deploy, use_checkpoint)

@@ -35,8 +35,8 @@ from paddle_rep.core.errors import CheckpointError, MappingError, UnsupportedDty
 from . import arch as arch_mod
 from . import canonical
 from . import verify as verify_mod
-from .canonical import is_counter
-from .layouts import OFFICIAL, apply_layout, detect_layout
+from .canonical import PaddleForm, is_counter
+from .layouts import OFFICIAL, apply_layout, detect_layout, to_layout
 from .load import LoadedCheckpoint, import_h5py, read_checkpoint, read_sidecar
 from .write import (
     BF16_CONTAINERS,
@@ -96,8 +96,11 @@ class ConversionReport:
 # ---------------------------------------------------------------- read end: the source in canonical form
 
 
-def _canonical(loaded: LoadedCheckpoint, report: ConversionReport) -> dict[str, np.ndarray]:
-    """The checkpoint in canonical form (official torch names and layouts, ``num_batches_tracked`` included)."""
+def _canonical(loaded: LoadedCheckpoint, report: ConversionReport) -> tuple[dict[str, np.ndarray], PaddleForm | None]:
+    """The checkpoint in canonical form (official torch names and layouts, ``num_batches_tracked`` included).
+
+    A source saved under Paddle's names also comes back as it was (its Paddle form), else None.
+    """
     path = loaded.path
     if loaded.framework == "torch":
         layout = detect_layout(list(loaded.state))
@@ -107,19 +110,30 @@ def _canonical(loaded: LoadedCheckpoint, report: ConversionReport) -> dict[str, 
         except MappingError as err:
             raise CheckpointError(f"{path}: {err}", path=path) from err
         report.source_bfloat16 = list(loaded.bf16_keys)
-        return state
+        return state, None
     report.layout = OFFICIAL.name + " (Paddle names)"
-    report.source_bfloat16 = [canonical.official_name(k) for k in loaded.bf16_keys]
-    state = canonical.from_paddle_names(loaded.state)
+    try:
+        state, form = canonical.from_paddle_names(loaded.state)
+    except MappingError as err:
+        raise CheckpointError(f"{path}: {err}", path=path) from err
+    report.source_bfloat16 = [form.official_name(k) for k in loaded.bf16_keys]
+    layout = detect_layout(list(state))  # a Paddle project's own names (PaddleClas's DBB ResNet-18)
+    if layout is not OFFICIAL:
+        report.layout = layout.name + " (Paddle names)"
+        try:
+            state, report.renamed = apply_layout(state, layout)
+        except MappingError as err:
+            raise CheckpointError(f"{path}: {err}", path=path) from err
+        form = None  # its names were the other project's: the crossing to Paddle's comes later, once
     recorded = _recorded_counters(loaded.path)
     if recorded is None:
         report.num_batches_tracked_from = "default 0 (no sidecar describing this file)"
-        return state
+        return state, form
     report.num_batches_tracked_from = "source sidecar"
     for key in state:
         if is_counter(key) and key in recorded:
             state[key] = np.array(recorded[key], dtype=np.int64)
-    return state
+    return state, form
 
 
 def _recorded_counters(path: str) -> dict[str, int] | None:
@@ -127,6 +141,13 @@ def _recorded_counters(path: str) -> dict[str, int] | None:
     if not sidecar or sidecar.get("output", {}).get("sha256") != sha256_file(path):
         return None
     return {k: int(v) for k, v in sidecar.get("num_batches_tracked", {}).items()}
+
+
+def _to_paddle(official: Mapping[str, np.ndarray], path: str) -> PaddleForm:
+    try:
+        return canonical.to_paddle(official)
+    except MappingError as err:
+        raise CheckpointError(f"{path}: {err}; nothing was written", path=path) from err
 
 
 def _inspect(state: Mapping[str, np.ndarray], loaded: LoadedCheckpoint, report: ConversionReport) -> None:
@@ -158,7 +179,7 @@ def _describe_extras(extras: Mapping[str, np.ndarray]) -> dict[str, Any]:
     return out
 
 
-# ---------------------------------------------------------------- check, fuse, verify: canonical in, canonical out
+# ---------------------------------------------------------------- check, fuse, verify: one Paddle model
 
 
 def _cast(state: Mapping[str, np.ndarray], dtype: str | None) -> dict[str, np.ndarray]:
@@ -167,13 +188,25 @@ def _cast(state: Mapping[str, np.ndarray], dtype: str | None) -> dict[str, np.nd
     return {k: v if is_counter(k) else v.astype(dtype, copy=False) for k, v in state.items()}
 
 
-def _check(state: Mapping[str, np.ndarray], arch: str, model_args: Mapping[str, Any] | None,
-           path: str) -> dict[str, Any]:
-    """The model arguments (given and inferred); raises unless ``state`` fits ``arch`` strictly."""
-    args = arch_mod.merge_model_args(arch_mod.infer_model_args(state, path), model_args, path)
-    expected = canonical.official_shapes(arch_mod.expected_shapes(arch, args))
-    arch_mod.check_state(canonical.weights_only(state), expected, arch, path)  # counters do not reach Paddle
-    return args
+def _model_args(state: Mapping[str, np.ndarray], arch: str, model_args: Mapping[str, Any] | None,
+                path: str) -> dict[str, Any]:
+    """The model arguments: given ones plus those the checkpoint fixes (a contradiction is an error)."""
+    return arch_mod.merge_model_args(arch_mod.infer_model_args(state, path), model_args, path)
+
+
+def _check(official: Mapping[str, np.ndarray], form: PaddleForm | None, shapes: Mapping[str, tuple[int, ...]],
+           arch: str, path: str) -> None:
+    """The strict check, once: raises unless the checkpoint holds exactly the keys and shapes of the model.
+
+    It compares ``form`` (the checkpoint under Paddle's names) with the model's ``shapes``. Only when
+    they differ, or when no faithful Paddle form exists (``form`` is None: a torch-named key ends in a
+    Paddle-only leaf), are the model's shapes put into canonical names, to list the faults under the
+    checkpoint's own names.
+    """
+    if form is not None and canonical.fits(form, shapes):
+        return
+    arch_mod.check_state(canonical.weights_only(official), canonical.official_shapes(shapes), arch, path)
+    arch_mod.check_state(form.state if form else {}, shapes, arch, path, layout="paddle")  # raises: they differ
 
 
 def _work_dtype(state: Mapping[str, np.ndarray], dtype: str) -> str:
@@ -183,55 +216,82 @@ def _work_dtype(state: Mapping[str, np.ndarray], dtype: str) -> str:
     return "float64" if dtype == "float64" or keep64 else "float32"
 
 
-def _fuse(state: Mapping[str, np.ndarray], arch: str, model_args: Mapping[str, Any], work_dtype: str,
-          path: str) -> dict[str, np.ndarray]:
-    """The re-parameterized (deploy) form of ``state``, fused by the Paddle model of ``arch``."""
-    from paddle_rep.reparam import reparameterize_model
+class _SelfCheck:
+    """``verify``: outputs compared with the torch reference's on one seeded input; raises at :meth:`finish`."""
 
-    model = arch_mod.build_paddle_model(arch, model_args)
+    def __init__(self, arch: str, model_args: Mapping[str, Any], official: Mapping[str, np.ndarray], dtype: str,
+                 input_size: int, report: ConversionReport, path: str) -> None:
+        if report.non_finite:
+            raise VerificationError(
+                f"{path}: the checkpoint itself holds non-finite values (NaN or Inf) in {len(report.non_finite)} "
+                f"tensors ({', '.join(report.non_finite[:10])}{' ...' if len(report.non_finite) > 10 else ''}); "
+                "outputs cannot be compared, nothing written")
+        self.arch, self.model_args, self.dtype, self.report, self.path = arch, model_args, dtype, report, path
+        self.x = verify_mod.seeded_input(dtype, input_size, channels=int(model_args.get("in_channels", 3)))
+        self.reference = verify_mod.torch_outputs(arch, model_args, _cast(official, dtype), self.x, path)
+        self.results: list[verify_mod.OutputComparison] = []
+
+    def paddle(self, what: str, model) -> None:
+        self.results.append(verify_mod.compare(what, verify_mod.paddle_outputs(model, self.x), self.reference,
+                                               self.dtype))
+
+    def torch(self, what: str, fused: Mapping[str, np.ndarray]) -> None:
+        out = verify_mod.torch_outputs(self.arch, self.model_args, _cast(fused, self.dtype), self.x, self.path,
+                                       fused=True)
+        self.results.append(verify_mod.compare(what, out, self.reference, self.dtype))
+
+    def finish(self) -> None:
+        for r in self.results:
+            logger.info("verify %s", r)
+        self.report.verify = [r.to_dict() for r in self.results]
+        if not all(r.ok for r in self.results):
+            raise VerificationError(f"{self.path}: verification failed, nothing written:\n  "
+                                    + "\n  ".join(str(r) for r in self.results), tuple(self.results))
+
+
+def _arch_steps(arch: str, args: Mapping[str, Any], official: Mapping[str, np.ndarray], form: PaddleForm | None,
+                deploy: bool, verify: bool, work_dtype: str, input_size: int, names: str,
+                report: ConversionReport, path: str) -> dict[str, np.ndarray] | PaddleForm | None:
+    """Check, verify, fuse and verify again, all on one Paddle model of ``arch``; returns the fused state or None.
+
+    The fused state is a :class:`PaddleForm` for Paddle names, else canonical (one mapping back).
+    """
+    if not (deploy or verify):  # the check only: shapes of a model built without initialising it
+        _check(official, form, arch_mod.expected_shapes(arch, args), arch, path)
+        return None
+    model = arch_mod.build_paddle_model(arch, args)
     model.to(dtype=work_dtype)
-    missing, unexpected = canonical.load_paddle_model(model, state, work_dtype)
-    if missing or unexpected:  # the strict check ran before: this would be a bug in the model zoo
+    _check(official, form, arch_mod.paddle_shapes(model), arch, path)
+    missing, unexpected = canonical.load_paddle_model(model, form, work_dtype)
+    if missing or unexpected:  # the strict check passed: this would be a bug in the model zoo
         raise CheckpointError(f"{path}: Paddle model rejected keys: missing {missing}, unexpected {unexpected}")
-    reparameterize_model(model, inplace=True)
-    return canonical.paddle_model_state(model, counters=state)  # surviving BNs keep their counters
+    check = _SelfCheck(arch, args, official, work_dtype, input_size, report, path) if verify else None
+    if check:
+        check.paddle("paddle vs torch (eval)", model)
+    fused: dict[str, np.ndarray] | PaddleForm | None = None
+    if deploy:
+        from paddle_rep.reparam import reparameterize_model
 
-
-def _verify(arch: str, model_args: Mapping[str, Any], official: Mapping[str, np.ndarray],
-            fused: Mapping[str, np.ndarray] | None, vdtype: str, input_size: int, names: str,
-            report: ConversionReport, path: str) -> None:
-    """Compare the Paddle model (and the fused ones) with the torch reference; raises when one is off."""
-    if report.non_finite:
-        raise VerificationError(
-            f"{path}: the checkpoint itself holds non-finite values (NaN or Inf) in {len(report.non_finite)} "
-            f"tensors ({', '.join(report.non_finite[:10])}{' ...' if len(report.non_finite) > 10 else ''}); "
-            "outputs cannot be compared, nothing written")
-    x = verify_mod.seeded_input(vdtype, input_size, channels=int(model_args.get("in_channels", 3)))
-    reference = verify_mod.torch_outputs(arch, model_args, _cast(official, vdtype), x, path)
-    pairs = [("paddle vs torch (eval)", official, False)]
-    if fused is not None:
-        pairs.append(("paddle fused vs torch (eval)", fused, True))
-    results = []
-    for what, state, is_fused in pairs:
-        out = verify_mod.paddle_outputs(arch, model_args, _cast(state, vdtype), x, is_fused, path)
-        results.append(verify_mod.compare(what, out, reference, vdtype))
-    if names == "torch" and fused is not None:  # the written file holds torch's fused model
-        out = verify_mod.torch_outputs(arch, model_args, _cast(fused, vdtype), x, path, fused=True)
-        results.append(verify_mod.compare("torch fused (written) vs torch (eval)", out, reference, vdtype))
-    for r in results:
-        logger.info("verify %s", r)
-    report.verify = [r.to_dict() for r in results]
-    if not all(r.ok for r in results):
-        raise VerificationError(f"{path}: verification failed, nothing written:\n  "
-                                + "\n  ".join(str(r) for r in results), tuple(results))
+        reparameterize_model(model, inplace=True)
+        if check:
+            check.paddle("paddle fused vs torch (eval)", model)
+        if names == "paddle":
+            fused = canonical.fused_form(model, form)
+        else:  # the written file holds torch's fused model; surviving BNs keep their counters
+            fused = canonical.paddle_model_state(model, counters=official)
+            if check:
+                check.torch("torch fused (written) vs torch (eval)", fused)
+    if check:
+        check.finish()
+    return fused
 
 
 # ---------------------------------------------------------------- write end: target names, dtype, container
 
 
-def _bf16_keys(final: Mapping[str, np.ndarray], dtype: str, container: str, report: ConversionReport,
+def _bf16_keys(final: list[str], dtype: str, container: str, report: ConversionReport,
                dst: Path) -> frozenset[str]:
-    """The canonical keys to store as bfloat16."""
+    """The canonical keys (of ``final``, the written ones) to store as bfloat16."""
     if dtype == BFLOAT16:
         return frozenset(k for k in final if not is_counter(k))
     if dtype == "keep" and container in BF16_CONTAINERS:
@@ -245,7 +305,7 @@ def _bf16_keys(final: Mapping[str, np.ndarray], dtype: str, container: str, repo
 def convert_checkpoint(src: str | Path, dst: str | Path, arch: str | None = None, deploy: bool = False,
                        verify: bool = False, to: str = "paddle", dtype: str = "float32",
                        model_args: Mapping[str, Any] | None = None, input_size: int | None = None,
-                       progress: bool | None = None) -> ConversionReport:
+                       progress: bool | None = None, layout: str | None = None) -> ConversionReport:
     """Convert the checkpoint ``src`` into ``dst`` (plus ``dst + '.json'``); see the module docstring.
 
     Without ``arch`` the conversion is a pure key/tensor mapping. With ``arch`` the state dict is
@@ -255,6 +315,8 @@ def convert_checkpoint(src: str | Path, dst: str | Path, arch: str | None = None
     of ``input_size`` pixels and raises :class:`VerificationError` above tolerance. Nothing is written
     when any step fails. ``dtype`` is float32, float64, float16, bfloat16 or "keep". ``to`` is "paddle",
     "torch" or "hdf5" (official names in ACNet's HDF5 layout; also chosen by an ``.hdf5``/``.h5`` ``dst``).
+    ``layout`` writes another project's names (``layouts.WRITABLE``, e.g. "paddleclas-resnet18-dbb") instead
+    of the official ones, after every check ran on the official names.
     """
     start = time.perf_counter()
     src, dst = Path(src), Path(dst)
@@ -283,36 +345,45 @@ def convert_checkpoint(src: str | Path, dst: str | Path, arch: str | None = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as pool:
         source_sha256 = pool.submit(sha256_file, src)
         report = _convert(src, dst, arch, deploy, verify, to, dtype, model_args, input_size, progress,
-                          container, source_sha256)
+                          container, source_sha256, layout)
     report.seconds = time.perf_counter() - start
     return report
 
 
 def _convert(src: Path, dst: Path, arch: str | None, deploy: bool, verify: bool, to: str, dtype: str,
              model_args: Mapping[str, Any] | None, input_size: int | None, progress: bool | None,
-             container: str, source_sha256: Future) -> ConversionReport:
-    """read -> canonical -> check -> fuse -> verify -> map -> write; the middle steps see canonical form only."""
+             container: str, source_sha256: Future, layout: str | None = None) -> ConversionReport:
+    """read -> canonical -> Paddle form (mapped once) -> check -> verify -> fuse -> verify -> cast -> write."""
     loaded = read_checkpoint(src)
     path = loaded.path
     report = ConversionReport(str(src), str(dst), to, dtype, loaded.container, loaded.framework, "", loaded.unwrapped,
                               0, arch=arch, deploy=deploy)
-    official = _canonical(loaded, report)
+    official, form = _canonical(loaded, report)  # form: a Paddle source as it was, else None
     _inspect(official, loaded, report)
     counters = {k: int(v) for k, v in official.items() if is_counter(k)}
     names = "paddle" if to == "paddle" else "torch"  # HDF5 holds official (torch) names
+    if form is None and (arch is not None or names == "paddle") and not canonical.paddle_leaf_keys(official):
+        form = _to_paddle(official, path)  # the one crossing canonical -> Paddle
 
-    fused = None
+    final: dict[str, np.ndarray] | PaddleForm | None = None
     if arch is not None:
-        report.model_args = args = _check(official, arch, model_args, path)
-        work_dtype = _work_dtype(official, dtype)
-        if deploy:
-            fused = _fuse(official, arch, args, work_dtype, path)
-        if verify:
-            size = input_size or verify_mod.default_input_size(arch)
-            _verify(arch, args, official, fused, work_dtype, size, names, report, path)
-
-    final = fused if fused is not None else official
-    target = canonical.to_target(final, names, DTYPES[dtype], _bf16_keys(final, dtype, container, report, dst),
+        report.model_args = args = _model_args(official, arch, model_args, path)
+        size = input_size or verify_mod.default_input_size(arch)
+        final = _arch_steps(arch, args, official, form, deploy, verify, _work_dtype(official, dtype), size, names,
+                            report, path)
+    if final is None:  # a torch-named key ending in a Paddle-only leaf (no arch to refuse it) is mapped as it is
+        final = official if names == "torch" else form or _to_paddle(official, path)
+    if layout is not None:  # another project's names: renamed from the official ones, after every check
+        official_final = (canonical.from_paddle_names(final.state)[0] if isinstance(final, PaddleForm) and deploy
+                          else official)
+        try:
+            renamed = to_layout(official_final, layout, deploy=deploy)
+        except MappingError as err:
+            raise CheckpointError(f"{path}: {err}", path=path) from err
+        report.layout = f"{report.layout} -> {layout}"
+        final = renamed if names == "torch" else _to_paddle(renamed, path)
+    final_keys = [final.official_name(k) for k in final.state] if isinstance(final, PaddleForm) else list(final)
+    target = canonical.to_target(final, DTYPES[dtype], _bf16_keys(final_keys, dtype, container, report, dst),
                                  progress)
     report.dropped, report.transposed = target.dropped, target.transposed
     out = target.state

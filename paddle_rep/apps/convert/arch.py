@@ -19,14 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from paddle_rep.core.deploy import ACBLOCK_FUSED_ATTR, MOBILEONE_FUSED_ATTR, REPVGG_FUSED_ATTR
+from paddle_rep.core.deploy import ACBLOCK_FUSED_ATTR, DBB_FUSED_ATTR, MOBILEONE_FUSED_ATTR, REPVGG_FUSED_ATTR
 from paddle_rep.core.errors import ArchMismatchError, CheckpointError
 
 logger = logging.getLogger(__name__)
 
-DEPLOY_MARKERS = (f"{REPVGG_FUSED_ATTR}.", f"{ACBLOCK_FUSED_ATTR}.",  # fused RepVGG / ACNet blocks
-                  f"{MOBILEONE_FUSED_ATTR}.")  # fused MobileOne blocks
-TRAIN_MARKERS = ("rbr_dense.", "square_conv.")  # their training-time branches
+DEPLOY_MARKERS = (f"{REPVGG_FUSED_ATTR}.", f"{ACBLOCK_FUSED_ATTR}.", f"{DBB_FUSED_ATTR}.",  # fused RepVGG/ACNet/DBB
+                  f"{MOBILEONE_FUSED_ATTR}.")  # and MobileOne blocks
+TRAIN_MARKERS = ("rbr_dense.", "square_conv.", "dbb_origin.", "rbr_conv.")  # their training-time branches
 # Classifier weights of the zoo's models (RepVGG/ACNet ``linear``, OD-ResNet ``fc``, OD-MobileNetV2
 # ``classifier.1``, ACNet CIFAR-quick ``fc2``, VGG ``linear2``); otherwise the last Linear weight.
 HEAD_KEYS = ("linear.weight", "fc.weight", "classifier.1.weight", "fc2.weight", "linear2.weight")

@@ -5,8 +5,9 @@ rows (a regex, a replacement template, an optional tensor transform). Every key 
 layout must be touched by some rule, so an unknown top-level part (a neck, an auxiliary head) is
 reported rather than passed through; an unknown name inside a known stage is renamed by the stage
 rule only and left to the strict ``--arch`` check.
-The names were read from timm's ``models/byobnet.py`` (RepVGG and MobileOne) and mmpretrain's
-``models/backbones/repvgg.py``;
+The names were read from timm's ``models/byobnet.py`` (RepVGG and MobileOne), mmpretrain's
+``models/backbones/repvgg.py`` and PaddleClas's ``legendary_models/resnet.py`` (its DBB ResNet-18, the one layout also
+written: :func:`to_layout`);
 ``docs/checkpoint_conversion.md`` tabulates them.
 """
 
@@ -43,6 +44,9 @@ class Layout:
     name: str
     sentinel: str  # a regex; the layout applies when some key matches it
     rules: tuple[KeyRule, ...]
+    # official -> this layout, for writing it (``convert --layout``); empty: the layout is read-only
+    reverse: tuple[KeyRule, ...] = ()
+    deploy_writable: bool = True  # False: the layout has no fused form of some official layer
 
 
 def _rename(old: str, new: str) -> KeyRule:
@@ -102,8 +106,36 @@ TIMM_MOBILEONE = Layout(
     ),
 )
 
+
+
+# PaddleClas's ResNet18 with layer_type="DiverseBranchBlock" (ppcls/arch/backbone/legendary_models/resnet.py,
+# config ResNet18_dbb): the same network as upstream DBB's ResNet-18, its blocks numbered flat
+# (blocks.0 .. blocks.7), conv0/conv1 for conv1/conv2, ``short`` for the projection, ``stem.0`` and ``fc``.
+# The DBB keys inside are upstream's. Its stem and projections are ConvBNLayer, which has no fused
+# form, so deployed (fused) checkpoints cannot be written in this layout.
+_RESNET18_BLOCKS = [(stage, index) for stage in range(1, 5) for index in range(2)]
+
+
+def _paddleclas_resnet18_rules(reverse: bool) -> tuple[KeyRule, ...]:
+    pairs = [("stem.0.", "stage0.conv1."), ("fc.", "linear.")]
+    for flat, (stage, index) in enumerate(_RESNET18_BLOCKS):
+        for theirs, ours in (("conv0", "conv1"), ("conv1", "conv2"), ("short", "shortcut")):
+            pairs.append((f"blocks.{flat}.{theirs}.", f"stage{stage}.{index}.{ours}."))
+    return tuple(KeyRule("^" + re.escape(ours if reverse else theirs), theirs if reverse else ours)
+                 for theirs, ours in pairs)
+
+
+PADDLECLAS_RESNET18_DBB = Layout(
+    "paddleclas-resnet18-dbb",
+    r"^blocks\.\d+\.conv0\.dbb_",
+    _paddleclas_resnet18_rules(reverse=False),
+    reverse=_paddleclas_resnet18_rules(reverse=True),
+    deploy_writable=False,
+)
+
 OFFICIAL = Layout("official", r"", ())
-LAYOUTS: tuple[Layout, ...] = (TIMM_REPVGG, MMPRETRAIN_REPVGG, TIMM_MOBILEONE)
+LAYOUTS: tuple[Layout, ...] = (TIMM_REPVGG, MMPRETRAIN_REPVGG, PADDLECLAS_RESNET18_DBB, TIMM_MOBILEONE)
+WRITABLE = {layout.name: layout for layout in LAYOUTS if layout.reverse}
 
 
 def detect_layout(keys: list[str]) -> Layout:
@@ -154,3 +186,26 @@ def apply_layout(state: Mapping[str, np.ndarray], layout: Layout) -> tuple[dict[
         raise MappingError(f"{layout.name} layout: no mapping rule covers {len(uncovered)} key(s): "
                            f"{', '.join(uncovered[:20])}{' ...' if len(uncovered) > 20 else ''}")
     return out, renamed
+
+
+def to_layout(state: Mapping[str, np.ndarray], name: str, deploy: bool = False) -> dict[str, np.ndarray]:
+    """Rename an official-name ``state`` into the writable layout ``name`` (the inverse of :func:`apply_layout`).
+
+    Args:
+        state: Tensors under the official names.
+        name: A key of :data:`WRITABLE`, e.g. ``"paddleclas-resnet18-dbb"``.
+        deploy: ``state`` is a fused model.
+
+    Returns:
+        The tensors under the layout's names.
+
+    Raises:
+        MappingError: An unknown or read-only layout, a fused model for a layout without a fused form, or
+            keys no rule covers (named).
+    """
+    if name not in WRITABLE:
+        raise MappingError(f"layout {name!r} cannot be written; writable layouts: {sorted(WRITABLE)}")
+    layout = WRITABLE[name]
+    if deploy and not layout.deploy_writable:
+        raise MappingError(f"layout {name!r} has no fused form of every layer; write it without deploy")
+    return apply_layout(state, Layout(name, layout.sentinel, layout.reverse))[0]

@@ -396,13 +396,13 @@ def load_checkpoint(model, checkpoint: str | Path) -> None:
 
     Raises :class:`MappingError` naming the missing and unexpected keys; no pickled code is run.
     """
-    from .canonical import load_paddle_model
+    from .canonical import load_paddle_model, to_paddle
 
     loaded = read_checkpoint(checkpoint)
     if loaded.framework == "paddle":
         missing, unexpected = model.set_state_dict(loaded.state)
     else:
-        missing, unexpected = load_paddle_model(model, loaded.state, dtype=None)
+        missing, unexpected = load_paddle_model(model, to_paddle(loaded.state), dtype=None)
     if missing or unexpected:
         raise MappingError(f"{checkpoint} does not fit the model: missing {sorted(missing)[:10]}, "
                            f"unexpected {sorted(unexpected)[:10]}")

@@ -11,10 +11,9 @@ from typing import Any
 import numpy as np
 
 from paddle_rep.core.errors import ArchMismatchError
+from paddle_rep.core.numeric import contiguous, difference
 
 from . import arch as arch_mod
-from . import canonical
-from .write import contiguous
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +59,8 @@ def default_input_size(arch: str) -> int:
 def compare(what: str, actual: np.ndarray, expected: np.ndarray, dtype: str) -> OutputComparison:
     if actual.shape != expected.shape:
         raise ArchMismatchError(f"{what}: output shape {actual.shape} != reference {expected.shape}")
-    diff = np.abs(actual.astype(np.float64) - expected.astype(np.float64))
-    max_abs = float(diff.max(initial=0.0)) if np.isfinite(diff).all() else float("inf")
-    max_ref = float(np.abs(expected).max(initial=0.0))
-    return OutputComparison(what, max_abs, max_ref, max_abs / max_ref if max_ref else float("inf"), VERIFY_REL[dtype])
+    d = difference(actual, expected)
+    return OutputComparison(what, d.max_abs, d.max_ref, d.rel(floor=0.0), VERIFY_REL[dtype])
 
 
 def torch_outputs(arch: str, model_args: Mapping[str, Any], state: Mapping[str, np.ndarray], x: np.ndarray,
@@ -80,7 +77,7 @@ def torch_outputs(arch: str, model_args: Mapping[str, Any], state: Mapping[str, 
         from torch_ref import reparameterize_model
 
         model = reparameterize_model(model, inplace=True)
-    tensors = {k: torch.from_numpy(contiguous(v)) for k, v in state.items()}
+    tensors = {k: torch.from_numpy(contiguous(v, writeable=True)) for k, v in state.items()}
     result = model.load_state_dict(tensors, strict=False)
     missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
     if missing or result.unexpected_keys:
@@ -92,26 +89,10 @@ def torch_outputs(arch: str, model_args: Mapping[str, Any], state: Mapping[str, 
         return model(torch.from_numpy(x)).numpy()
 
 
-def paddle_outputs(arch: str, model_args: Mapping[str, Any], state: Mapping[str, np.ndarray], x: np.ndarray,
-                   fused: bool, path: str) -> np.ndarray:
-    """Eval output of ``paddle_rep.create_model(arch)`` holding ``state`` (canonical form), fused first if asked.
-
-    The state is checked strictly against the model first (``num_batches_tracked`` aside: Paddle has none).
-    """
+def paddle_outputs(model, x: np.ndarray) -> np.ndarray:
+    """Eval output of the Paddle ``model`` (loaded and checked by the caller) on ``x``."""
     import paddle
 
-    from paddle_rep.reparam import reparameterize_model
-
-    model = arch_mod.build_paddle_model(arch, model_args)
-    model.to(dtype=str(x.dtype))
-    if fused:
-        model = reparameterize_model(model, inplace=True)
-    expected = canonical.official_shapes(arch_mod.paddle_shapes(model))
-    arch_mod.check_state(canonical.weights_only(state), expected, arch, path)
-    missing, unexpected = canonical.load_paddle_model(model, state, str(x.dtype))
-    if missing or unexpected:
-        raise ArchMismatchError(f"{path}: Paddle {arch!r} rejects the weights: missing {missing}, "
-                                f"unexpected {unexpected}", path=path)
     model.eval()
     with paddle.no_grad():
         return model(paddle.to_tensor(x)).numpy()

@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from paddle_rep.core.numeric import contiguous
+
 logger = logging.getLogger(__name__)
 
 SIDECAR_FORMAT = "paddle-rep-convert/1"
@@ -191,12 +193,6 @@ def pending_file(dst: Path) -> Iterator[_PendingFile]:
         pending.discard()
 
 
-def contiguous(array: np.ndarray) -> np.ndarray:
-    """A C-contiguous, writable array (torch.from_numpy warns on the read-only arrays of a protocol-5 pickle)."""
-    # not np.ascontiguousarray: it turns 0-d arrays (num_batches_tracked) into 1-d ones
-    return array if array.flags.c_contiguous and array.flags.writeable else array.copy(order="C")
-
-
 class _HashingWriter:
     """A write-only file wrapper that hashes what passes through (saves re-reading the output).
 
@@ -244,7 +240,7 @@ def _save_torch(state: Mapping[str, np.ndarray], f) -> None:
                                   package="torch", extra="torch") from err
 
     def tensor(array: np.ndarray):
-        value = torch.from_numpy(contiguous(array))
+        value = torch.from_numpy(contiguous(array, writeable=True))
         return value.view(torch.bfloat16) if array.dtype == np.uint16 else value
 
     torch.save({k: tensor(v) for k, v in state.items()}, f)
@@ -264,7 +260,7 @@ def _save_safetensors(state: Mapping[str, np.ndarray], f, to: str) -> None:
     text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned, as the safetensors library writes it
     f.write(len(text).to_bytes(8, "little") + text)
     for value in state.values():
-        f.write(contiguous(value.astype(value.dtype.newbyteorder("<"), copy=False)).data)
+        f.write(contiguous(value.astype(value.dtype.newbyteorder("<"), copy=False), writeable=True).data)
 
 
 def _save_hdf5(state: Mapping[str, np.ndarray], f) -> None:

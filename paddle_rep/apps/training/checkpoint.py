@@ -39,11 +39,26 @@ _STEP_FILE = re.compile(r"^step-(\d+)\.pdtrain$")
 
 
 def checkpoint_dir(out: Path) -> Path:
+    """Name the folder that holds a run's training checkpoints.
+
+    Args:
+        out: The run's output folder.
+
+    Returns:
+        ``<out>/checkpoints``.
+    """
     return Path(out) / "checkpoints"
 
 
 def numpy_state(layer_or_state: Any) -> dict[str, np.ndarray]:
-    """A layer's state dict (or a dict of tensors) as numpy arrays."""
+    """Convert a layer's state dict (or a dict of tensors) to numpy arrays.
+
+    Args:
+        layer_or_state: A layer, or a dict of tensors or arrays.
+
+    Returns:
+        The same keys, with numpy array values.
+    """
     state = layer_or_state.state_dict() if hasattr(layer_or_state, "state_dict") else layer_or_state
     return {k: v.numpy() if hasattr(v, "numpy") else np.asarray(v) for k, v in state.items()}
 
@@ -55,7 +70,18 @@ def _param_prefixes(model: paddle.nn.Layer) -> list[tuple[str, str]]:
 
 
 def optimizer_state(optimizer: paddle.optimizer.Optimizer, model: paddle.nn.Layer) -> dict[str, np.ndarray]:
-    """The optimizer's tensors under position-based keys (see the module docstring)."""
+    """Take the optimizer's tensors under position-based keys (see the module docstring).
+
+    Args:
+        optimizer: The optimizer.
+        model: The model it trains (the parameters' order gives the keys).
+
+    Returns:
+        ``{"p<index>.<accumulator>": array}``; the LR scheduler's state is left out.
+
+    Raises:
+        CheckpointError: An optimizer entry belongs to no parameter of ``model``.
+    """
     prefixes = _param_prefixes(model)
     out = {}
     for key, value in optimizer.state_dict().items():
@@ -70,6 +96,17 @@ def optimizer_state(optimizer: paddle.optimizer.Optimizer, model: paddle.nn.Laye
 
 def load_optimizer_state(optimizer: paddle.optimizer.Optimizer, model: paddle.nn.Layer,
                          state: dict[str, np.ndarray], path: str) -> None:
+    """Restore the optimizer's tensors from :func:`optimizer_state`'s position-based keys.
+
+    Args:
+        optimizer: The optimizer to restore.
+        model: The model it trains, built as the saved one was.
+        state: The saved ``{"p<index>.<accumulator>": array}``.
+        path: The checkpoint, named in errors.
+
+    Raises:
+        CheckpointError: An entry names a parameter position the model lacks.
+    """
     names = {stable: name for name, stable in _param_prefixes(model)}
     restored = {}
     for key, value in state.items():
@@ -82,7 +119,17 @@ def load_optimizer_state(optimizer: paddle.optimizer.Optimizer, model: paddle.nn
 
 
 def save(out: Path, step: int, payload: dict[str, Any], keep_last: int) -> Path:
-    """Write ``payload`` as ``step-<step>.pdtrain`` atomically, then drop all but the newest ``keep_last``."""
+    """Write ``payload`` as ``step-<step>.pdtrain`` atomically, then drop all but the newest ``keep_last``.
+
+    Args:
+        out: The run's output folder.
+        step: The training step, in the file name.
+        payload: ``meta``, ``model``, ``optimizer`` and (with EMA) ``ema``; the format tag is added.
+        keep_last: Step checkpoints to keep; 0 or less keeps all.
+
+    Returns:
+        The written file.
+    """
     folder = checkpoint_dir(out)
     dst = folder / f"step-{step:09d}{SUFFIX}"
     write_atomically(dst, lambda f: pickle.dump({"format": FORMAT, **payload}, f, protocol=PICKLE_PROTOCOL))
@@ -93,7 +140,15 @@ def save(out: Path, step: int, payload: dict[str, Any], keep_last: int) -> Path:
 
 
 def save_best(out: Path, source: Path) -> Path:
-    """Copy the checkpoint ``source`` to ``best.pdtrain`` atomically."""
+    """Copy the checkpoint ``source`` to ``best.pdtrain`` atomically.
+
+    Args:
+        out: The run's output folder.
+        source: The step checkpoint to copy.
+
+    Returns:
+        The written ``best.pdtrain``.
+    """
     dst = checkpoint_dir(out) / BEST
     data = source.read_bytes()
     write_atomically(dst, lambda f: f.write(data))
@@ -101,7 +156,14 @@ def save_best(out: Path, source: Path) -> Path:
 
 
 def step_files(out: Path) -> list[Path]:
-    """The ``step-*.pdtrain`` files in ``out``, oldest first."""
+    """List the ``step-*.pdtrain`` files of a run, oldest first.
+
+    Args:
+        out: The run's output folder.
+
+    Returns:
+        The files; empty when there is no checkpoint folder.
+    """
     folder = checkpoint_dir(out)
     if not folder.is_dir():
         return []
@@ -109,7 +171,17 @@ def step_files(out: Path) -> list[Path]:
 
 
 def latest(out: Path) -> Path:
-    """The newest step checkpoint in ``out`` (what ``--resume`` without a value takes)."""
+    """Find the newest step checkpoint of a run (what ``--resume`` without a value takes).
+
+    Args:
+        out: The run's output folder.
+
+    Returns:
+        The newest ``step-*.pdtrain``.
+
+    Raises:
+        CheckpointError: The run has no step checkpoint.
+    """
     files = step_files(out)
     if not files:
         raise CheckpointError(f"--resume: no checkpoint in {checkpoint_dir(out)}", path=str(checkpoint_dir(out)))
@@ -117,7 +189,17 @@ def latest(out: Path) -> Path:
 
 
 def load(path: str | Path) -> dict[str, Any]:
-    """Read a training checkpoint safely; a file of another kind is a CheckpointError naming it."""
+    """Read a training checkpoint safely (no code can run from it).
+
+    Args:
+        path: The ``.pdtrain`` file.
+
+    Returns:
+        The checkpoint dict (``format``, ``meta``, ``model``, ``optimizer``, maybe ``ema``).
+
+    Raises:
+        CheckpointError: No such file, or a file of another kind (named in the message).
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint", path=str(path))

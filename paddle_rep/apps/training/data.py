@@ -18,6 +18,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import paddle
@@ -32,8 +33,15 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 LIST_FILES = {"train": "train_list.txt", "val": "val_list.txt"}
 
 
-def import_pil():
-    """PIL's Image module, or :class:`MissingPackageError` naming the ``train`` extra."""
+def import_pil() -> ModuleType:
+    """Import PIL's Image module.
+
+    Returns:
+        ``PIL.Image``.
+
+    Raises:
+        MissingPackageError: Pillow is not installed (the message names the ``train`` extra).
+    """
     try:
         from PIL import Image
     except ImportError as err:
@@ -52,7 +60,18 @@ class Samples:
 
 
 def scan_image_folder(split_dir: Path, classes: tuple[str, ...] | None = None) -> Samples:
-    """The images of ``split_dir/<class>/``; an empty class folder or an unknown class is a DataError."""
+    """Collect the images of ``split_dir/<class>/``.
+
+    Args:
+        split_dir: The split's folder (``train/`` or ``val/``).
+        classes: The class names to label with (``train/``'s, for ``val/``); None takes the folders' sorted names.
+
+    Returns:
+        The split, in class then file-name order.
+
+    Raises:
+        DataError: No class folder, an empty class folder, or a class ``classes`` lacks (the folder is named).
+    """
     found = tuple(sorted(p.name for p in split_dir.iterdir() if p.is_dir()))
     if not found:
         raise DataError(f"{split_dir}: no class folders (expected {split_dir}/<class>/<image>)", path=str(split_dir))
@@ -73,7 +92,19 @@ def scan_image_folder(split_dir: Path, classes: tuple[str, ...] | None = None) -
 
 
 def read_label_list(root: Path, list_file: Path) -> Samples:
-    """A PaddleClas label list; a line that does not parse or names a missing file is a DataError (line number)."""
+    """Read a PaddleClas label list (``relative/path label`` per line; blank lines are skipped).
+
+    Args:
+        root: The folder the paths are relative to.
+        list_file: The list.
+
+    Returns:
+        The split; the classes are ``"0"`` to the largest label.
+
+    Raises:
+        DataError: A line that does not parse, a negative label or a missing image (with the line
+            number), or a list without samples.
+    """
     paths, labels = [], []
     for number, line in enumerate(list_file.read_text().splitlines(), start=1):
         if not line.strip():
@@ -97,7 +128,17 @@ def read_label_list(root: Path, list_file: Path) -> Samples:
 
 
 def find_splits(root: str | Path) -> tuple[Samples, Samples]:
-    """The train and val splits under ``root`` (see the module docstring for the layouts)."""
+    """Find the train and val splits under ``root`` (see the module docstring for the layouts).
+
+    Args:
+        root: The data folder.
+
+    Returns:
+        ``(train, val)``.
+
+    Raises:
+        DataError: No such folder, neither layout, or a bad folder or list in it.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: no such data folder", path=str(root))
@@ -112,7 +153,15 @@ def find_splits(root: str | Path) -> tuple[Samples, Samples]:
 
 
 def check_labels(samples: Samples, num_classes: int) -> None:
-    """Every label must lie in ``[0, num_classes)``; lists the first offenders otherwise."""
+    """Check that every label lies in ``[0, num_classes)``.
+
+    Args:
+        samples: The split.
+        num_classes: The model's classes.
+
+    Raises:
+        DataError: Some labels lie outside; the first offenders are listed.
+    """
     bad = np.flatnonzero((samples.labels < 0) | (samples.labels >= num_classes))
     if len(bad):
         shown = ", ".join(f"{samples.paths[i]} ({samples.labels[i]})" for i in bad[:5])
@@ -174,6 +223,11 @@ class ImageDataset(paddle.io.Dataset):
     An image that does not decode gives ``ok=False`` and zeros; the training loop raises a
     :class:`DataError` naming the file, or skips it (``--skip-bad-images``). Worker processes
     never raise, so the error keeps its type and its file name.
+
+    Args:
+        samples: The split.
+        transform: The augmentation (training) or evaluation transform.
+        seed: The run's seed; with the epoch and the index it keys each sample's random draws.
     """
 
     def __init__(self, samples: Samples, transform: Transform, seed: int) -> None:
@@ -199,7 +253,12 @@ class ImageDataset(paddle.io.Dataset):
 
 
 class ArrayDataset(paddle.io.Dataset):
-    """In-memory arrays (the digits); same keys and items as :class:`ImageDataset`."""
+    """In-memory arrays (the digits); same keys and items as :class:`ImageDataset`.
+
+    Args:
+        x: Images, ``[N, C, H, W]``.
+        y: Labels, ``[N]``.
+    """
 
     def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
         super().__init__()
@@ -220,6 +279,18 @@ class ShardedBatchSampler(paddle.io.BatchSampler):
     ``B``, so ``W`` ranks together see exactly what one process with batch ``B`` sees. Training
     drops the last incomplete global batch; evaluation (``shuffle=False``) keeps it and splits it as
     evenly as it can. :meth:`set_position` chooses the epoch and the first batch (for resuming).
+
+    Args:
+        size: Samples in the split.
+        global_batch: Samples per global batch (all ranks together).
+        rank: This process's rank.
+        world_size: The number of ranks.
+        seed: The run's seed (with the epoch it fixes the order).
+        shuffle: Shuffle and drop the last incomplete batch (training); False keeps the order and every sample.
+
+    Raises:
+        ValueError: A shuffled global batch that does not split into ``world_size`` equal shards.
+        DataError: Fewer training samples than one global batch.
     """
 
     def __init__(self, size: int, global_batch: int, rank: int = 0, world_size: int = 1, seed: int = 0,
@@ -233,6 +304,12 @@ class ShardedBatchSampler(paddle.io.BatchSampler):
         self.epoch, self.start = 0, 0
 
     def set_position(self, epoch: int, start: int = 0) -> None:
+        """Choose the epoch (and so the order) and the first global batch to yield.
+
+        Args:
+            epoch: The epoch.
+            start: The index of the first global batch (for resuming within an epoch).
+        """
         self.epoch, self.start = epoch, start
 
     def __len__(self) -> int:
@@ -251,12 +328,28 @@ class ShardedBatchSampler(paddle.io.BatchSampler):
 
 
 def collate(items: list) -> tuple[np.ndarray, ...]:
-    """Stack ``(image, label, index, ok)`` items into four arrays."""
+    """Stack ``(image, label, index, ok)`` items into four arrays.
+
+    Args:
+        items: The dataset's items of one batch.
+
+    Returns:
+        ``(images, labels, indices, oks)``.
+    """
     images, labels, indices, oks = zip(*items, strict=True)
     return np.stack(images), np.asarray(labels), np.asarray(indices), np.asarray(oks)
 
 
 def make_loader(dataset: paddle.io.Dataset, sampler: ShardedBatchSampler, workers: int) -> paddle.io.DataLoader:
-    """A DataLoader over ``sampler``'s batches with ``workers`` worker processes (0: in this process)."""
+    """Build a DataLoader over ``sampler``'s batches.
+
+    Args:
+        dataset: :class:`ImageDataset` or :class:`ArrayDataset`.
+        sampler: The batches' keys.
+        workers: Worker processes (0: load in this process).
+
+    Returns:
+        The loader; it yields :func:`collate`'s four arrays.
+    """
     return paddle.io.DataLoader(dataset, batch_sampler=sampler, num_workers=workers, collate_fn=collate,
                                 return_list=True, use_shared_memory=workers > 0)

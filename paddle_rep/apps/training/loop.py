@@ -31,7 +31,15 @@ logger = logging.getLogger(__name__)
 
 
 def step_seed(seed: int, step: int) -> int:
-    """The seed Paddle's generator gets before optimizer step ``step``."""
+    """Derive the seed Paddle's generator gets before optimizer step ``step``.
+
+    Args:
+        seed: The run's seed.
+        step: The optimizer step.
+
+    Returns:
+        A 32-bit seed that depends only on ``(seed, step)``.
+    """
     return int(np.random.SeedSequence([seed, step]).generate_state(1, np.uint32)[0])
 
 
@@ -67,6 +75,11 @@ class Run:
 
     @property
     def iters_per_epoch(self) -> int:
+        """Optimizer steps per epoch (the last incomplete global batch is dropped).
+
+        Returns:
+            ``len(train_set) // recipe.batch_size``.
+        """
         return len(self.train_set) // self.recipe.batch_size
 
 
@@ -77,7 +90,22 @@ def _topk(logits: np.ndarray, labels: np.ndarray) -> tuple[int, int]:
 
 
 def evaluate(model: paddle.nn.Layer, dataset: Any, batch_size: int, workers: int = 0) -> dict:
-    """Top-1 and top-5 (top-k for fewer classes) accuracy in eval mode, at the evaluation temperature."""
+    """Measure top-1 and top-5 (top-k for fewer classes) accuracy in eval mode, at the evaluation temperature.
+
+    The model's training mode is restored afterwards.
+
+    Args:
+        model: The model.
+        dataset: The validation set (:class:`~paddle_rep.apps.training.data.ImageDataset` or ``ArrayDataset``).
+        batch_size: Samples per batch.
+        workers: Loader worker processes (0: in this process).
+
+    Returns:
+        ``{"top1": ..., "top5": ..., "samples": ...}``.
+
+    Raises:
+        DataError: An image does not decode.
+    """
     was_training = model.training
     model.eval()
     set_temperature(model, EVAL_TEMPERATURE)
@@ -115,7 +143,16 @@ def _filter_bad(run: Run, x: paddle.Tensor, y: paddle.Tensor, index: np.ndarray,
 
 
 def train_step(run: Run, x: paddle.Tensor, y: paddle.Tensor) -> float:
-    """One optimizer step at ``run.step``; returns the loss."""
+    """Take one optimizer step at ``run.step`` (seed, temperature and learning rate set from the step).
+
+    Args:
+        run: The run.
+        x: The batch's images.
+        y: The batch's labels.
+
+    Returns:
+        The loss (custom L2 included), as a float.
+    """
     recipe, iters = run.recipe, run.iters_per_epoch
     paddle.seed(step_seed(run.seed, run.step))
     set_temperature(run.model, temperature(recipe, run.step, iters))
@@ -142,7 +179,14 @@ def train_step(run: Run, x: paddle.Tensor, y: paddle.Tensor) -> float:
 
 
 def payload(run: Run) -> dict:
-    """The checkpoint of ``run`` now (see :mod:`.checkpoint`)."""
+    """Gather the checkpoint of ``run`` now (see :mod:`.checkpoint`).
+
+    Args:
+        run: The run.
+
+    Returns:
+        ``{"meta", "model", "optimizer"}`` plus ``"ema"`` with EMA.
+    """
     scaler = None
     if run.scaler is not None:
         scaler = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in run.scaler.state_dict().items()}
@@ -156,7 +200,16 @@ def payload(run: Run) -> dict:
 
 
 def restore(run: Run, data: dict, path: str) -> None:
-    """Put ``data`` (a loaded checkpoint) into ``run``: model, optimizer, EMA, scaler, step, best."""
+    """Put ``data`` (a loaded checkpoint) into ``run``: model, optimizer, EMA, scaler, step, best.
+
+    Args:
+        run: The run.
+        data: The checkpoint, as :func:`paddle_rep.apps.training.checkpoint.load` returns it.
+        path: The checkpoint's file, named in errors.
+
+    Raises:
+        CheckpointError: The optimizer state names a parameter the model lacks.
+    """
     meta = data["meta"]
     run.model.set_state_dict({k: paddle.to_tensor(v) for k, v in data["model"].items()})
     checkpoint.load_optimizer_state(run.optimizer, run.model, data["optimizer"], path)
@@ -213,7 +266,14 @@ def _end_of_epoch(run: Run, epoch: int, epoch_losses: list, started: float, imag
 
 
 def fit(run: Run) -> None:
-    """Train from ``run.step`` to the end of the recipe (or ``run.steps``), checkpointing on the way."""
+    """Train from ``run.step`` to the end of the recipe (or ``run.steps``), checkpointing on the way.
+
+    Args:
+        run: The run.
+
+    Raises:
+        DataError: An image does not decode (unless ``run.skip_bad_images``), or a whole batch does not.
+    """
     recipe, iters = run.recipe, run.iters_per_epoch
     total = recipe.epochs * iters
     stop = min(total, run.steps) if run.steps is not None else total

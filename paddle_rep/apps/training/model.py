@@ -19,7 +19,15 @@ BRANCH_CONV_WEIGHTS = ("rbr_dense.conv.weight", "rbr_1x1.conv.weight")
 
 
 def head_keys(model: nn.Layer, num_classes: int) -> set[str]:
-    """State-dict keys of the classifier heads: every Linear with ``num_classes`` outputs (aux heads too)."""
+    """Find the state-dict keys of the classifier heads: every Linear with ``num_classes`` outputs (aux heads too).
+
+    Args:
+        model: The model.
+        num_classes: The heads' output count.
+
+    Returns:
+        The heads' weight and bias keys.
+    """
     keys = set()
     for name, layer in model.named_sublayers():
         if isinstance(layer, nn.Linear) and layer.weight.shape[-1] == num_classes:
@@ -31,8 +39,21 @@ def load_pretrained(model: nn.Layer, path: str | Path, num_classes: int, arch: s
     """Load a checkpoint written by ``paddle-rep convert`` (any container) into ``model``.
 
     Classifier-head weights whose shape differs (another ``--num-classes``) keep the model's fresh
-    initialisation; returns their keys. Any other difference raises :class:`ArchMismatchError`
-    listing every missing, unexpected and mismatched key.
+    initialisation. Any other difference raises :class:`ArchMismatchError` listing every missing,
+    unexpected and mismatched key.
+
+    Args:
+        model: The model to load into.
+        path: The checkpoint (torch or Paddle, any container ``convert`` writes).
+        num_classes: The model's classes (its heads may differ from the checkpoint's).
+        arch: The architecture's name, for the error message.
+
+    Returns:
+        The head keys that kept the model's initialisation (empty when the heads fit).
+
+    Raises:
+        ArchMismatchError: A key is missing, unexpected or of another shape (heads aside).
+        CheckpointError: The file cannot be read as a checkpoint.
     """
     loaded = read_checkpoint(path)
     if loaded.framework == "torch":
@@ -70,6 +91,13 @@ def parameter_groups(model: nn.Layer, recipe: Recipe) -> list[dict]:
     ``decay_1d=False`` (RepVGG ``set_weight_decay``): no decay on 1-D parameters and biases, except
     names containing ``identity.weight``. ``custom_l2``: no decay on the 3x3 and 1x1 branch conv
     weights either (their L2 is in the loss).
+
+    Args:
+        model: The model; frozen parameters (``stop_gradient``) are left out.
+        recipe: The recipe (``weight_decay``, ``decay_1d``, ``custom_l2``).
+
+    Returns:
+        The optimizer's parameter groups: the decayed one, then (if any) the one with no decay.
     """
     decay, no_decay = [], []
     for name, param in model.named_parameters():
@@ -86,7 +114,14 @@ def parameter_groups(model: nn.Layer, recipe: Recipe) -> list[dict]:
 
 
 def custom_l2(model: nn.Layer) -> paddle.Tensor | None:
-    """The sum of ``get_custom_L2()`` over the model's RepVGG blocks that still have their branches."""
+    """Sum ``get_custom_L2()`` over the model's RepVGG blocks that still have their branches.
+
+    Args:
+        model: The model.
+
+    Returns:
+        The penalty, or None when the model has no such block.
+    """
     terms = [layer.get_custom_L2() for layer in model.sublayers()
              if isinstance(layer, RepVGGBlock) and getattr(layer, "rbr_dense", None) is not None]
     return paddle.add_n(terms) if terms else None
@@ -96,6 +131,14 @@ class EMA:
     """Exponential moving average of every floating state entry (weights and BN statistics), as RepVGG's EMA.
 
     ``ema = decay * ema + (1 - decay) * value`` after each optimizer step, on the model's device.
+
+    Args:
+        model: The model to average.
+        decay: The decay, in (0, 1).
+        state: A saved average to resume from (numpy arrays); None starts from the model's state.
+
+    Raises:
+        ValueError: ``decay`` is outside (0, 1).
     """
 
     def __init__(self, model: nn.Layer, decay: float, state: dict[str, np.ndarray] | None = None) -> None:
@@ -107,6 +150,11 @@ class EMA:
 
     @paddle.no_grad()
     def update(self, model: nn.Layer) -> None:
+        """Move the average towards the model's state (integer entries are copied).
+
+        Args:
+            model: The model, after an optimizer step.
+        """
         for key, value in model.state_dict().items():
             if value.dtype in (paddle.float16, paddle.bfloat16, paddle.float32, paddle.float64):
                 self.state[key] = self.state[key] * self.decay + value.detach() * (1.0 - self.decay)
@@ -114,4 +162,9 @@ class EMA:
                 self.state[key] = value.detach().clone()
 
     def numpy(self) -> dict[str, np.ndarray]:
+        """Return the average as numpy arrays (for a checkpoint).
+
+        Returns:
+            The averaged state dict.
+        """
         return {k: v.numpy() for k, v in self.state.items()}

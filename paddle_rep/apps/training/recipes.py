@@ -60,7 +60,15 @@ class Recipe:
     source: str = field(default="", compare=False)
 
     def scaled(self, value: float, global_batch: int) -> float:
-        """``value`` (a learning rate of this recipe) for ``global_batch``."""
+        """Scale ``value`` (a learning rate of this recipe) to ``global_batch``.
+
+        Args:
+            value: A learning rate for ``reference_batch``.
+            global_batch: The run's global batch size.
+
+        Returns:
+            ``value`` unchanged with ``lr_scaling="none"``, else ``value * global_batch / reference_batch``.
+        """
         if self.lr_scaling == "none":
             return value
         return value * global_batch / self.reference_batch
@@ -100,7 +108,15 @@ RECIPES: dict[str, Recipe] = {
 
 
 def default_recipe(arch: str, has_data: bool) -> str:
-    """The preset used when ``--recipe`` is not given: the family's, or ``digits`` without ``--data``."""
+    """Pick the preset used when ``--recipe`` is not given: the family's, or ``digits`` without ``--data``.
+
+    Args:
+        arch: The registry name of the model.
+        has_data: Whether ``--data`` was given.
+
+    Returns:
+        The preset's name.
+    """
     if not has_data:
         return "digits"
     if arch.startswith("repvggplus"):
@@ -119,7 +135,19 @@ def default_recipe(arch: str, has_data: bool) -> str:
 
 
 def resolve(name: str, overrides: dict | None = None) -> Recipe:
-    """The preset ``name`` with ``overrides`` (field -> value) applied; unknown names are a ValueError."""
+    """Take the preset ``name`` with ``overrides`` (field -> value) applied.
+
+    Args:
+        name: A preset's name.
+        overrides: Field values to change; ints are accepted for float fields, a single value for tuple fields.
+
+    Returns:
+        The recipe.
+
+    Raises:
+        ValueError: An unknown preset or field, a value of the wrong type, or an invalid schedule,
+            LR scaling, epoch count or batch size.
+    """
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; choose one of {sorted(RECIPES)}")
     recipe = RECIPES[name]
@@ -159,7 +187,17 @@ def _timm_cosine(t: int, base: float, total: int, warmup: int, warmup_lr: float,
 
 
 def learning_rate(recipe: Recipe, step: int, iters_per_epoch: int, global_batch: int) -> float:
-    """The learning rate of the optimizer step ``step`` (0-based, global) under ``recipe``."""
+    """Compute the learning rate of the optimizer step ``step`` (0-based, global) under ``recipe``.
+
+    Args:
+        recipe: The recipe (its ``schedule`` picks the curve).
+        step: The optimizer step.
+        iters_per_epoch: Optimizer steps per epoch.
+        global_batch: The run's global batch size (the rates scale with it, see :meth:`Recipe.scaled`).
+
+    Returns:
+        The learning rate.
+    """
     base = recipe.scaled(recipe.lr, global_batch)
     epoch = step // iters_per_epoch
     total = recipe.epochs * iters_per_epoch
@@ -185,6 +223,14 @@ def temperature(recipe: Recipe, step: int, iters_per_epoch: int) -> float:
 
     ODConv ``main.py`` sets ``get_temperature(batch_idx + 1, epoch, ...)`` before each batch of the
     first ``temp_epoch`` epochs and leaves it (exactly 1.0 by then) afterwards.
+
+    Args:
+        recipe: The recipe (``temp_epochs``, ``temp_init``).
+        step: The optimizer step.
+        iters_per_epoch: Optimizer steps per epoch.
+
+    Returns:
+        The temperature.
     """
     epoch, index = divmod(step, iters_per_epoch)
     if epoch >= recipe.temp_epochs:

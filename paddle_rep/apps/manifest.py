@@ -1,0 +1,152 @@
+"""An export's manifest, ``PREFIX-manifest.json``: what :func:`~paddle_rep.apps.exporter.export` wrote,
+and enough to rebuild its :class:`~paddle_rep.apps.exporter.ExportedModel` in a fresh process.
+
+It lists every file (name relative to the manifest, size, sha256), the input (name, ``[N, C, H, W]``
+with ``null`` for a dynamic dim, dtype, and the dtype rule of the predictors' input contract), the
+precisions each backend can run, ODConv's fold batch sizes, the library and runtime versions, and
+the checks run on the export with their figures. It is written atomically (a temporary file moved
+over the old one), so a reader never sees half of it.
+"""
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+from paddle_rep.core.errors import ManifestError
+
+FORMAT = "paddle-rep-export/1"
+# Not "PREFIX.manifest.json": paddle.jit.load(PREFIX) reads every PREFIX.<name>.json as another program of the model.
+SUFFIX = "-manifest.json"
+DTYPE_RULE = "float32 as is; float16 and float64 converted to float32; other dtypes refused"
+_VERSIONED = ("paddle-rep", "paddlepaddle", "paddle2onnx", "onnx", "onnxruntime", "openvino", "numpy")
+
+
+def manifest_path(prefix: str | Path) -> Path:
+    """``PREFIX-manifest.json`` for an export prefix (a path already ending in it is returned as is)."""
+    text = str(prefix)
+    return Path(text if text.endswith(SUFFIX) else text + SUFFIX)
+
+
+def sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def versions() -> dict[str, str | None]:
+    """Installed versions of the library, Paddle, the converters and the runtimes (None: not installed)."""
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def file_roles(exported) -> dict[str, str]:
+    """Role -> path of every file of an export (``model``, ``params``, ``onnx``, ``fold_b<N>.model`` ...)."""
+    roles = {"model": exported.model_file, "params": exported.params_file}
+    if exported.onnx_file:
+        roles["onnx"] = exported.onnx_file
+    for size, (model_file, params_file) in sorted(exported.fold_paddle_files.items()):
+        roles[f"fold_b{size}.model"], roles[f"fold_b{size}.params"] = model_file, params_file
+    for size, onnx_file in sorted(exported.fold_onnx_files.items()):
+        roles[f"fold_b{size}.onnx"] = onnx_file
+    return roles
+
+
+def write_manifest(exported, input_name: str, dtype: str, checks: list[dict]) -> Path:
+    """Write (atomically) the manifest of ``exported`` next to its files; returns its path."""
+    target = manifest_path(exported.model_file.rsplit(".", 1)[0])
+    folder = target.parent
+    files = {role: {"name": os.path.relpath(path, folder), "bytes": Path(path).stat().st_size, "sha256": sha256(path)}
+             for role, path in file_roles(exported).items()}
+    channels, height, width = exported.input_shape
+    onnx_precisions = ["f32"] if exported.onnx_file else []
+    data = {
+        "format": FORMAT,
+        "input": {"name": input_name, "shape": [exported.batch_size, channels, height, width], "dtype": dtype,
+                  "dtype_rule": DTYPE_RULE},
+        "files": files,
+        "fold_batch_sizes": sorted(exported.fold_onnx_files),
+        "precisions": {"paddle": ["f32"], "onnxruntime": onnx_precisions,
+                       "openvino": onnx_precisions + ["bf16"] if onnx_precisions else []},
+        "versions": versions(),
+        "checks": checks,
+    }
+    _write_atomically(target, json.dumps(data, indent=2) + "\n")
+    return target
+
+
+def add_checks(path: str | Path, checks: list[dict]) -> None:
+    """Append check records (``{"name", "passed", "figure", ...}``) to a manifest, atomically."""
+    target = manifest_path(path)
+    data = _read(target)
+    data["checks"] = data.get("checks", []) + checks
+    _write_atomically(target, json.dumps(data, indent=2) + "\n")
+
+
+def _write_atomically(target: Path, text: str) -> None:
+    handle, draft = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+        Path(draft).replace(target)
+    except BaseException:
+        Path(draft).unlink(missing_ok=True)
+        raise
+
+
+def _read(target: Path) -> dict:
+    if not target.is_file():
+        raise ManifestError(f"{target}: no export manifest there (export writes PREFIX{SUFFIX})", str(target))
+    try:
+        data = json.loads(target.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ManifestError(f"{target}: unreadable manifest: {error}", str(target)) from error
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        got = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise ManifestError(f"{target}: not a paddle-rep export manifest (format {got!r}, expected {FORMAT!r})",
+                            str(target))
+    return data
+
+
+def load_manifest(path: str | Path):
+    """``(ExportedModel, manifest dict)`` from ``PREFIX-manifest.json`` (or ``PREFIX``), every file verified.
+
+    Raises:
+        ManifestError: the manifest is missing or unreadable, or a file it lists is missing or differs in
+            size or sha256 from what the export wrote (the message and ``path`` name the file).
+    """
+    from .exporter import ExportedModel  # the exporter imports this module
+
+    target = manifest_path(path)
+    data = _read(target)
+    paths = {}
+    try:
+        entries = data["files"].items()
+        shape = data["input"]["shape"]
+    except (KeyError, AttributeError, TypeError) as error:
+        raise ManifestError(f"{target}: manifest lacks {error}", str(target)) from error
+    for role, entry in entries:
+        file = target.parent / entry["name"]
+        if not file.is_file():
+            raise ManifestError(f"{file}: listed in {target} as {role!r} but missing", str(file))
+        if file.stat().st_size != entry["bytes"] or sha256(file) != entry["sha256"]:
+            raise ManifestError(f"{file}: edited since export (size or sha256 differs from {target})", str(file))
+        paths[role] = str(file)
+    sizes = data.get("fold_batch_sizes", [])
+    exported = ExportedModel(
+        paths["model"], paths["params"], paths.get("onnx"),
+        {size: paths[f"fold_b{size}.onnx"] for size in sizes if f"fold_b{size}.onnx" in paths},
+        {size: (paths[f"fold_b{size}.model"], paths[f"fold_b{size}.params"]) for size in sizes
+         if f"fold_b{size}.model" in paths},
+        input_shape=tuple(shape[1:]), batch_size=shape[0], manifest_file=str(target))
+    return exported, data

@@ -1,0 +1,215 @@
+"""RepVGG's quantization-aware training in Paddle (upstream README "Solution C"), exported as QDQ ONNX.
+
+Steps (:func:`quantization_aware_training`): fuse and insert a BN after each fused conv, initialised
+from data so outputs are unchanged (:func:`paddle_rep.quant.insert_bn`); wrap every Conv2D and
+Linear with ``paddle.quantization.QAT``: weights per output channel, symmetric int8
+(:class:`PerChannelAbsmaxQuanter`: ``paddle.quantization`` ships only a per-tensor quanter,
+``FakeQuanterWithAbsMaxObserver``, in 2.6 and 3.x, so this module adds one through its
+``quanter`` factory), activations per tensor with ``FakeQuanterWithAbsMaxObserver`` (moving
+average of abs-max, symmetric); train; freeze the BN statistics and the activation observers for the
+last ``freeze_steps`` (upstream ``freeze_quant_bn``); ``QAT.convert`` and :func:`export_qat_onnx`
+write a QDQ ONNX file through paddle2onnx that :func:`~.ptq.int8_runner` runs.
+
+Fake-quant rule: ``round(clip(x / s, -127, 127)) * s`` with ``s = absmax / 127``; Paddle rounds
+halves away from zero, torch's ``fake_quantize_per_*_affine`` to even (``docs/int8.md``).
+"""
+
+import copy
+import logging
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import paddle
+from paddle import nn
+from paddle.quantization import QAT, QuantConfig
+from paddle.quantization.base_quanter import BaseQuanter
+from paddle.quantization.factory import QuanterFactory
+from paddle.quantization.quanters import FakeQuanterWithAbsMaxObserver
+from paddle.quantization.quanters.abs_max import FakeQuanterWithAbsMaxObserverLayer
+
+from paddle_rep.bn import BatchNorm2D
+from paddle_rep.core.errors import QuantizationError
+from paddle_rep.quant import insert_bn
+
+logger = logging.getLogger(__name__)
+QMAX = 127
+
+
+class PerChannelAbsmaxQuanterLayer(BaseQuanter):
+    """Symmetric int8 fake quant of a weight per output channel (axis 0), scale ``max|w_c| / 127``,
+    straight-through gradient. The scale follows the weight at every step."""
+
+    def __init__(self, layer: nn.Layer, bit_length: int = 8) -> None:
+        super().__init__()
+        self._bits = bit_length
+        self._axis = 0 if isinstance(layer, nn.Conv2D) else 1  # paddle Linear weight is [in, out]
+        channels = layer.weight.shape[self._axis]
+        self._scale = self.create_parameter([channels], default_initializer=nn.initializer.Constant(1.0))
+        self._scale.stop_gradient = True
+
+    def forward(self, weight: paddle.Tensor) -> paddle.Tensor:
+        qmax = 2 ** (self._bits - 1) - 1
+        reduce = [a for a in range(weight.ndim) if a != self._axis]
+        absmax = paddle.clip(paddle.amax(paddle.abs(weight.detach()), axis=reduce), min=1e-8)
+        scale = absmax / qmax
+        with paddle.no_grad():
+            self._scale.set_value(absmax)  # Paddle's quantize_linear takes the range, not the step
+        shape = [1] * weight.ndim
+        shape[self._axis] = -1
+        s = scale.reshape(shape)
+        quantized = paddle.clip(paddle.round(weight / s), -qmax, qmax) * s
+        return weight + (quantized - weight).detach()
+
+    def scales(self) -> paddle.Tensor:
+        return self._scale
+
+    def zero_points(self) -> paddle.Tensor:
+        return paddle.zeros_like(self._scale)
+
+    def quant_axis(self) -> int:
+        return self._axis
+
+    def bit_length(self) -> int:
+        return self._bits
+
+
+class PerChannelAbsmaxQuanter(QuanterFactory):
+    """Factory for :class:`PerChannelAbsmaxQuanterLayer` (what ``QuantConfig(weight=...)`` takes)."""
+
+    def __init__(self, bit_length: int = 8) -> None:
+        super().__init__(bit_length=bit_length)
+
+    def _get_class(self):
+        return PerChannelAbsmaxQuanterLayer
+
+
+class _ActivationQuanterLayer(FakeQuanterWithAbsMaxObserverLayer):
+    """Paddle's per-tensor abs-max quanter with a zero point: its own ``zero_points()`` returns None,
+    which ``QAT.convert`` cannot handle (``TypeError`` in ``LinearQuanter``, Paddle 3.3.1)."""
+
+    def zero_points(self) -> paddle.Tensor:
+        return paddle.zeros_like(self._scale)
+
+
+class ActivationQuanter(FakeQuanterWithAbsMaxObserver):
+    """Factory of :class:`_ActivationQuanterLayer` (moving average of the abs-max, symmetric int8)."""
+
+    def _get_class(self):
+        return _ActivationQuanterLayer
+
+
+def qat_config(moving_rate: float = 0.9) -> QuantConfig:
+    """Per-channel int8 weights, per-tensor abs-max int8 activations, for every Conv2D and Linear."""
+    return QuantConfig(activation=ActivationQuanter(moving_rate=moving_rate), weight=PerChannelAbsmaxQuanter())
+
+
+@dataclass
+class QATConfig:
+    """Training settings (upstream README: 20 epochs, lr 1e-3, weight decay 4e-5, on ImageNet)."""
+
+    steps: int = 200
+    freeze_steps: int = 50  # the last steps run with BN statistics and activation observers frozen
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    calibration_batches: int = 4  # batches of the training data that initialise the inserted BNs
+    losses: list[float] = field(default_factory=list)
+
+
+def quantization_aware_training(model: nn.Layer, batches: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]],
+                                config: QATConfig | None = None) -> nn.Layer:
+    """Solution C on a RepVGG / RepVGGplus model; returns the fake-quantized model (eval mode), not converted.
+
+    Args:
+        model: the trained float model (not modified).
+        batches: called once per pass, yields ``(x [N, C, H, W] float32, y [N] int64)`` training batches.
+        config: training settings.
+
+    Returns:
+        The QAT model; export it with :func:`export_qat_onnx`.
+    """
+    config = config or QATConfig()
+    stream = _forever(batches)
+    calibration = [next(stream)[0] for _ in range(config.calibration_batches)]
+    with_bn = insert_bn(model, calibration)
+    with_bn.train()
+    prepared = QAT(qat_config()).quantize(with_bn, inplace=True)
+    optimizer = paddle.optimizer.Momentum(learning_rate=config.lr, momentum=config.momentum,
+                                          parameters=prepared.parameters(), weight_decay=config.weight_decay)
+    prepared.train()
+    for step in range(config.steps):
+        if step == config.steps - config.freeze_steps:
+            freeze(prepared)
+        x, y = next(stream)
+        logits = prepared(paddle.to_tensor(x))
+        logits = logits["main"] if isinstance(logits, dict) else logits
+        loss = nn.functional.cross_entropy(logits, paddle.to_tensor(y))
+        loss.backward()
+        optimizer.step()
+        optimizer.clear_grad()
+        config.losses.append(float(loss))
+    prepared.eval()
+    return prepared
+
+
+def _forever(batches: Callable[[], Iterator]) -> Iterator:
+    while True:
+        empty = True
+        for item in batches():
+            empty = False
+            yield item
+        if empty:
+            raise QuantizationError("the QAT training data yielded no batches")
+
+
+def freeze(model: nn.Layer) -> None:
+    """Freeze BN statistics (BNs use their running statistics and stop updating them) and the
+    activation observers' scales; weights keep training (upstream ``freeze_bn_stats`` + ``disable_observer``)."""
+    for layer in model.sublayers():
+        if isinstance(layer, (BatchNorm2D, nn.BatchNorm2D, FakeQuanterWithAbsMaxObserverLayer)):
+            layer.eval()
+
+
+def export_qat_onnx(model: nn.Layer, onnx_file: str | Path, input_shape: tuple[int, int, int], batch_size: int = 1,
+                    opset_version: int = 13) -> str:
+    """Convert a QAT model (``QAT.convert``: quantize_linear / dequantize_linear pairs) and write it
+    as QDQ ONNX through paddle2onnx, for batches of ``batch_size``; written atomically. Returns the path.
+
+    paddle2onnx runs in a child process: on Paddle 3.3.1's converted program, paddle2onnx 2.1.0
+    aborts the whole process (``Only support e4m3 or e5m2 now``, SIGABRT), which then surfaces here
+    as a :class:`QuantizationError` instead of killing the caller.
+
+    Raises:
+        QuantizationError: conversion or export failed.
+    """
+    converted = QAT(qat_config()).convert(copy.deepcopy(model), inplace=True)
+    converted.eval()
+    onnx_file = Path(onnx_file)
+    onnx_file.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=onnx_file.parent, prefix=".qat-") as tmp:
+        prefix = str(Path(tmp) / "qat")
+        # A fixed batch: Paddle's converted quantize_linear layers build their state from the input
+        # shape and fail on a dynamic batch (``shape[0] = -1``, Paddle 3.3.1).
+        spec = paddle.static.InputSpec([batch_size, *input_shape], "float32", "x")
+        try:
+            static = paddle.jit.to_static(converted, input_spec=[spec], full_graph=True)
+            paddle.jit.save(static, prefix)
+        except Exception as error:
+            raise QuantizationError(f"saving the converted QAT model failed: {error}") from error
+        model_file = next(prefix + s for s in (".json", ".pdmodel") if Path(prefix + s).is_file())
+        draft = Path(tmp) / onnx_file.name
+        script = ("import sys, paddle2onnx; paddle2onnx.export(sys.argv[1], sys.argv[2], save_file=sys.argv[3], "
+                  "opset_version=int(sys.argv[4]), optimize_tool='None')")
+        done = subprocess.run([sys.executable, "-c", script, model_file, prefix + ".pdiparams", str(draft),
+                               str(opset_version)], capture_output=True, text=True, check=False)
+        if done.returncode or not draft.is_file():
+            errors = [line for line in (done.stdout + done.stderr).splitlines() if "ERROR" in line]
+            raise QuantizationError(f"paddle2onnx could not convert the QAT model (exit {done.returncode}): "
+                                    f"{'; '.join(errors) or done.stderr[-500:]}")
+        draft.replace(onnx_file)
+    return str(onnx_file)

@@ -1,0 +1,123 @@
+"""The int8 check: how far an int8 model is from its float32 graph, and at which layer it goes wrong.
+
+:func:`check_int8` runs the float32 ONNX graph and its int8 file on held-out data and returns an
+:class:`Int8Report`: top-1 agreement, the output's relative error and, for ONNX Runtime's QDQ file,
+a per-layer table: each Conv / MatMul / Gemm output's signal-to-quantization-noise ratio
+``10 log10(sum f^2 / sum (q - f)^2)`` in dB, worst first. The layer outputs are read by making them
+extra graph outputs in copies of both graphs (the QDQ file keeps the float graph's tensor names).
+Rule of thumb: above ~30 dB a layer is harmless; a layer far below its neighbours is where accuracy is lost.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .ptq import _chunks, _input_batch, _require, load_for_quantization, weighted_nodes
+
+
+@dataclass(frozen=True)
+class LayerSQNR:
+    """One layer's output fidelity: ``sqnr_db`` of int8 against float32 (higher is better)."""
+
+    name: str
+    op: str
+    output: str
+    sqnr_db: float
+
+
+@dataclass(frozen=True)
+class Int8Report:
+    """int8 against float32 on ``samples`` held-out inputs; ``layers`` worst first (empty for OpenVINO)."""
+
+    backend: str
+    samples: int
+    top1_agreement: float
+    max_rel_error: float
+    mean_rel_error: float
+    layers: tuple[LayerSQNR, ...] = ()
+
+    def render(self, limit: int = 10) -> str:
+        """The report as text for the command line: the summary, then the ``limit`` worst layers."""
+        lines = [f"int8 check ({self.backend}, {self.samples} held-out samples): top-1 agreement "
+                 f"{100 * self.top1_agreement:.2f} %, output rel. error max {self.max_rel_error:.2e} "
+                 f"mean {self.mean_rel_error:.2e}"]
+        if self.layers:
+            shown = self.layers[:limit]
+            width = max(len(layer.name) for layer in shown)
+            lines.append(f"  worst layers (output SQNR int8 vs float32, {len(shown)} of {len(self.layers)}):")
+            lines += [f"    {layer.name:<{width}}  {layer.op:<6}  {layer.sqnr_db:7.1f} dB" for layer in shown]
+        return "\n".join(lines)
+
+
+def _db(signal: float, noise: float) -> float:
+    """``10 log10(signal / noise)``; inf for no noise."""
+    return float("inf") if noise == 0 else 10.0 * float(np.log10(max(signal, 1e-30) / noise))
+
+
+def _session_with_outputs(model, names: list[str]):
+    """An ONNX Runtime session on a copy of ``model`` whose graph also returns the tensors ``names``."""
+    onnx = _require("onnx", "the int8 check")
+    ort = _require("onnxruntime", "the int8 check")
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    present = {value.name for value in model.graph.output}
+    for name in names:
+        if name not in present:
+            model.graph.output.append(onnx.ValueInfoProto(name=name))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    # Layer outputs are compared as written: no fusion may move them.
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def check_int8(float_onnx: str | Path, int8_file: str | Path, backend: str, data: np.ndarray,
+               threads: int | None = None, per_layer: bool = True) -> Int8Report:
+    """Compare ``int8_file`` with the float32 graph it came from on ``data`` (held out from calibration).
+
+    Args:
+        float_onnx: the float32 ONNX graph that was quantized.
+        int8_file: its int8 file (``.int8.onnx`` or ``.int8.xml``).
+        backend: ``"onnxruntime"`` or ``"openvino"``.
+        data: ``[N, C, H, W]`` float32 samples; a fixed-batch (fold) graph uses whole batches only.
+        threads: runtime threads (None: its default).
+        per_layer: build the per-layer SQNR table (ONNX Runtime's QDQ file only).
+
+    Returns:
+        The report.
+    """
+    from .ptq import int8_runner  # the runner is the contract under test: use it, not a private session
+
+    model = load_for_quantization(float_onnx)
+    batch = _input_batch(model)
+    chunks = list(_chunks(data, batch or 8, bool(batch)))
+    layers = weighted_nodes(model) if per_layer and backend == "onnxruntime" else []
+    outputs = [node.output[0] for node in layers]
+    float_session = _session_with_outputs(model, outputs)
+    int8_session = _session_with_outputs(_require("onnx", "the int8 check").load(str(int8_file)), outputs) \
+        if layers else None
+    run_int8 = int8_runner(int8_file, backend, threads)
+    name = model.graph.input[0].name
+    expected, actual, errors = [], [], []
+    sums = np.zeros((len(layers), 2))  # per layer: signal, noise
+    for chunk in chunks:
+        reference = float_session.run(None, {name: chunk})
+        result = run_int8(chunk)
+        expected.append(reference[0])
+        actual.append(result)
+        errors.append(np.abs(result - reference[0]).reshape(len(chunk), -1).max(axis=1)
+                      / np.maximum(np.abs(reference[0]).reshape(len(chunk), -1).max(axis=1), 1e-12))
+        if int8_session is not None:
+            floats = dict(zip([o.name for o in float_session.get_outputs()], reference, strict=True))
+            quantized = dict(zip([o.name for o in int8_session.get_outputs()],
+                                 int8_session.run(None, {name: chunk}), strict=True))
+            for index, output in enumerate(outputs):
+                f = floats[output].astype(np.float64)
+                sums[index] += (np.sum(f ** 2), np.sum((quantized[output] - f) ** 2))
+    expected, actual, errors = np.concatenate(expected), np.concatenate(actual), np.concatenate(errors)
+    table = [LayerSQNR(node.name, node.op_type, node.output[0], _db(signal, noise))
+             for node, (signal, noise) in zip(layers, sums, strict=True)]
+    table.sort(key=lambda layer: layer.sqnr_db)
+    agreement = float(np.mean(expected.reshape(len(expected), -1).argmax(1) == actual.reshape(len(actual), -1)
+                              .argmax(1)))
+    return Int8Report(backend, len(expected), agreement, float(errors.max()), float(errors.mean()), tuple(table))

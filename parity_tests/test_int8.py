@@ -1,0 +1,317 @@
+"""int8: calibration input checks, post-training int8 on ONNX Runtime and OpenVINO, the per-layer report,
+RepVGG's insert-BN step and Paddle QAT, on two small models trained on the shipped digits.
+
+The models: a small RepVGG (re-parameterized convs only) and ``rep_tiny`` (ACBlock, RepVGG and an
+ODConv with 4 kernels, exported with fold graphs for batches 1 and 4). Each int8 runner is run on two
+different inputs and two batch sizes; the planted faults (a runner that silently runs float32, a
+wrong weight scale) must fail the same checks.
+"""
+
+import warnings
+
+import numpy as np
+import paddle
+import pytest
+
+from paddle_rep.apps import export
+from paddle_rep.apps.data import batches, load_digits
+from paddle_rep.apps.quantize.calibration import CalibrationWarning, load_calibration
+from paddle_rep.apps.quantize.ptq import Int8Options, int8_runner, quantize_exported, quantize_onnx
+from paddle_rep.apps.quantize.report import check_int8
+from paddle_rep.core.errors import CalibrationError, QuantizationError
+from paddle_rep.models.repvgg import RepVGG
+from paddle_rep.models.tiny import rep_tiny
+from paddle_rep.quant import insert_bn
+from paddle_rep.reparam import reparameterize_model
+
+from .tolerances import tolerance
+
+pytest.importorskip("onnxruntime.quantization")
+pytest.importorskip("nncf")
+pytest.importorskip("sklearn")
+
+BACKENDS = ("onnxruntime", "openvino")
+_CACHE: dict = {}
+
+
+def _train(model: paddle.nn.Layer, x: np.ndarray, y: np.ndarray, epochs: int) -> paddle.nn.Layer:
+    optimizer = paddle.optimizer.Momentum(learning_rate=0.05, momentum=0.9, parameters=model.parameters(),
+                                          weight_decay=1e-4)
+    for epoch in range(epochs):
+        model.train()
+        for xb, yb in batches(x, y, 64, epoch):
+            loss = paddle.nn.functional.cross_entropy(model(paddle.to_tensor(xb)), paddle.to_tensor(yb))
+            loss.backward()
+            optimizer.step()
+            optimizer.clear_grad()
+    model.eval()
+    return model
+
+
+def _trained(kind: str, tmp_path_factory) -> dict:
+    """A trained model, its export (ONNX, fold graphs for ODConv) and both int8 exports, built once."""
+    if kind in _CACHE:
+        return _CACHE[kind]
+    digits = load_digits()
+    paddle.seed(0)
+    if kind == "repvgg":
+        x_train, x_test = np.repeat(digits.x_train, 3, 1), np.repeat(digits.x_test, 3, 1)
+        model = RepVGG([1, 1, 1, 1], 10, width_multiplier=[0.5, 0.5, 0.5, 1])
+    else:
+        x_train, x_test = digits.x_train, digits.x_test
+        model = rep_tiny(num_classes=10, in_channels=1, width=8)
+    model = _train(model, x_train, digits.y_train, epochs=3)
+    path = tmp_path_factory.mktemp(f"int8_{kind}") / "model"
+    exported = export(model, path, x_train.shape[1:], onnx=True, fold_batch_sizes=(1, 4))
+    calibration = load_calibration(x_train[:64], x_train.shape[1:])
+    files = quantize_exported(exported, calibration)
+    _CACHE[kind] = {"model": model, "exported": exported, "files": files, "x_train": x_train, "x_test": x_test,
+                    "y_test": digits.y_test}
+    return _CACHE[kind]
+
+
+def _float_logits(case: dict, x: np.ndarray) -> np.ndarray:
+    fused = reparameterize_model(case["model"])
+    fused.eval()
+    with paddle.no_grad():
+        return fused(paddle.to_tensor(x)).numpy()
+
+
+def _int8_logits(case: dict, backend: str, x: np.ndarray) -> np.ndarray:
+    """The int8 output of the batch-independent graph, or of the fold graph for that batch size."""
+    folds = case["files"].fold_files[backend]
+    file = folds.get(len(x), case["files"].onnx_file[backend]) if folds else case["files"].onnx_file[backend]
+    return int8_runner(file, backend, threads=1)(x)
+
+
+def _int8_figures(expected: np.ndarray, actual: np.ndarray) -> tuple[float, float]:
+    """(relative output error, top-1 disagreement) of int8 against float32."""
+    error = float(np.abs(actual - expected).max() / np.abs(expected).max())
+    return error, float(np.mean(expected.argmax(1) != actual.argmax(1)))
+
+
+@pytest.mark.parametrize("kind", ["repvgg", "odconv"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_int8_runners_two_inputs_two_batches(kind: str, backend: str, tmp_path_factory) -> None:
+    """Each int8 file runs at two batch sizes on two different inputs, close to float32 but not equal to it."""
+    case = _trained(kind, tmp_path_factory)
+    bound = tolerance("int8_output", "int8").rel
+    x = case["x_test"]
+    known_bad = kind == "odconv" and backend == "openvino"  # NNCF on the batch-1 fold graph: see docs/int8.md
+    for batch, start in ((4, 0), (1, 7), (4, 40), (1, 90)):  # fold batches 4 and 1; two inputs each
+        chunk = x[start:start + batch]
+        expected = _float_logits(case, chunk)
+        error, _ = _int8_figures(expected, _int8_logits(case, backend, chunk))
+        assert 1e-5 < error, (kind, backend, batch, start, error)
+        assert error <= bound or (known_bad and batch == 1), (kind, backend, batch, start, error)
+    if not case["files"].fold_files[backend]:  # the dynamic-batch graph: a third batch size
+        chunk = x[3:10]
+        error, _ = _int8_figures(_float_logits(case, chunk), _int8_logits(case, backend, chunk))
+        assert 1e-5 < error <= bound
+
+
+@pytest.mark.xfail(strict=True, reason="OpenVINO int8 of rep_tiny's batch-1 ODConv fold graph is 0.82 rel off "
+                   "(batch 4: 0.22); docs/int8.md")
+def test_openvino_odconv_fold_batch1(tmp_path_factory) -> None:
+    case = _trained("odconv", tmp_path_factory)
+    x = case["x_test"][:64]
+    actual = np.concatenate([_int8_logits(case, "openvino", x[i:i + 1]) for i in range(len(x))])
+    error, _ = _int8_figures(_float_logits(case, x), actual)
+    assert error <= tolerance("int8_output", "int8").rel
+
+
+@pytest.mark.parametrize("kind", ["repvgg", "odconv"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_int8_accuracy_on_digits(kind: str, backend: str, tmp_path_factory) -> None:
+    """PTQ per-channel int8 keeps top-1 agreement and accuracy on the held-out digits."""
+    case = _trained(kind, tmp_path_factory)
+    x, y = case["x_test"][:356], case["y_test"][:356]  # whole batches of 4 for the fold graphs
+    expected = _float_logits(case, x)
+    runs = [_int8_logits(case, backend, x[i:i + 4]) for i in range(0, len(x), 4)]
+    actual = np.concatenate(runs)
+    _, disagreement = _int8_figures(expected, actual)
+    drop = float(np.mean(expected.argmax(1) == y) - np.mean(actual.argmax(1) == y))
+    assert disagreement <= tolerance("int8_disagreement", "int8").rel, (kind, backend, disagreement)
+    assert drop <= tolerance("int8_accuracy_drop", "int8").rel, (kind, backend, drop)
+
+
+def test_planted_faults_fail_the_int8_checks(tmp_path_factory, tmp_path) -> None:
+    """Negative controls: a runner that runs float32, and a weight scale 8x too large, fail the checks."""
+    onnx = pytest.importorskip("onnx")
+    case = _trained("repvgg", tmp_path_factory)
+    x = case["x_test"][:64]
+    expected = _float_logits(case, x)
+    float_runner = int8_runner(case["exported"].onnx_file, "onnxruntime")  # "int8" silently running float32
+    error, _ = _int8_figures(expected, float_runner(x))
+    assert not 1e-5 < error, error  # the lower bound of the runner test catches it
+    model = onnx.load(case["files"].onnx_file["onnxruntime"])
+    scales = [init for init in model.graph.initializer if init.name.endswith("_scale") and init.dims]
+    assert scales, "no per-channel weight scale in the QDQ file"
+    for init in scales:  # every per-channel weight scale 8x too large
+        values = onnx.numpy_helper.to_array(init) * 8
+        init.CopyFrom(onnx.numpy_helper.from_array(values.astype(np.float32), init.name))
+    wrong = tmp_path / "wrong.onnx"
+    onnx.save(model, str(wrong))
+    error, disagreement = _int8_figures(expected, int8_runner(wrong, "onnxruntime")(x))
+    assert error > tolerance("int8_output", "int8").rel or disagreement > tolerance("int8_disagreement", "int8").rel
+
+
+def test_per_layer_report(tmp_path_factory) -> None:
+    case = _trained("odconv", tmp_path_factory)
+    held_out = case["x_test"][:16]
+    report = check_int8(case["exported"].onnx_file, case["files"].onnx_file["onnxruntime"], "onnxruntime", held_out)
+    assert report.samples == 16 and report.layers
+    assert [layer.sqnr_db for layer in report.layers] == sorted(layer.sqnr_db for layer in report.layers)
+    quantized = [layer for layer in report.layers if np.isfinite(layer.sqnr_db)]
+    assert quantized and all(layer.sqnr_db > 10 for layer in quantized)
+    text = report.render()
+    assert "top-1 agreement" in text and report.layers[0].name in text
+    fold = case["exported"].fold_onnx_files[4]
+    report = check_int8(fold, case["files"].fold_files["openvino"][4], "openvino", held_out)
+    assert report.samples == 16 and report.top1_agreement >= 0.9 and not report.layers
+
+
+def test_options_and_atomic_writes(tmp_path_factory, tmp_path) -> None:
+    """Per-tensor weights and no float layers also run; a failed run keeps the earlier good file."""
+    case = _trained("repvgg", tmp_path_factory)
+    odconv = _trained("odconv", tmp_path_factory)
+    calibration = case["x_train"][:16]
+    good = quantize_onnx(case["exported"].onnx_file, "onnxruntime", calibration, out_file=tmp_path / "m.int8.onnx")
+    before = (tmp_path / "m.int8.onnx").read_bytes()
+    per_tensor = quantize_onnx(case["exported"].onnx_file, "onnxruntime", calibration,
+                               Int8Options(per_channel=False, keep_float="none"), out_file=tmp_path / "t.int8.onnx")
+    assert int8_runner(per_tensor, "onnxruntime")(case["x_test"][:2]).shape == (2, 10)
+    with pytest.raises(QuantizationError):
+        quantize_onnx(tmp_path / "missing.onnx", "onnxruntime", calibration, out_file=good)
+    with pytest.raises(QuantizationError, match="takes batches of 4"):  # too few samples for a fold graph
+        quantize_onnx(odconv["exported"].fold_onnx_files[4], "openvino", odconv["x_train"][:3],
+                      out_file=tmp_path / "f.int8.xml")
+    assert (tmp_path / "m.int8.onnx").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.int8.onnx", "t.int8.onnx"]  # no partial files
+    with pytest.raises(QuantizationError, match="calibration"):
+        int8_runner(tmp_path / "absent.int8.onnx", "onnxruntime")
+
+
+# --- calibration input ------------------------------------------------------------------------------------
+
+def test_calibration_sources(tmp_path) -> None:
+    pil = pytest.importorskip("PIL.Image")
+    x = np.random.default_rng(0).standard_normal((6, 3, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "cal.npy", x)
+    assert np.array_equal(load_calibration(tmp_path / "cal.npy", (3, 8, 8)), x)
+    assert load_calibration([x[:2], x[2:]], (3, None, None), size=5).shape == (5, 3, 8, 8)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for index in range(3):
+        pil.fromarray(np.full((20, 30, 3), 40 * index, np.uint8)).save(folder / f"{index}.png")
+    images = load_calibration(folder, (3, 16, 16))
+    assert images.shape == (3, 3, 16, 16) and images.dtype == np.float32
+    assert np.allclose(images[0, 0], (0 - 0.485) / 0.229)  # ImageNet mean/std on [0, 1] pixels
+    assert load_calibration(folder, (1, 16, 16)).shape == (3, 1, 16, 16)
+
+
+@pytest.mark.parametrize("data, message, source", [
+    (np.zeros((2, 1, 8, 8), np.float32), "axis 1 is 1, not 3", None),
+    (np.zeros((2, 3, 8), np.float32), r"must be \[N, C, H, W\]", None),
+    (np.zeros((2, 3, 9, 8), np.float32), "axis 2 is 9", None),
+    (np.zeros((2, 3, 8, 8), np.int64), "dtype int64", None),
+    (np.zeros((0, 3, 8, 8), np.float32), "no samples", None),
+])
+def test_calibration_bad_arrays(data, message, source) -> None:
+    with pytest.raises(CalibrationError, match=message) as caught:
+        load_calibration(data, (3, 8, 8))
+    assert caught.value.source == source
+
+
+def test_calibration_nan_names_the_sample() -> None:
+    x = np.zeros((5, 3, 8, 8), np.float32)
+    x[3, 1, 2, 2] = np.inf
+    with pytest.raises(CalibrationError, match="sample 3") as caught:
+        load_calibration(x, (3, 8, 8))
+    assert caught.value.source == 3
+    with pytest.raises(CalibrationError, match="sample 5 .batch 1.") as caught:  # indices count across batches
+        load_calibration([np.zeros((2, 3, 8, 8), np.float32), x], (3, 8, 8))
+
+
+def test_calibration_bad_files(tmp_path) -> None:
+    pil = pytest.importorskip("PIL.Image")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CalibrationError, match="holds no files"):
+        load_calibration(empty, (3, 8, 8))
+    folder = tmp_path / "images"
+    folder.mkdir()
+    pil.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "a.png")
+    (folder / "notes.txt").write_text("not an image")
+    with pytest.raises(CalibrationError, match="notes.txt") as caught:
+        load_calibration(folder, (3, 8, 8))
+    assert caught.value.source.endswith("notes.txt")
+    (tmp_path / "bad.npy").write_bytes(b"garbage")
+    with pytest.raises(CalibrationError, match="bad.npy"):
+        load_calibration(tmp_path / "bad.npy", (3, 8, 8))
+    with pytest.raises(CalibrationError, match="does not exist"):
+        load_calibration(tmp_path / "nowhere.npy", (3, 8, 8))
+    with pytest.raises(CalibrationError, match="fixed input shape"):
+        load_calibration(folder, (3, None, None))
+
+
+def test_calibration_too_few_samples_warns() -> None:
+    x = np.zeros((3, 3, 8, 8), np.float32)
+    with pytest.warns(CalibrationWarning, match="only 3 available"):
+        assert len(load_calibration(x, (3, 8, 8), size=10)) == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(load_calibration(x, (3, 8, 8), size=2)) == 2
+
+
+# --- RepVGG Solution C in Paddle ---------------------------------------------------------------------------
+
+def test_insert_bn_keeps_the_fused_output() -> None:
+    """The inserted BNs (statistics from data) leave the fused model's output unchanged."""
+    paddle.seed(1)
+    model = RepVGG([1, 2, 1, 1], 10, width_multiplier=[0.5, 0.5, 0.5, 1])
+    for layer in model.sublayers():  # non-trivial BN statistics
+        if isinstance(layer, paddle.nn.BatchNorm2D):
+            rng = np.random.default_rng(len(layer._mean.shape) + layer._mean.shape[0])
+            layer._mean.set_value(rng.uniform(-0.5, 0.5, layer._mean.shape).astype(np.float32))
+            layer._variance.set_value(rng.uniform(0.5, 1.5, layer._variance.shape).astype(np.float32))
+    model.eval()
+    x = np.random.default_rng(0).standard_normal((6, 3, 16, 16)).astype(np.float32)
+    fused = reparameterize_model(model)
+    fused.eval()
+    with_bn = insert_bn(model, [x[:3], x[3:]])
+    assert "stage0.rbr_reparam.bn._mean" in with_bn.state_dict()
+    with paddle.no_grad():
+        expected, actual = fused(paddle.to_tensor(x)).numpy(), with_bn(paddle.to_tensor(x)).numpy()
+    assert np.abs(actual - expected).max() <= tolerance("output", "float32").rel * np.abs(expected).max()
+    bn = with_bn.stage0.rbr_reparam.bn
+    bn._mean.set_value(bn._mean.numpy() + 1.0)  # negative control: a wrong statistic shows
+    with paddle.no_grad():
+        moved = with_bn(paddle.to_tensor(x)).numpy()
+    assert np.abs(moved - expected).max() > tolerance("output", "float32").rel * np.abs(expected).max()
+
+
+def test_paddle_qat_trains_and_reports_the_export_failure(tmp_path_factory, tmp_path) -> None:
+    """Paddle QAT with per-channel weights keeps accuracy; paddle2onnx 2.1.0 cannot convert Paddle 3's
+    QAT program (it aborts), which arrives as a QuantizationError, not a dead process."""
+    from paddle_rep.apps.quantize.qat import QATConfig, export_qat_onnx, quantization_aware_training
+
+    case = _trained("repvgg", tmp_path_factory)
+    digits = load_digits()
+    qat = quantization_aware_training(case["model"], lambda: batches(case["x_train"], digits.y_train, 64, 0),
+                                      QATConfig(steps=12, freeze_steps=4))
+    with paddle.no_grad():
+        fake = qat(paddle.to_tensor(case["x_test"])).numpy()
+    expected = _float_logits(case, case["x_test"])
+    _, disagreement = _int8_figures(expected, fake)
+    accuracy = float(np.mean(fake.argmax(1) == case["y_test"]))
+    assert np.mean(expected.argmax(1) == case["y_test"]) - accuracy <= tolerance("int8_accuracy_drop", "int8").rel
+    assert disagreement > 0  # it did train (and fake-quantize): not the float model
+    try:
+        onnx_file = export_qat_onnx(qat, tmp_path / "qat.onnx", (3, 8, 8), batch_size=4)
+    except QuantizationError as error:
+        assert "paddle2onnx" in str(error)
+        assert not (tmp_path / "qat.onnx").exists()
+        return
+    out = int8_runner(onnx_file, "onnxruntime")(case["x_test"][:4])  # a paddle2onnx that converts it
+    assert np.mean(out.argmax(1) == fake[:4].argmax(1)) >= 0.75
