@@ -659,8 +659,8 @@ def test_train_step_matches_float64(case: Case, request: pytest.FixtureRequest) 
 # at a cost (BN 2.7x slower) no float32 formulation in paddle_rep avoids. Strict, so a change shows
 # up as XPASS. Each value: the Paddle / torch own float32 error as measured.
 _KERNELS = ("Paddle's CPU float32 reductions (mean, broadcast-multiply backward) and batch_norm statistics "
-            "accumulate less accurately than torch's, amplified by ODConv's attention BN over B values "
-            "(docs/odconv-float32.md)")
+            "accumulate less accurately than torch's (docs/odconv-float32.md), amplified by a train-mode BN "
+            "after values that barely vary (ODConv's attention BN over B values; located for ODConv only)")
 _FLOAT32_OWN_ERROR = {
     "od_resnet18_kn1": "3.5e-3 rel against torch's 2.1e-4",
     "od_resnet18_kn4": "4.4e-2 against 8.0e-3",
