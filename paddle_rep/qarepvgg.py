@@ -181,7 +181,7 @@ class QARepVGGBlockV2(DeployProtocol, nn.Layer):
             The penalty, a scalar tensor.
         """
         bn = self.rbr_dense.bn
-        t3 = (bn.weight / paddle.sqrt(bn._variance + bn._epsilon)).reshape([-1, 1, 1, 1]).detach()
+        t3 = fusion.bn_scale_shift(bn)[0].reshape([-1, 1, 1, 1]).detach()
         k3, k1 = self.rbr_dense.conv.weight, self.rbr_1x1.weight
         scaled = k3 * t3
         c = k3.shape[2] // 2

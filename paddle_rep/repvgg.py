@@ -172,7 +172,7 @@ class RepVGGBlock(DeployProtocol, nn.Layer):
             The penalty, a scalar tensor.
         """
         def bn_scale(bn: nn.Layer) -> paddle.Tensor:
-            return (bn.weight / paddle.sqrt(bn._variance + bn._epsilon)).reshape([-1, 1, 1, 1]).detach()
+            return fusion.bn_scale_shift(bn)[0].reshape([-1, 1, 1, 1]).detach()
         k3, k1 = self.rbr_dense.conv.weight, self.rbr_1x1.conv.weight
         t3, t1 = bn_scale(self.rbr_dense.bn), bn_scale(self.rbr_1x1.bn)
         c = k3.shape[2] // 2
