@@ -90,7 +90,7 @@ def test_official_shapes_turn_paddle_shapes_canonical() -> None:
 def test_strict_check_compares_canonical_shapes(a0_canonical) -> None:
     """A Linear weight in Paddle's ``[in, out]`` layout is a shape mismatch under canonical names."""
     args = {"num_classes": CLASSES}
-    assert api._model_args(a0_canonical, ARCH, args, "a0") == {**args, "deploy": False}
+    assert api._model_args(a0_canonical, args, "a0") == {**args, "deploy": False}
     shapes = arch_mod.expected_shapes(ARCH, args)
     api._check(a0_canonical, canonical.to_paddle(a0_canonical), shapes, ARCH, "a0")  # control: the file fits
     expected = canonical.official_shapes(shapes)

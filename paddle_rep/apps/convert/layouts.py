@@ -7,7 +7,7 @@ reported rather than passed through; an unknown name inside a known stage is ren
 rule only and left to the strict ``--arch`` check.
 The names were read from timm's ``models/byobnet.py``, mmpretrain's ``models/backbones/repvgg.py`` and
 PaddleClas's ``legendary_models/resnet.py`` (its DBB ResNet-18, the one layout also written: :func:`to_layout`);
-``docs/checkpoint_conversion.md`` tabulates them.
+``docs/converting.md`` tabulates them.
 """
 
 import re
