@@ -391,14 +391,14 @@ def read_sidecar(path: str | Path) -> dict[str, Any] | None:
         return None
 
 
-def load_checkpoint(model, checkpoint: str | Path) -> None:
+def load_checkpoint(model: Any, checkpoint: str | Path) -> None:
     """Load a ``.pdparams`` (or official torch) state dict into ``model`` strictly: every key must match.
 
     The keys and shapes are checked before anything is loaded, so a file that does not fit leaves
     ``model`` as it was. No pickled code is run.
 
     Args:
-        model: The Paddle model to load into.
+        model: The Paddle model (a ``paddle.nn.Layer``) to load into.
         checkpoint: The file.
 
     Raises:
