@@ -17,7 +17,6 @@ must be 1 (upstream dilates ``dbb_origin`` only, so its fused conv differs); bad
 ``ValueError`` instead of asserting.
 """
 
-import numpy as np
 import paddle
 from paddle import nn
 from paddle.nn import functional as F
@@ -100,12 +99,7 @@ class BNAndPadLayer(nn.Layer):
 
     def _zero_input_value(self) -> paddle.Tensor:
         # Paddle's BN kernel receives epsilon as float32, so a zero input comes out with that eps.
-        bn = self.bn
-        eps = paddle.full([1], float(np.float32(bn._epsilon)), dtype=bn._variance.dtype)
-        scale = paddle.sqrt(bn._variance + eps)
-        gamma = bn.weight if bn.weight is not None else paddle.ones_like(scale)
-        beta = bn.bias if bn.bias is not None else paddle.zeros_like(scale)
-        return beta - bn._mean * gamma / scale
+        return fusion.bn_scale_shift(self.bn, float32_eps=True)[1]
 
 
 class DiverseBranchBlock(DeployProtocol, nn.Layer):

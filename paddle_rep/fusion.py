@@ -20,13 +20,22 @@ def is_batch_norm(layer: object) -> bool:
     return isinstance(layer, BatchNormLayer)
 
 
-def bn_scale_shift(bn: nn.Layer) -> tuple[paddle.Tensor, paddle.Tensor]:
+def bn_scale_shift(bn: nn.Layer, float32_eps: bool = False) -> tuple[paddle.Tensor, paddle.Tensor]:
     """An eval-mode BN as ``x * scale + shift`` per channel.
 
     BN without affine parameters counts as weight 1, bias 0 (the official ACNet crashes there).
+
+    Args:
+        bn: The BN.
+        float32_eps: Round ``epsilon`` to float32 first, as Paddle's BN kernel receives it: what a
+            float64 BN itself outputs (DBB's pad value). Off: the exact epsilon, as the fusion uses.
+
+    Returns:
+        ``(scale, shift)``, one value per channel.
     """
+    eps = float(np.float32(bn._epsilon)) if float32_eps else bn._epsilon
     # eps as a tensor of the BN's dtype: Paddle 2.6 rounds a Python scalar to float32.
-    std = paddle.sqrt(bn._variance + paddle.full([1], bn._epsilon, dtype=bn._variance.dtype))
+    std = paddle.sqrt(bn._variance + paddle.full([1], eps, dtype=bn._variance.dtype))
     gamma = bn.weight if bn.weight is not None else paddle.ones_like(std)
     beta = bn.bias if bn.bias is not None else paddle.zeros_like(std)
     scale = gamma / std

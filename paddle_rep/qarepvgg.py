@@ -19,7 +19,7 @@ from paddle import nn
 
 from . import fusion
 from .bn import BatchNorm2D
-from .core.checks import check_conv_args, check_input_channels, check_padding_mode
+from .core.checks import check_input_channels, check_repvgg_args, check_se_width
 from .core.deploy import DeployProtocol
 from .repvgg import ConvBN, SEBlock
 
@@ -99,18 +99,12 @@ class QARepVGGBlockV2(DeployProtocol, nn.Layer):
                  use_se: bool = False, use_scale: bool = False, act: type | nn.Layer | None = None,
                  drop_path_ratio: float = 0.0) -> None:
         super().__init__()
-        check_conv_args(in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
-        if kernel_size != 3:
-            raise ValueError(f"QARepVGGBlockV2 needs kernel_size=3, got {kernel_size}")
-        if padding != 1:
-            raise ValueError(f"QARepVGGBlockV2 needs padding=1, got {padding}")
-        if dilation != 1:
-            raise ValueError(f"QARepVGGBlockV2 supports dilation=1 only, got {dilation}")
+        check_repvgg_args("QARepVGGBlockV2", in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+                          padding_mode)
         if not 0.0 <= drop_path_ratio < 1.0:
             raise ValueError(f"drop_path_ratio must be in [0, 1), got {drop_path_ratio}")
-        check_padding_mode(padding_mode)
-        if use_se and out_channels < 16:
-            raise ValueError(f"use_se needs out_channels >= 16 (SE width is out_channels // 16), got {out_channels}")
+        if use_se:
+            check_se_width("use_se", out_channels, 16)
         self.deploy = deploy
         self.groups = groups
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -181,7 +175,7 @@ class QARepVGGBlockV2(DeployProtocol, nn.Layer):
             The penalty, a scalar tensor.
         """
         bn = self.rbr_dense.bn
-        t3 = (bn.weight / paddle.sqrt(bn._variance + bn._epsilon)).reshape([-1, 1, 1, 1]).detach()
+        t3 = fusion.bn_scale_shift(bn)[0].reshape([-1, 1, 1, 1]).detach()
         k3, k1 = self.rbr_dense.conv.weight, self.rbr_1x1.weight
         scaled = k3 * t3
         c = k3.shape[2] // 2

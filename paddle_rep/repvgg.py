@@ -13,7 +13,7 @@ from paddle.nn import functional as F
 
 from . import fusion
 from .bn import BatchNorm2D
-from .core.checks import check_conv_args, check_input_channels, check_padding_mode
+from .core.checks import check_input_channels, check_repvgg_args, check_se_width
 from .core.deploy import DeployProtocol
 from .pooling import global_avg_pool
 
@@ -94,15 +94,8 @@ class RepVGGBlock(DeployProtocol, nn.Layer):
                  padding: int = 0, dilation: int = 1, groups: int = 1, padding_mode: str = "zeros",
                  deploy: bool = False, use_se: bool = False) -> None:
         super().__init__()
-        check_conv_args(in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
-        if kernel_size != 3:
-            raise ValueError(f"RepVGGBlock needs kernel_size=3, got {kernel_size}")
-        if padding != 1:
-            raise ValueError(f"RepVGGBlock needs padding=1, got {padding}")
-        if dilation != 1:
-            # Upstream applies dilation to the fused conv only, so train and deploy would differ.
-            raise ValueError(f"RepVGGBlock supports dilation=1 only, got {dilation}")
-        check_padding_mode(padding_mode)
+        check_repvgg_args("RepVGGBlock", in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+                          padding_mode)
         self.deploy = deploy
         self.groups = groups
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -119,8 +112,8 @@ class RepVGGBlock(DeployProtocol, nn.Layer):
 
     def _add_attention(self, out_channels: int, enabled: bool) -> None:
         """Upstream's ``se``: SE of width out/16, applied before the ReLU (RepVGGplusBlock overrides this)."""
-        if enabled and out_channels < 16:
-            raise ValueError(f"use_se needs out_channels >= 16 (SE width is out_channels // 16), got {out_channels}")
+        if enabled:
+            check_se_width("use_se", out_channels, 16)
         self.se = SEBlock(out_channels, internal_neurons=out_channels // 16) if enabled else nn.Identity()
 
     def _branches(self, inputs: paddle.Tensor) -> paddle.Tensor:
@@ -172,7 +165,7 @@ class RepVGGBlock(DeployProtocol, nn.Layer):
             The penalty, a scalar tensor.
         """
         def bn_scale(bn: nn.Layer) -> paddle.Tensor:
-            return (bn.weight / paddle.sqrt(bn._variance + bn._epsilon)).reshape([-1, 1, 1, 1]).detach()
+            return fusion.bn_scale_shift(bn)[0].reshape([-1, 1, 1, 1]).detach()
         k3, k1 = self.rbr_dense.conv.weight, self.rbr_1x1.conv.weight
         t3, t1 = bn_scale(self.rbr_dense.bn), bn_scale(self.rbr_1x1.bn)
         c = k3.shape[2] // 2
@@ -219,8 +212,8 @@ class RepVGGplusBlock(RepVGGBlock):
                          groups=groups, padding_mode=padding_mode, deploy=deploy, use_se=use_post_se)
 
     def _add_attention(self, out_channels: int, enabled: bool) -> None:
-        if enabled and out_channels < 4:
-            raise ValueError(f"use_post_se needs out_channels >= 4 (SE width is out_channels // 4), got {out_channels}")
+        if enabled:
+            check_se_width("use_post_se", out_channels, 4)
         self.post_se = SEBlock(out_channels, internal_neurons=out_channels // 4) if enabled else nn.Identity()
 
     def forward(self, inputs: paddle.Tensor) -> paddle.Tensor:

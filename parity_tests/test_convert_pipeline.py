@@ -90,7 +90,7 @@ def test_official_shapes_turn_paddle_shapes_canonical() -> None:
 def test_strict_check_compares_canonical_shapes(a0_canonical) -> None:
     """A Linear weight in Paddle's ``[in, out]`` layout is a shape mismatch under canonical names."""
     args = {"num_classes": CLASSES}
-    assert api._model_args(a0_canonical, ARCH, args, "a0") == {**args, "deploy": False}
+    assert api._model_args(a0_canonical, args, "a0") == {**args, "deploy": False}
     shapes = arch_mod.expected_shapes(ARCH, args)
     api._check(a0_canonical, canonical.to_paddle(a0_canonical), shapes, ARCH, "a0")  # control: the file fits
     expected = canonical.official_shapes(shapes)
@@ -298,8 +298,12 @@ def test_load_checkpoint_reads_an_official_torch_file(a0_torch, tmp_path) -> Non
     state = dict(a0_torch.state_dict())
     del state["linear.bias"]
     torch.save(state, tmp_path / "short.pth")
+    fresh = create_model(ARCH, num_classes=CLASSES)
+    untouched = {k: v.numpy().copy() for k, v in fresh.state_dict().items()}
     with pytest.raises(MappingError, match=r"short\.pth does not fit the model: missing \['linear\.bias'\]"):
-        load_checkpoint(create_model(ARCH, num_classes=CLASSES), tmp_path / "short.pth")
+        load_checkpoint(fresh, tmp_path / "short.pth")
+    for key, value in fresh.state_dict().items():  # checked before loading: nothing half-written
+        np.testing.assert_array_equal(value.numpy(), untouched[key], err_msg=key)
 
 
 # ---------------------------------------------------------------- fused attribute names, spelled once

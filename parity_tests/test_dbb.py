@@ -153,15 +153,31 @@ OFFICIAL_KEYS = {
 }
 
 
+# Per model: keys that must not exist (where upstream keeps a plain ConvBN, or a branch is left out), the
+# deploy state's first key and a BN key the fusion removes.
+ABSENT_KEYS = {
+    "dbb_resnet18": ["stage0.conv1.dbb_origin.conv.weight",  # the 7x7 stem stays a ConvBN
+                     "stage2.0.shortcut.dbb_origin.conv.weight"],  # so do the 1x1 projection shortcuts
+    "dbb_mobilenet": ["stem.0.depthwise.dbb_1x1.conv.weight",  # the depthwise form has no 1x1 branch
+                      "stem.0.pointwise.dbb_origin.conv.weight"],  # the pointwise 1x1 stays a ConvBN
+}
+DEPLOY_KEYS = {
+    "dbb_resnet18": ("stage0.conv1.conv.weight", "stage0.conv1.bn.weight"),
+    "dbb_mobilenet": ("conv1.dbb_reparam.weight", "stem.0.pointwise.bn.weight"),
+}
+
+
 @pytest.mark.parametrize("name", sorted(OFFICIAL_KEYS))
 def test_official_key_names(name: str) -> None:
     keys = set(helpers.torch_meta(name).state_dict())
     assert set(OFFICIAL_KEYS[name]) <= keys
     assert not any("id_tensor" in k for k in keys), "the identity of IdentityBasedConv1x1 is not state"
-    assert "stem.0.depthwise.dbb_1x1.conv.weight" not in keys  # the depthwise form has no 1x1 branch
+    assert not set(ABSENT_KEYS[name]) & keys
     deploy = list(helpers.torch_meta(name, deploy=True).state_dict())
-    assert deploy[0] in ("stage0.conv1.conv.weight", "conv1.dbb_reparam.weight")
-    assert not any("dbb_origin" in k or k.endswith("bn.weight") and "stage0" in k for k in deploy)
+    first, fused_bn = DEPLOY_KEYS[name]
+    assert deploy[0] == first
+    assert fused_bn in keys and fused_bn not in deploy
+    assert not any("dbb_origin" in k for k in deploy)
 
 
 BAD_ARGUMENTS = [

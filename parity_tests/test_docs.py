@@ -2,7 +2,8 @@
 
 The site itself is built (and its links checked) by ``mkdocs build --strict`` in CI; this test
 is the fast part that needs no MkDocs: a name added to a package's ``_EXPORTS`` table without an
-API entry fails here, and so does an entry pointing at a module that does not define the name.
+API entry at its defining module fails here, and so does an entry pointing at a module that does not
+define the name.
 """
 
 import ast
@@ -16,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 API = ROOT / "docs" / "api"
 # Packages whose every public name the API reference documents.
-PACKAGES = ("paddle_rep", "paddle_rep.apps", "paddle_rep.models", "torch_ref")
+PACKAGES = ("paddle_rep", "paddle_rep.apps", "paddle_rep.apps.quantize", "paddle_rep.models", "torch_ref")
 _ENTRY = re.compile(r"^::: ([\w.]+)\s*$", re.MULTILINE)
 
 
@@ -24,14 +25,32 @@ def _entries() -> set[str]:
     return {m.group(1) for page in API.glob("*.md") for m in _ENTRY.finditer(page.read_text())}
 
 
-def _missing(public: list[str], entries: set[str]) -> list[str]:
-    """The public names that no entry documents (an entry documents the last part of its dotted path)."""
-    return sorted(set(public) - {entry.rsplit(".", 1)[-1] for entry in entries})
+def _public_paths(package: str) -> dict[str, str]:
+    """Each public name of ``package`` with the full path of its definition (``module.name``).
+
+    A class or function gives its ``__module__``; anything else (a constant, or a name bound to an
+    object of another name, such as a bound method) is looked up in the module its ``_EXPORTS`` names.
+    """
+    module = importlib.import_module(package)
+    paths = {}
+    for name in module.__all__:
+        obj = getattr(module, name)
+        defined_in = getattr(obj, "__module__", None)
+        if defined_in is None or getattr(obj, "__name__", None) != name:
+            defined_in = f"{package}.{module._EXPORTS[name]}"
+        paths[name] = f"{defined_in}.{name}"
+    return paths
+
+
+def _missing(paths: dict[str, str], entries: set[str]) -> list[str]:
+    """The public names whose defining path (see :func:`_public_paths`) no entry documents."""
+    return sorted(name for name, path in paths.items() if path not in entries)
 
 
 @pytest.mark.parametrize("package", PACKAGES)
 def test_every_public_name_has_an_api_entry(package: str) -> None:
-    missing = _missing(importlib.import_module(package).__all__, _entries())
+    paths = _public_paths(package)
+    missing = [paths[name] for name in _missing(paths, _entries())]
     assert not missing, f"{package}: public names without a '::: module.name' entry in docs/api/: {missing}"
 
 
@@ -53,8 +72,13 @@ def test_api_entries_name_the_defining_module() -> None:
 
 
 def test_planted_missing_entry_is_caught() -> None:
-    # Negative control: a planted public name without an entry is reported, a documented one is not.
-    assert _missing(["ACBlock", "PlantedName"], _entries()) == ["PlantedName"]
+    # Negative controls: a planted public name without an entry is reported, a documented one is not;
+    # an entry for the same name in another module does not count (the last name alone would match it).
+    entries = _entries()
+    acblock = _public_paths("paddle_rep")["ACBlock"]
+    assert _missing({"ACBlock": acblock, "PlantedName": "paddle_rep.acblock.PlantedName"}, entries) == ["PlantedName"]
+    assert _public_paths("paddle_rep.apps")["Predictor"] in entries
+    assert _missing({"Predictor": "paddle_rep.apps.exporter.Predictor"}, entries) == ["Predictor"]
 
 
 # --- docstrings: Google style (Args / Returns / Raises) and type hints on the public library ----------

@@ -260,24 +260,43 @@ def test_old_module_paths_are_gone(old: str) -> None:
 
 # ---------------------------------------------------------------- the deploy protocol, written once
 
-def test_every_reparameterizable_block_uses_the_deploy_protocol() -> None:
-    import inspect
+# Networks with their own whole-model switch_to_deploy (upstream's API), not blocks: each with its reason.
+WHOLE_MODEL_SWITCH = {"RepVGGplus": "upstream's switch_repvggplus_to_deploy: fuses every block, drops the aux heads"}
 
-    import paddle_rep.acblock
-    import paddle_rep.repvgg
-    import torch_ref.acblock
-    import torch_ref.repvgg
+
+def _library_classes() -> list[type]:
+    """Every class defined in a library module of either package (paddle_rep outside apps, torch_ref)."""
+    import inspect
+    import pkgutil
+
+    import paddle_rep
+    import torch_ref
+
+    classes = []
+    for package in (paddle_rep, torch_ref):
+        for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            if info.name.startswith("paddle_rep.apps"):
+                continue
+            module = importlib.import_module(info.name)
+            classes += [cls for _, cls in inspect.getmembers(module, inspect.isclass) if cls.__module__ == info.name]
+    return classes
+
+
+def test_every_reparameterizable_block_uses_the_deploy_protocol() -> None:
     from paddle_rep.core.deploy import DeployProtocol
 
-    blocks = [cls for module in (paddle_rep.acblock, paddle_rep.repvgg, torch_ref.acblock, torch_ref.repvgg)
-              for _, cls in inspect.getmembers(module, inspect.isclass)
-              if cls.__module__ == module.__name__ and hasattr(cls, "switch_to_deploy")]
-    assert len(blocks) >= 4
+    found = [cls for cls in _library_classes() if cls is not DeployProtocol
+             and (hasattr(cls, "_fuse_branches") or hasattr(cls, "switch_to_deploy"))]
+    blocks = [cls for cls in found if cls.__name__ not in WHOLE_MODEL_SWITCH]
+    names = {f"{cls.__module__.split('.')[0]}.{cls.__name__}" for cls in blocks}
+    for family in ("ACBlock", "RepVGGBlock", "DiverseBranchBlock", "QARepVGGBlockV2"):  # control: discovery works
+        assert {f"paddle_rep.{family}", f"torch_ref.{family}"} <= names, family
     for cls in blocks:
         assert issubclass(cls, DeployProtocol), cls
         # the protocol's methods are the mixin's, not written out again in the block
         for method in ("switch_to_deploy", "reparameterize", "re_parameterize", "is_repped"):
             assert method not in vars(cls), f"{cls.__qualname__}.{method}"
+    assert {cls.__name__ for cls in found} >= set(WHOLE_MODEL_SWITCH)  # each exception still exists
 
 
 def test_deploy_protocol_fuses_once() -> None:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from paddle_rep.core.checks import check_conv_args, check_input_channels, check_padding_mode
+from paddle_rep.core.checks import check_input_channels, check_repvgg_args, check_se_width
 from paddle_rep.core.deploy import DeployProtocol
 
 from . import fusion
@@ -90,15 +90,8 @@ class RepVGGBlock(DeployProtocol, nn.Module):
                  padding: int = 0, dilation: int = 1, groups: int = 1, padding_mode: str = "zeros",
                  deploy: bool = False, use_se: bool = False) -> None:
         super().__init__()
-        check_conv_args(in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
-        if kernel_size != 3:
-            raise ValueError(f"RepVGGBlock needs kernel_size=3, got {kernel_size}")
-        if padding != 1:
-            raise ValueError(f"RepVGGBlock needs padding=1, got {padding}")
-        if dilation != 1:
-            # Upstream applies dilation to the fused conv only, so train and deploy would differ.
-            raise ValueError(f"RepVGGBlock supports dilation=1 only, got {dilation}")
-        check_padding_mode(padding_mode)
+        check_repvgg_args("RepVGGBlock", in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+                          padding_mode)
         self.deploy = deploy
         self.groups = groups
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -115,8 +108,8 @@ class RepVGGBlock(DeployProtocol, nn.Module):
 
     def _add_attention(self, out_channels: int, enabled: bool) -> None:
         """Upstream's ``se``: SE of width out/16, applied before the ReLU (RepVGGplusBlock overrides this)."""
-        if enabled and out_channels < 16:
-            raise ValueError(f"use_se needs out_channels >= 16 (SE width is out_channels // 16), got {out_channels}")
+        if enabled:
+            check_se_width("use_se", out_channels, 16)
         self.se = SEBlock(out_channels, internal_neurons=out_channels // 16) if enabled else nn.Identity()
 
     def _branches(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -168,7 +161,7 @@ class RepVGGBlock(DeployProtocol, nn.Module):
             The penalty, a scalar tensor.
         """
         def bn_scale(bn: nn.Module) -> torch.Tensor:
-            return (bn.weight / (bn.running_var + bn.eps).sqrt()).reshape(-1, 1, 1, 1).detach()
+            return fusion.bn_scale_shift(bn)[0].reshape(-1, 1, 1, 1).detach()
         k3, k1 = self.rbr_dense.conv.weight, self.rbr_1x1.conv.weight
         t3, t1 = bn_scale(self.rbr_dense.bn), bn_scale(self.rbr_1x1.bn)
         c = k3.shape[2] // 2
@@ -215,8 +208,8 @@ class RepVGGplusBlock(RepVGGBlock):
                          groups=groups, padding_mode=padding_mode, deploy=deploy, use_se=use_post_se)
 
     def _add_attention(self, out_channels: int, enabled: bool) -> None:
-        if enabled and out_channels < 4:
-            raise ValueError(f"use_post_se needs out_channels >= 4 (SE width is out_channels // 4), got {out_channels}")
+        if enabled:
+            check_se_width("use_post_se", out_channels, 4)
         self.post_se = SEBlock(out_channels, internal_neurons=out_channels // 4) if enabled else nn.Identity()
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:

@@ -95,6 +95,52 @@ def check_padding_mode(padding_mode: str) -> str:
     return check_choice("padding_mode", padding_mode, PADDING_MODES)
 
 
+def check_repvgg_args(block: str, in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int,
+                      dilation: int, groups: int, padding_mode: str) -> None:
+    """Validate the arguments of a RepVGG-style block (RepVGG, RepVGGplus, QARepVGG): a 3x3 conv with padding 1.
+
+    Dilation must be 1: upstream gives it to the fused conv only, so train and deploy would differ.
+
+    Args:
+        block: The block's name, used in the error message.
+        in_channels: Input channels.
+        out_channels: Output channels.
+        kernel_size: Must be 3.
+        stride: Stride (at least 1).
+        padding: Must be 1.
+        dilation: Must be 1.
+        groups: Groups (dividing both channel counts).
+        padding_mode: One of :data:`PADDING_MODES`.
+
+    Raises:
+        ValueError: A bad argument, named in the message with its value.
+    """
+    check_conv_args(in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
+    if kernel_size != 3:
+        raise ValueError(f"{block} needs kernel_size=3, got {kernel_size}")
+    if padding != 1:
+        raise ValueError(f"{block} needs padding=1, got {padding}")
+    if dilation != 1:
+        raise ValueError(f"{block} supports dilation=1 only, got {dilation}")
+    check_padding_mode(padding_mode)
+
+
+def check_se_width(flag: str, out_channels: int, reduction: int) -> None:
+    """Check that an SE block of width ``out_channels // reduction`` has at least one channel.
+
+    Args:
+        flag: The argument that asks for the SE block, used in the error message.
+        out_channels: The channels the SE block gates.
+        reduction: The SE width's divisor.
+
+    Raises:
+        ValueError: ``out_channels`` is below ``reduction``.
+    """
+    if out_channels < reduction:
+        raise ValueError(f"{flag} needs out_channels >= {reduction} (SE width is out_channels // {reduction}), "
+                         f"got {out_channels}")
+
+
 def _shape_text(shape: list) -> str:
     # A traced graph gives -1 or a symbolic value for a dynamic dimension: show "?".
     return "[" + ", ".join(str(d) if isinstance(d, int) and d >= 0 else "?" for d in shape) + "]"

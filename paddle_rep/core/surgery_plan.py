@@ -164,7 +164,7 @@ def _as_patterns(value: str | Sequence[str] | None, what: str) -> tuple[str, ...
     return patterns
 
 
-def _pair(name: str, value: object) -> tuple[int, int] | None:
+def _pair(value: object) -> tuple[int, int] | None:
     """Two ints from an int or a length-2 sequence; None for anything else."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value, value
@@ -218,7 +218,7 @@ def make_spec(*, in_channels: int, out_channels: int, kernel_size: object, strid
     """
     if channel_last:
         return "channel-last (NHWC) conv; the blocks are NCHW"
-    kernel, strides, dilations = _pair("kernel", kernel_size), _pair("stride", stride), _pair("dilation", dilation)
+    kernel, strides, dilations = _pair(kernel_size), _pair(stride), _pair(dilation)
     if kernel is None or kernel[0] != kernel[1]:
         return f"kernel {kernel_size} is not square"
     if strides is None or strides[0] != strides[1]:

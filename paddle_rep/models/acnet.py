@@ -19,6 +19,7 @@ from paddle.nn import functional as F
 from ..acblock import ACBlock
 from ..bn import BatchNorm2D
 from ..pooling import GlobalAvgPool2D
+from ._blocks import MobileV1Block
 from ._registry import register_model
 from ._specs import (
     ACNET_BOTTLENECK_WIDTHS,
@@ -589,33 +590,6 @@ class ACNetWRN(nn.Layer):
         """
         out = self.stage3(self.stage2(self.stage1(self.conv1(x))))
         return self.linear(paddle.flatten(self.gap(self.last_bn(out)), start_axis=1))
-
-
-class MobileV1Block(nn.Layer):
-    """Depthwise 3x3 ACB-ReLU (groups = channels), then a plain 1x1 conv-BN-ReLU (upstream ``MobileV1Block``).
-
-    Args:
-        builder: Decides which convs become ACBlocks and how they are built.
-        in_planes: Input channels.
-        out_planes: Output channels.
-        stride: The depthwise conv's stride.
-    """
-
-    def __init__(self, builder: ACNetBuilder, in_planes: int, out_planes: int, stride: int = 1) -> None:
-        super().__init__()
-        self.depthwise = builder.conv_bn_relu(in_planes, in_planes, 3, stride=stride, padding=1, groups=in_planes)
-        self.pointwise = builder.conv_bn_relu(in_planes, out_planes, 1)
-
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        """Run the block.
-
-        Args:
-            x: The input feature map, ``[B, C, H, W]``.
-
-        Returns:
-            The output feature map.
-        """
-        return self.pointwise(self.depthwise(x))
 
 
 class ACNetMobileNetV1(nn.Layer):

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..acblock import ACBlock
+from ._blocks import MobileV1Block
 from ._registry import register_model
 
 # The networks' tables as upstream states them (``constants.py``, ``base_model``), written here
@@ -630,33 +631,6 @@ class ACNetWRN(nn.Module):
         """
         out = self.stage3(self.stage2(self.stage1(self.conv1(x))))
         return self.linear(self.gap(self.last_bn(out)).flatten(1))
-
-
-class MobileV1Block(nn.Module):
-    """Depthwise 3x3 ACB-ReLU (groups = channels), then a plain 1x1 conv-BN-ReLU (upstream ``MobileV1Block``).
-
-    Args:
-        builder: Decides which convs become ACBlocks and how they are built.
-        in_planes: Input channels.
-        out_planes: Output channels.
-        stride: The depthwise conv's stride.
-    """
-
-    def __init__(self, builder: ACNetBuilder, in_planes: int, out_planes: int, stride: int = 1) -> None:
-        super().__init__()
-        self.depthwise = builder.conv_bn_relu(in_planes, in_planes, 3, stride=stride, padding=1, groups=in_planes)
-        self.pointwise = builder.conv_bn_relu(in_planes, out_planes, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Run the block.
-
-        Args:
-            x: The input feature map, ``[B, C, H, W]``.
-
-        Returns:
-            The output feature map.
-        """
-        return self.pointwise(self.depthwise(x))
 
 
 class ACNetMobileNetV1(nn.Module):

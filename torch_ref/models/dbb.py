@@ -16,6 +16,7 @@ from paddle_rep.core.deploy import DeployProtocol
 
 from .. import fusion
 from ..dbb import DiverseBranchBlock
+from ._blocks import MobileV1Block
 from ._registry import register_model
 
 # Upstream mobilenet.py's MOBILE_CHANNELS: the stem, then (depthwise, pointwise) outputs of 13 blocks.
@@ -120,6 +121,9 @@ class DBBBuilder:
 
 class BasicBlock(nn.Module):
     """Upstream ``resnet.BasicBlock``: ``conv1`` (3x3, ReLU), ``conv2`` (3x3), ``shortcut``, ReLU.
+
+    The last ReLU is functional, as upstream's; ACNet's BasicBlock follows its own upstream with a
+    ``relu`` sublayer, so the two stay apart.
 
     Args:
         builder: Makes the conv blocks.
@@ -227,33 +231,6 @@ class DBBResNet(nn.Module):
         """
         out = self.stage4(self.stage3(self.stage2(self.stage1(self.stage0(x)))))
         return self.linear(torch.flatten(self.gap(out), 1))
-
-
-class MobileV1Block(nn.Module):
-    """Upstream ``mobilenet.MobileV1Block``: a depthwise 3x3 DBB then a pointwise 1x1 ConvBN, each with ReLU.
-
-    Args:
-        builder: Makes the conv blocks.
-        in_planes: Input channels.
-        out_planes: Output channels.
-        stride: Stride of the depthwise conv.
-    """
-
-    def __init__(self, builder: DBBBuilder, in_planes: int, out_planes: int, stride: int = 1) -> None:
-        super().__init__()
-        self.depthwise = builder.conv_bn_relu(in_planes, in_planes, 3, stride=stride, padding=1, groups=in_planes)
-        self.pointwise = builder.conv_bn_relu(in_planes, out_planes, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Depthwise, then pointwise.
-
-        Args:
-            x: The input.
-
-        Returns:
-            The output.
-        """
-        return self.pointwise(self.depthwise(x))
 
 
 class DBBMobileNet(nn.Module):

@@ -188,8 +188,7 @@ def _cast(state: Mapping[str, np.ndarray], dtype: str | None) -> dict[str, np.nd
     return {k: v if is_counter(k) else v.astype(dtype, copy=False) for k, v in state.items()}
 
 
-def _model_args(state: Mapping[str, np.ndarray], arch: str, model_args: Mapping[str, Any] | None,
-                path: str) -> dict[str, Any]:
+def _model_args(state: Mapping[str, np.ndarray], model_args: Mapping[str, Any] | None, path: str) -> dict[str, Any]:
     """The model arguments: given ones plus those the checkpoint fixes (a contradiction is an error)."""
     return arch_mod.merge_model_args(arch_mod.infer_model_args(state, path), model_args, path)
 
@@ -367,7 +366,7 @@ def _convert(src: Path, dst: Path, arch: str | None, deploy: bool, verify: bool,
 
     final: dict[str, np.ndarray] | PaddleForm | None = None
     if arch is not None:
-        report.model_args = args = _model_args(official, arch, model_args, path)
+        report.model_args = args = _model_args(official, model_args, path)
         size = input_size or verify_mod.default_input_size(arch)
         final = _arch_steps(arch, args, official, form, deploy, verify, _work_dtype(official, dtype), size, names,
                             report, path)

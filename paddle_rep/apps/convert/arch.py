@@ -121,28 +121,71 @@ def _listed(keys: list[str]) -> str:
     return ", ".join(keys[:MAX_LISTED]) + more
 
 
-def check_state(state: Mapping[str, np.ndarray], expected: Mapping[str, tuple[int, ...]], arch: str,
-                path: str = "?", layout: str = "official") -> None:
+@dataclass(frozen=True)
+class KeyDiff:
+    """How a state dict differs from a model's keys and shapes (empty: it fits).
+
+    Args:
+        missing: Keys the model has and the state dict lacks.
+        unexpected: Keys of the state dict the model does not have.
+        mismatched: ``"key: checkpoint (shape) vs model (shape)"`` for each key whose shapes differ.
+    """
+
+    missing: tuple[str, ...]
+    unexpected: tuple[str, ...]
+    mismatched: tuple[str, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.missing or self.unexpected or self.mismatched)
+
+
+def key_diff(state: Mapping[str, Any], expected: Mapping[str, tuple[int, ...]]) -> KeyDiff:
+    """Compare a state dict's keys and shapes with a model's ``expected`` shapes; nothing is reshaped.
+
+    Args:
+        state: The state dict (any values with a ``shape``).
+        expected: Each key the model has, with its shape.
+
+    Returns:
+        The difference, keys in ``expected``'s and then ``state``'s order.
+    """
+    missing = tuple(k for k in expected if k not in state)
+    unexpected = tuple(k for k in state if k not in expected)
+    mismatched = tuple(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k])}"
+                       for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k]))
+    return KeyDiff(missing, unexpected, mismatched)
+
+
+def check_state(state: Mapping[str, Any], expected: Mapping[str, tuple[int, ...]], arch: str,
+                path: str = "?", layout: str = "official", heading: str | None = None) -> None:
     """Raise one :class:`ArchMismatchError` listing every missing, unexpected and shape-mismatched key.
 
     ``expected`` maps each key the model has to its shape; nothing is ever reshaped to fit. The
     converter passes both in canonical form (official torch names, see :mod:`.canonical`).
+
+    Args:
+        state: The checkpoint's state dict.
+        expected: Each key the model has, with its shape.
+        arch: The architecture's name, for the message.
+        path: The checkpoint, for the message and the error's ``path``.
+        layout: Whose names the keys are in, for the message.
+        heading: The message's first line instead of the default ``"<path> does not fit arch ..."``.
+
+    Raises:
+        ArchMismatchError: The state dict does not fit; lists every offending key at once.
     """
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    mismatched = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k])}"
-                  for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k])]
-    if not (missing or unexpected or mismatched):
+    diff = key_diff(state, expected)
+    if not diff:
         return
-    parts = [f"{path} does not fit arch {arch!r} ({layout} names):"]
-    if missing:
-        parts.append(f"missing {len(missing)}: {_listed(missing)}")
-    if unexpected:
-        parts.append(f"unexpected {len(unexpected)}: {_listed(unexpected)}")
-    if mismatched:
-        parts.append(f"shape mismatch {len(mismatched)}: {_listed(mismatched)}")
-    raise ArchMismatchError("\n  ".join(parts), path=path, missing=tuple(missing), unexpected=tuple(unexpected),
-                            mismatched=tuple(mismatched))
+    parts = [heading or f"{path} does not fit arch {arch!r} ({layout} names):"]
+    if diff.missing:
+        parts.append(f"missing {len(diff.missing)}: {_listed(list(diff.missing))}")
+    if diff.unexpected:
+        parts.append(f"unexpected {len(diff.unexpected)}: {_listed(list(diff.unexpected))}")
+    if diff.mismatched:
+        parts.append(f"shape mismatch {len(diff.mismatched)}: {_listed(list(diff.mismatched))}")
+    raise ArchMismatchError("\n  ".join(parts), path=path, missing=diff.missing, unexpected=diff.unexpected,
+                            mismatched=diff.mismatched)
 
 
 def paddle_shapes(model) -> dict[str, tuple[int, ...]]:

@@ -6,9 +6,8 @@ layout must be touched by some rule, so an unknown top-level part (a neck, an au
 reported rather than passed through; an unknown name inside a known stage is renamed by the stage
 rule only and left to the strict ``--arch`` check.
 The names were read from timm's ``models/byobnet.py`` (RepVGG and MobileOne), mmpretrain's
-``models/backbones/repvgg.py`` and PaddleClas's ``legendary_models/resnet.py`` (its DBB ResNet-18, the one layout also
-written: :func:`to_layout`);
-``docs/checkpoint_conversion.md`` tabulates them.
+``models/backbones/repvgg.py`` and PaddleClas's ``legendary_models/resnet.py`` (its DBB ResNet-18, the
+one layout also written: :func:`to_layout`); ``docs/converting.md`` tabulates them.
 """
 
 import re

@@ -391,18 +391,31 @@ def read_sidecar(path: str | Path) -> dict[str, Any] | None:
         return None
 
 
-def load_checkpoint(model, checkpoint: str | Path) -> None:
+def load_checkpoint(model: Any, checkpoint: str | Path) -> None:
     """Load a ``.pdparams`` (or official torch) state dict into ``model`` strictly: every key must match.
 
-    Raises :class:`MappingError` naming the missing and unexpected keys; no pickled code is run.
+    The keys and shapes are checked before anything is loaded, so a file that does not fit leaves
+    ``model`` as it was. No pickled code is run.
+
+    Args:
+        model: The Paddle model (a ``paddle.nn.Layer``) to load into.
+        checkpoint: The file.
+
+    Raises:
+        MappingError: A key is missing, unexpected or of another shape; the message names them.
+        CheckpointError: The file cannot be read as a checkpoint.
     """
+    from .arch import key_diff, paddle_shapes
     from .canonical import load_paddle_model, to_paddle
 
     loaded = read_checkpoint(checkpoint)
-    if loaded.framework == "paddle":
-        missing, unexpected = model.set_state_dict(loaded.state)
+    form = to_paddle(loaded.state) if loaded.framework == "torch" else None
+    diff = key_diff(loaded.state if form is None else form.state, paddle_shapes(model))
+    if diff:
+        shapes = f", shape mismatch {list(diff.mismatched[:10])}" if diff.mismatched else ""
+        raise MappingError(f"{checkpoint} does not fit the model: missing {sorted(diff.missing)[:10]}, "
+                           f"unexpected {sorted(diff.unexpected)[:10]}{shapes}")
+    if form is None:
+        model.set_state_dict(loaded.state)
     else:
-        missing, unexpected = load_paddle_model(model, to_paddle(loaded.state), dtype=None)
-    if missing or unexpected:
-        raise MappingError(f"{checkpoint} does not fit the model: missing {sorted(missing)[:10]}, "
-                           f"unexpected {sorted(unexpected)[:10]}")
+        load_paddle_model(model, form, dtype=None)

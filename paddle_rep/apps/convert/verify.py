@@ -17,7 +17,7 @@ from . import arch as arch_mod
 
 logger = logging.getLogger(__name__)
 
-# Whole-model output tolerances; reasons and measured figures in docs/checkpoint_conversion.md. float32:
+# Whole-model output tolerances; reasons and measured figures in docs/converting.md. float32:
 # 1e-4, for model arguments and input sizes the parity suite never ran; measured (CPU, seeded weights,
 # randomised BN) <= 2.1e-6 rel over all 26 zoo models, fused and unfused. float64: measured <= 2.1e-12
 # (BN eps reaches Paddle's kernel as float32), so 1e-9 keeps a wide margin.

@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -53,7 +54,7 @@ def family_preprocess(arch: str | None = None) -> Preprocess:
     return Preprocess()
 
 
-def load_calibration(data, input_shape: Sequence, size: int | None = None,
+def load_calibration(data: Any, input_shape: Sequence, size: int | None = None,
                      preprocess: Preprocess | None = None) -> np.ndarray:
     """Read and check calibration data; returns a contiguous float32 ``[N, C, H, W]`` array.
 

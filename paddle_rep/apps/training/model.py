@@ -7,9 +7,9 @@ import numpy as np
 import paddle
 from paddle import nn
 
-from paddle_rep.core.errors import ArchMismatchError
 from paddle_rep.repvgg import RepVGGBlock
 
+from ..convert.arch import check_state
 from ..convert.load import read_checkpoint
 from .recipes import Recipe
 
@@ -63,17 +63,10 @@ def load_pretrained(model: nn.Layer, path: str | Path, num_classes: int, arch: s
     else:
         state = dict(loaded.state)
     own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    heads = head_keys(model, num_classes)
-    mismatched = sorted(k for k in state if k in own and tuple(state[k].shape) != own[k])
-    fresh = [k for k in mismatched if k in heads]
-    mismatched = [f"{k} {tuple(state[k].shape)} vs model {own[k]}" for k in mismatched if k not in heads]
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    if mismatched or missing or unexpected:
-        raise ArchMismatchError(
-            f"{path} does not fit {arch} (--pretrained): {len(missing)} missing {missing[:8]}, {len(unexpected)} "
-            f"unexpected {unexpected[:8]}, {len(mismatched)} mismatched {mismatched[:8]}", path=str(path),
-            missing=tuple(missing), unexpected=tuple(unexpected), mismatched=tuple(mismatched))
+    fresh = sorted(k for k in head_keys(model, num_classes) if k in state and tuple(state[k].shape) != own[k])
+    check_state({k: v for k, v in state.items() if k not in fresh}, {k: s for k, s in own.items() if k not in fresh},
+                arch, str(path), heading=f"{path} does not fit {arch} (--pretrained; only mismatched classifier "
+                                         "heads are re-initialised):")
     current = model.state_dict()
     for key in fresh:  # the model's own fresh initialisation
         state[key] = current[key]
