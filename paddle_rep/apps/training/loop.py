@@ -116,7 +116,8 @@ def evaluate(model: paddle.nn.Layer, dataset: Any, batch_size: int, workers: int
             _raise_bad(dataset, index.numpy(), ok.numpy())
             first, five = _topk(model(x).numpy(), y.numpy())
             top1, top5, count = top1 + first, top5 + five, count + len(y)
-    model.train(was_training)
+    if was_training:  # Paddle 2.6's Layer.train() takes no mode argument
+        model.train()
     return {"top1": top1 / count, "top5": top5 / count, "samples": count}
 
 
