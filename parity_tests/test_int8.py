@@ -294,10 +294,12 @@ def test_insert_bn_keeps_the_fused_output() -> None:
     assert np.abs(moved - expected).max() > tolerance("output", "float32").rel * np.abs(expected).max()
 
 
-def test_paddle_qat_trains_and_reports_the_export_failure(tmp_path_factory, tmp_path) -> None:
-    """Paddle QAT with per-channel weights keeps accuracy; paddle2onnx 2.1.0 cannot convert Paddle 3's
-    QAT program (it aborts), which arrives as a QuantizationError, not a dead process."""
-    from paddle_rep.apps.quantize.qat import QATConfig, export_qat_onnx, quantization_aware_training
+def test_paddle_qat_trains_exports_and_runs_int8(tmp_path_factory, tmp_path) -> None:
+    """Paddle QAT with per-channel weights keeps accuracy; paddle2onnx 2.1.0 cannot convert Paddle 3's QAT
+    program (it aborts: a QuantizationError, not a dead process), so export_qat folds the learned weights into
+    a float graph and quantizes it on the trained grid; both int8 predictors run that and agree with QAT."""
+    from paddle_rep.apps import Predictor
+    from paddle_rep.apps.quantize.qat import QATConfig, export_qat, export_qat_onnx, quantization_aware_training
 
     case = _trained("repvgg", tmp_path_factory)
     digits = load_digits()
@@ -311,10 +313,15 @@ def test_paddle_qat_trains_and_reports_the_export_failure(tmp_path_factory, tmp_
     assert np.mean(expected.argmax(1) == case["y_test"]) - accuracy <= tolerance("int8_accuracy_drop", "int8").rel
     assert disagreement > 0  # it did train (and fake-quantize): not the float model
     try:
-        onnx_file = export_qat_onnx(qat, tmp_path / "qat.onnx", (3, 8, 8), batch_size=4)
+        export_qat_onnx(qat, tmp_path / "qat.onnx", (3, 8, 8), batch_size=4)
     except QuantizationError as error:
         assert "paddle2onnx" in str(error)
         assert not (tmp_path / "qat.onnx").exists()
-        return
-    out = int8_runner(onnx_file, "onnxruntime")(case["x_test"][:4])  # a paddle2onnx that converts it
-    assert np.mean(out.argmax(1) == fake[:4].argmax(1)) >= 0.75
+    template = insert_bn(case["model"], case["x_train"][:8])
+    exported = export_qat(qat, template, tmp_path / "qat", (3, 8, 8), case["x_train"][:64])
+    for backend in BACKENDS:
+        with Predictor(exported, backend, threads=1, precision="int8") as predictor:
+            out = predictor(case["x_test"])
+        _, changed = _int8_figures(fake, out)
+        assert changed <= tolerance("qat_export_disagreement", "int8").rel, (backend, changed)
+        assert accuracy - float(np.mean(out.argmax(1) == case["y_test"])) <= tolerance("int8_accuracy_drop", "int8").rel

@@ -42,6 +42,12 @@ TOLERANCES: dict[tuple[str, ...], Tolerance] = {
     ("int8_disagreement", "int8"): Tolerance(
         0.03, "share of top-1 predictions that int8 changes on 356 held-out digits; measured 0.0084-0.0197 "
               "(RepVGG 0.011 ORT / 0.011 OpenVINO, rep_tiny 0.020 ORT / 0.011 OpenVINO, fold batch 1 and 4)"),
+    ("qat_export_disagreement", "int8"): Tolerance(
+        0.05, "share of top-1 predictions on 356 held-out digits where the int8 predictors running export_qat's "
+              "files differ from the Paddle QAT model's own fake-quant forward: the export recalibrates the "
+              "activation ranges (min/max, not QAT's moving abs-max; ONNX Runtime: uint8 with a zero point) and "
+              "keeps the stem and classifier float; measured 0.022-0.031 (the QAT weights without any fake quant "
+              "already differ from it by 0.025: 3-epoch digits models have many near-ties)"),
     ("int8_accuracy_drop", "int8"): Tolerance(
         0.01, "top-1 accuracy lost by int8 on the held-out digits (356 images: one image is 0.3 points); "
               "measured <= 0.003 (int8 gained 0.3 to 1.1 points on three of the four)"),
