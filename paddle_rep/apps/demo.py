@@ -276,14 +276,15 @@ def _deploy_rows(args: argparse.Namespace, data, paddle_fused, predictor, batch:
     for label, precision in (("fastest float32", "f32"), ("fastest int8", "int8")):
         name = min((k for k in measured if k.endswith(precision)), key=lambda k: measured[k][2])
         rows[label] = name
-    lines = ["", f"| deployed (batch of {len(batch)}) | runtime | ms (median) | vs paddle inference | accuracy |",
+    lines = ["", f"| deployed (batch of {len(batch)}) | runtime | ms (median) | speed-up over paddle inference "
+             "| accuracy |",
              "|---|---|---|---|---|"]
     base = measured["paddle inference"][2]
     for label, name in (("paddle inference", "paddle inference"), *rows.items()):
         backend, runner, ms = measured[name]
         accuracy = float((np.concatenate([runner(x_test[i:i + 50]) for i in range(0, len(x_test), 50)]).argmax(1)
                           == y_test).mean())
-        lines.append(f"| {label} | {name} | {ms:.2f} | {base / ms:.2f}x faster | {accuracy:.4f} |")
+        lines.append(f"| {label} | {name} | {ms:.2f} | {base / ms:.2f}x | {accuracy:.4f} |")
         summary[label] = {"path": name, "ms": ms, "accuracy": accuracy}
     return lines, summary
 

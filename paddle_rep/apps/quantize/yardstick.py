@@ -70,7 +70,11 @@ class Result:
 
 
 def digits3() -> Split:
-    """The digits as three equal channels (the zoo families take RGB)."""
+    """The digits as three equal channels (the zoo families take RGB).
+
+    Returns:
+        The split.
+    """
     d = load_digits()
     return Split(np.repeat(d.x_train, 3, 1), d.y_train, np.repeat(d.x_test, 3, 1), d.y_test)
 
@@ -113,6 +117,14 @@ def measure(family: str, method: str, backend: str, logits: np.ndarray, referenc
             labels: np.ndarray) -> Result:
     """The figures of ``logits`` against the float32 ``reference`` and the ``labels``.
 
+    Args:
+        family: the family's name.
+        method: ``"float32"``, ``"PTQ per-tensor"``, ``"PTQ per-channel"`` or ``"QAT"``.
+        backend: the int8 runtime (``"-"`` for float32).
+        logits: the method's logits on the held-out digits.
+        reference: float32 logits on the same images.
+        labels: the images' labels.
+
     Returns:
         The :class:`Result`.
     """
@@ -122,8 +134,17 @@ def measure(family: str, method: str, backend: str, logits: np.ndarray, referenc
                   float(np.median(errors)))
 
 
-def run_family(family: str, epochs: int, folder: Path, qat_steps: int = 100, backends=BACKENDS) -> list[Result]:
+def run_family(family: str, epochs: int, folder: Path, qat_steps: int = 100, backends=BACKENDS,
+               methods: tuple[str, ...] = ("PTQ per-tensor", "PTQ per-channel", "QAT")) -> list[Result]:
     """Train one family, then measure float32, PTQ per-tensor, PTQ per-channel and (where it applies) QAT.
+
+    Args:
+        family: a key of :data:`FAMILIES`.
+        epochs: training epochs.
+        folder: where the exports go.
+        qat_steps: QAT steps (the last quarter with BN and observers frozen).
+        backends: int8 runtimes.
+        methods: which of the int8 methods to run.
 
     Returns:
         One float32 result and one per method and backend.
@@ -143,9 +164,11 @@ def run_family(family: str, epochs: int, folder: Path, qat_steps: int = 100, bac
     results = [measure(family, "float32", "-", reference, reference, data.y_test)]
     exports = {}
     for method, options in (("PTQ per-tensor", Int8Options(per_channel=False)), ("PTQ per-channel", Int8Options())):
+        if method not in methods:
+            continue
         exports[method] = export(model, folder / method.replace(" ", "_"), shape, onnx=True, calibration=calibration,
                                  int8_options=options, int8_backends=backends)
-    if qat_applies:
+    if qat_applies and "QAT" in methods:
         qat = quantization_aware_training(model, lambda: batches(data.x_train, data.y_train, 64, 0),
                                           QATConfig(steps=qat_steps, freeze_steps=qat_steps // 4))
         exports["QAT"] = export_qat(qat, insert_bn(model, calibration[:32]), folder / "qat", shape, calibration,
@@ -158,7 +181,14 @@ def run_family(family: str, epochs: int, folder: Path, qat_steps: int = 100, bac
 
 
 def render(results: list[Result]) -> str:
-    """The markdown table of ``results``."""
+    """The markdown table of ``results``.
+
+    Args:
+        results: from :func:`run_family`.
+
+    Returns:
+        The table.
+    """
     lines = ["| family | method | backend | top-1 | agreement with f32 | logits rel. error (max / median) |",
              "|---|---|---|---:|---:|---:|"]
     for r in results:
@@ -169,7 +199,14 @@ def render(results: list[Result]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the yardstick and print its table."""
+    """Run the yardstick and print its table.
+
+    Args:
+        argv: command-line arguments (default: ``sys.argv``).
+
+    Returns:
+        The exit status.
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=30, help="training epochs per family (default 30)")
     parser.add_argument("--qat-steps", type=int, default=100, help="QAT steps (default 100)")
