@@ -281,9 +281,12 @@ def _quantize_openvino(model, draft: Path, calibration: np.ndarray, options: Int
     advanced = nncf.AdvancedQuantizationParameters(
         activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX,
         weights_quantization_params=None if options.per_channel else QuantizationParameters(per_channel=False))
-    quantized = nncf.quantize(float_model, nncf.Dataset(items), preset=nncf.QuantizationPreset.PERFORMANCE,
-                              subset_size=len(items), advanced_parameters=advanced,
-                              ignored_scope=nncf.IgnoredScope(names=excluded) if excluded else None)
+    from paddle_rep.apps.exporter import _captured_output  # the exporter imports this module
+
+    with _captured_output("nncf"):  # its progress bars print to the console whatever the log level
+        quantized = nncf.quantize(float_model, nncf.Dataset(items), preset=nncf.QuantizationPreset.PERFORMANCE,
+                                  subset_size=len(items), advanced_parameters=advanced,
+                                  ignored_scope=nncf.IgnoredScope(names=excluded) if excluded else None)
     ov.save_model(quantized, str(draft), compress_to_fp16=False)
     source.unlink()
 
