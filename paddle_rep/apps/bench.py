@@ -5,8 +5,10 @@ fused, paddle_rep dygraph training form and fused, the exported ``paddle.inferen
 (oneDNN on) of the fused and of the training-form model, every deploy backend of
 ``paddle_rep.apps.predictor.Predictor`` on the fused export (ONNX Runtime, OpenVINO; for ODConv models
 also Paddle Inference on the fold programs, the unfold graph and the batch-1 fold graph run per
-sample), and a straightforward Paddle RepVGG port (written here, for the RepVGG rows); plus a
-training step (forward + backward) in each framework. ODConv rows compare the batch fold, a
+sample), and a straightforward Paddle RepVGG port (written here, for the RepVGG rows); for the model
+rows also the int8 predictor per runtime and the peers a torch user would pick (the fused torch_ref
+model through ``torch.onnx.export``, on ONNX Runtime and OpenVINO in float32 and after NNCF int8;
+``--no-int8`` skips them); plus a training step (forward + backward) in each framework. ODConv rows compare the batch fold, a
 per-sample loop, the unfold export formulation and upstream's 6-D broadcast-and-sum aggregation
 (time and Paddle's peak allocated memory). Conversion of a B3-size checkpoint against the floor
 reuses :mod:`paddle_rep.apps.bench_convert`. Both frameworks run with the same thread count; every figure is
