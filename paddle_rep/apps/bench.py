@@ -8,11 +8,11 @@ also Paddle Inference on the fold programs, the unfold graph and the batch-1 fol
 sample), and a straightforward Paddle RepVGG port (written here, for the RepVGG rows); for the model
 rows also the int8 predictor per runtime and the peers a torch user would pick (the fused torch_ref
 model through ``torch.onnx.export``, on ONNX Runtime and OpenVINO in float32 and after NNCF int8;
-``--no-int8`` skips them); plus a training step (forward + backward) in each framework. ODConv rows compare the batch fold, a
-per-sample loop, the unfold export formulation and upstream's 6-D broadcast-and-sum aggregation
-(time and Paddle's peak allocated memory). Conversion of a B3-size checkpoint against the floor
-reuses :mod:`paddle_rep.apps.bench_convert`. Both frameworks run with the same thread count; every figure is
-the median of ``--repeat`` runs after a warm-up, and ratios come from the same run.
+``--no-int8`` skips them); plus a training step (forward + backward) in each framework. ODConv rows
+compare the batch fold, a per-sample loop, the unfold export formulation and upstream's 6-D
+broadcast-and-sum aggregation (time and Paddle's peak allocated memory). Conversion of a B3-size
+checkpoint against the floor reuses :mod:`paddle_rep.apps.bench_convert`. Both frameworks run with the
+same thread count; every figure is the median of ``--repeat`` runs after a warm-up, and ratios come from the same run.
 
     python -m paddle_rep.apps.bench       # full run into docs/performance/bench.{md,png,json} + the summary table
     python -m paddle_rep.apps.bench --quick  # tiny sizes, a smoke run into results/

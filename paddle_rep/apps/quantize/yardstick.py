@@ -56,6 +56,10 @@ FAMILIES: dict[str, tuple[Callable[[], paddle.nn.Layer], bool]] = {
 }
 
 
+# "all int8": Int8Options(keep_float="none"), the stem conv and the classifier quantized too
+METHODS = ("PTQ per-tensor", "PTQ per-channel", "PTQ per-channel all-int8", "QAT")
+
+
 @dataclass(frozen=True)
 class Result:
     """One family, method and backend: top-1, agreement with float32 and the logits' relative error."""
@@ -135,7 +139,7 @@ def measure(family: str, method: str, backend: str, logits: np.ndarray, referenc
 
 
 def run_family(family: str, epochs: int, folder: Path, qat_steps: int = 100, backends=BACKENDS,
-               methods: tuple[str, ...] = ("PTQ per-tensor", "PTQ per-channel", "QAT")) -> list[Result]:
+               methods: tuple[str, ...] = METHODS) -> list[Result]:
     """Train one family, then measure float32, PTQ per-tensor, PTQ per-channel and (where it applies) QAT.
 
     Args:
@@ -163,7 +167,8 @@ def run_family(family: str, epochs: int, folder: Path, qat_steps: int = 100, bac
         reference = predictor(data.x_test)
     results = [measure(family, "float32", "-", reference, reference, data.y_test)]
     exports = {}
-    for method, options in (("PTQ per-tensor", Int8Options(per_channel=False)), ("PTQ per-channel", Int8Options())):
+    for method, options in (("PTQ per-tensor", Int8Options(per_channel=False)), ("PTQ per-channel", Int8Options()),
+                            ("PTQ per-channel all-int8", Int8Options(keep_float="none"))):
         if method not in methods:
             continue
         exports[method] = export(model, folder / method.replace(" ", "_"), shape, onnx=True, calibration=calibration,
@@ -211,13 +216,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=30, help="training epochs per family (default 30)")
     parser.add_argument("--qat-steps", type=int, default=100, help="QAT steps (default 100)")
     parser.add_argument("--only", action="append", default=[], help="families whose name contains this")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {METHODS}")
     args = parser.parse_args(argv)
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for family in FAMILIES:
             if args.only and not any(o in family for o in args.only):
                 continue
-            results += run_family(family, args.epochs, Path(tmp) / family.split()[0], args.qat_steps)
+            results += run_family(family, args.epochs, Path(tmp) / family.split()[0], args.qat_steps,
+                                  methods=methods)
             print(render(results), flush=True)
     return 0
 
