@@ -472,8 +472,15 @@ def run_cli(args: argparse.Namespace) -> int:
 
 
 def split_held_out(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(calibration, held_out)``: every 8th sample is held out for the int8 check (the data itself when
-    there are fewer than 8 samples: then the check is not on unseen data)."""
+    """Split calibration data for the CLI's int8 check: every 8th sample is held out.
+
+    Args:
+        data: ``[N, C, H, W]`` calibration samples.
+
+    Returns:
+        ``(calibration, held_out)``; both are ``data`` itself when there are fewer than 8 samples (the
+        check then runs on seen data, with a warning).
+    """
     if len(data) < 8:
         logger.warning("only %d calibration samples: the int8 check runs on the calibration data itself", len(data))
         return data, data
@@ -483,7 +490,16 @@ def split_held_out(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def int8_check_record(report, calibration_samples: int) -> dict:
-    """The manifest's record of an int8 check (:class:`~paddle_rep.apps.quantize.report.Int8Report`)."""
+    """The manifest's record of an int8 check.
+
+    Args:
+        report: the :class:`~paddle_rep.apps.quantize.report.Int8Report`.
+        calibration_samples: how many samples calibrated the int8 files.
+
+    Returns:
+        ``{"name", "passed", "figure", "held_out_samples", "calibration_samples", "layers"}``; ``passed`` is
+        top-1 agreement >= :data:`INT8_AGREEMENT_WARN` (a failed record warns, the export stays).
+    """
     return {"name": f"{report.backend} int8 vs f32", "passed": report.top1_agreement >= INT8_AGREEMENT_WARN,
             "figure": f"top-1 agreement {100 * report.top1_agreement:.2f} %, output rel. error max "
                       f"{report.max_rel_error:.2e} mean {report.mean_rel_error:.2e}",
@@ -494,7 +510,14 @@ def int8_check_record(report, calibration_samples: int) -> dict:
 
 
 def manifest_files(result: ExportedModel) -> list[str]:
-    """Every file of an export in the order the CLI prints them (the manifest last)."""
+    """Every file of an export in the order the CLI prints them.
+
+    Args:
+        result: the export.
+
+    Returns:
+        The paths, the manifest last.
+    """
     from .manifest import file_roles
 
     return [*file_roles(result).values(), result.manifest_file]

@@ -79,7 +79,14 @@ def _int8_roles(role: str, backend: str, file: str) -> dict[str, str]:
 
 
 def int8_precisions(exported) -> dict[str, list[str]]:
-    """Backend -> ``["int8"]`` for each backend the export has int8 files for (plain graph and every fold graph)."""
+    """The int8 precisions an export offers.
+
+    Args:
+        exported: an ``ExportedModel``.
+
+    Returns:
+        Backend -> ``["int8"]`` for each backend with int8 files for the plain graph and every fold graph.
+    """
     int8 = getattr(exported, "int8", None)
     if int8 is None:
         return {}

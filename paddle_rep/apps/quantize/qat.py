@@ -250,6 +250,13 @@ def qat_float_model(qat_model: nn.Layer, template: nn.Layer) -> nn.Layer:
     the same architecture) loads the QAT model's weights and BN statistics (its quanters dropped), then
     :func:`~paddle_rep.quant.fuse_inserted_bn` folds the BNs. ``template`` is changed in place.
 
+    Args:
+        qat_model: from :func:`quantization_aware_training`.
+        template: an :func:`~paddle_rep.quant.insert_bn` model of the same architecture.
+
+    Returns:
+        ``template``, now the fused float model with the learned weights.
+
     Raises:
         QuantizationError: the QAT model's parameters do not match ``template``'s.
     """
