@@ -80,3 +80,37 @@ def _conv_bn(conv: nn.Conv2D, mean: np.ndarray, var: np.ndarray, eps: float) -> 
     layer = nn.Sequential(("conv", new), ("bn", bn))
     layer.eval()
     return layer
+
+
+def fuse_inserted_bn(model: nn.Layer) -> nn.Layer:
+    """The inverse of :func:`insert_bn`, in place: each ``rbr_reparam = Sequential(conv, bn)`` becomes one
+    conv with bias again (the BN folded in, eval statistics); returns ``model`` in eval mode.
+
+    Used to export a quantization-aware-trained model as a plain fused graph: the folded kernel of
+    channel ``c`` is the trained kernel times ``gamma_c / sqrt(var_c + eps)``, so per-output-channel
+    symmetric int8 puts it on the same grid as the trained kernel.
+
+    Args:
+        model: a model from :func:`insert_bn` (changed in place).
+
+    Returns:
+        ``model``, with plain fused convs, in eval mode.
+
+    Raises:
+        SurgeryError: the model holds no inserted BN.
+    """
+    blocks = [layer for layer in model.sublayers(include_self=True)
+              if isinstance(layer, RepVGGBlock) and isinstance(getattr(layer, "rbr_reparam", None), nn.Sequential)]
+    if not blocks:
+        raise SurgeryError(f"fuse_inserted_bn found no RepVGG block with an inserted BN in {type(model).__name__}")
+    for block in blocks:
+        conv, bn = block.rbr_reparam.conv, block.rbr_reparam.bn
+        std = np.sqrt(bn._variance.numpy().astype(np.float64) + bn._epsilon)
+        scale = bn.weight.numpy().astype(np.float64) / std
+        fused = nn.Conv2D(conv._in_channels, conv._out_channels, conv._kernel_size, stride=conv._stride,
+                          padding=conv._padding, dilation=conv._dilation, groups=conv._groups)
+        fused.weight.set_value((conv.weight.numpy() * scale[:, None, None, None]).astype(np.float32))
+        fused.bias.set_value((bn.bias.numpy() - bn._mean.numpy() * scale).astype(np.float32))
+        block.rbr_reparam = fused
+    model.eval()
+    return model

@@ -49,6 +49,33 @@ def test_bench_quick_smoke(tmp_path: Path) -> None:
     assert (tmp_path / "again" / "bench.md").read_text() == table
 
 
+def test_bench_quick_int8_and_torch_peer_columns(tmp_path: Path) -> None:
+    """A model row gets our int8 per runtime and the torch-exported peers (float32 and NNCF int8)."""
+    pytest.importorskip("nncf")
+    result = subprocess.run(
+        [sys.executable, "-m", "paddle_rep.apps.bench", "--quick", "--no-convert", "--no-blocks", "--only",
+         "repvgg_a0", "--no-train", "--no-formulations", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    row = json.loads((tmp_path / "bench.json").read_text())["rows"][0]
+    columns = ("onnxruntime int8", "openvino int8", "torch-onnx onnxruntime", "torch-onnx onnxruntime int8",
+               "torch-onnx openvino", "torch-onnx openvino int8")
+    for key in columns:
+        assert row["times"][key]["median"] > 0, key
+    for key in ("torch-onnx onnxruntime", "torch-onnx openvino"):  # the peers' float32 computes the model
+        assert row["diffs"][key] < 1e-4, (key, row["diffs"][key])
+    for key in ("onnxruntime int8", "openvino int8", "torch-onnx openvino int8"):  # int8, not float32 in disguise
+        assert 1e-5 < row["diffs"][key] < 1.0, (key, row["diffs"][key])
+    table = (tmp_path / "bench.md").read_text()
+    assert "### int8 (model rows)" in table and "fastest int8 / torch fused" in table
+    from paddle_rep.apps import bench
+
+    saved = bench._row_from_json(row)
+    assert not bench.best_deploy(saved)[0].endswith("int8")  # int8 never counts as the fastest float32 path
+    assert bench.best_int8(saved)[0] in ("onnxruntime int8", "openvino int8")
+
+
 def test_bench_rewrites_only_the_marked_summary_table(tmp_path: Path) -> None:
     from paddle_rep.apps import bench
 

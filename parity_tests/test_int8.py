@@ -97,27 +97,30 @@ def test_int8_runners_two_inputs_two_batches(kind: str, backend: str, tmp_path_f
     case = _trained(kind, tmp_path_factory)
     bound = tolerance("int8_output", "int8").rel
     x = case["x_test"]
-    known_bad = kind == "odconv" and backend == "openvino"  # NNCF on the batch-1 fold graph: see docs/int8.md
     for batch, start in ((4, 0), (1, 7), (4, 40), (1, 90)):  # fold batches 4 and 1; two inputs each
         chunk = x[start:start + batch]
         expected = _float_logits(case, chunk)
         error, _ = _int8_figures(expected, _int8_logits(case, backend, chunk))
         assert 1e-5 < error, (kind, backend, batch, start, error)
-        assert error <= bound or (known_bad and batch == 1), (kind, backend, batch, start, error)
+        assert error <= bound, (kind, backend, batch, start, error)
     if not case["files"].fold_files[backend]:  # the dynamic-batch graph: a third batch size
         chunk = x[3:10]
         error, _ = _int8_figures(_float_logits(case, chunk), _int8_logits(case, backend, chunk))
         assert 1e-5 < error <= bound
 
 
-@pytest.mark.xfail(strict=True, reason="OpenVINO int8 of rep_tiny's batch-1 ODConv fold graph is 0.82 rel off "
-                   "(batch 4: 0.22); docs/int8.md")
 def test_openvino_odconv_fold_batch1(tmp_path_factory) -> None:
+    """The batch-1 fold graph is as close as the batch-4 one: NNCF calibrates with the global min/max, not
+    its default mean over calibration batches (which shrank every range at batch 1; docs/int8.md)."""
     case = _trained("odconv", tmp_path_factory)
     x = case["x_test"][:64]
-    actual = np.concatenate([_int8_logits(case, "openvino", x[i:i + 1]) for i in range(len(x))])
-    error, _ = _int8_figures(_float_logits(case, x), actual)
-    assert error <= tolerance("int8_output", "int8").rel
+    expected = _float_logits(case, x)
+    one = np.concatenate([_int8_logits(case, "openvino", x[i:i + 1]) for i in range(len(x))])
+    four = np.concatenate([_int8_logits(case, "openvino", x[i:i + 4]) for i in range(0, len(x), 4)])
+    error_one, _ = _int8_figures(expected, one)
+    error_four, _ = _int8_figures(expected, four)
+    assert error_one <= tolerance("int8_output", "int8").rel, error_one
+    assert error_one <= 1.5 * error_four, (error_one, error_four)  # no batch-1 penalty left
 
 
 @pytest.mark.parametrize("kind", ["repvgg", "odconv"])
@@ -291,10 +294,12 @@ def test_insert_bn_keeps_the_fused_output() -> None:
     assert np.abs(moved - expected).max() > tolerance("output", "float32").rel * np.abs(expected).max()
 
 
-def test_paddle_qat_trains_and_reports_the_export_failure(tmp_path_factory, tmp_path) -> None:
-    """Paddle QAT with per-channel weights keeps accuracy; paddle2onnx 2.1.0 cannot convert Paddle 3's
-    QAT program (it aborts), which arrives as a QuantizationError, not a dead process."""
-    from paddle_rep.apps.quantize.qat import QATConfig, export_qat_onnx, quantization_aware_training
+def test_paddle_qat_trains_exports_and_runs_int8(tmp_path_factory, tmp_path) -> None:
+    """Paddle QAT with per-channel weights keeps accuracy; paddle2onnx 2.1.0 cannot convert Paddle 3's QAT
+    program (it aborts: a QuantizationError, not a dead process), so export_qat folds the learned weights into
+    a float graph and quantizes it on the trained grid; both int8 predictors run that and agree with QAT."""
+    from paddle_rep.apps import Predictor
+    from paddle_rep.apps.quantize.qat import QATConfig, export_qat, export_qat_onnx, quantization_aware_training
 
     case = _trained("repvgg", tmp_path_factory)
     digits = load_digits()
@@ -308,10 +313,15 @@ def test_paddle_qat_trains_and_reports_the_export_failure(tmp_path_factory, tmp_
     assert np.mean(expected.argmax(1) == case["y_test"]) - accuracy <= tolerance("int8_accuracy_drop", "int8").rel
     assert disagreement > 0  # it did train (and fake-quantize): not the float model
     try:
-        onnx_file = export_qat_onnx(qat, tmp_path / "qat.onnx", (3, 8, 8), batch_size=4)
+        export_qat_onnx(qat, tmp_path / "qat.onnx", (3, 8, 8), batch_size=4)
     except QuantizationError as error:
         assert "paddle2onnx" in str(error)
         assert not (tmp_path / "qat.onnx").exists()
-        return
-    out = int8_runner(onnx_file, "onnxruntime")(case["x_test"][:4])  # a paddle2onnx that converts it
-    assert np.mean(out.argmax(1) == fake[:4].argmax(1)) >= 0.75
+    template = insert_bn(case["model"], case["x_train"][:8])
+    exported = export_qat(qat, template, tmp_path / "qat", (3, 8, 8), case["x_train"][:64])
+    for backend in BACKENDS:
+        with Predictor(exported, backend, threads=1, precision="int8") as predictor:
+            out = predictor(case["x_test"])
+        _, changed = _int8_figures(fake, out)
+        assert changed <= tolerance("qat_export_disagreement", "int8").rel, (backend, changed)
+        assert accuracy - float(np.mean(out.argmax(1) == case["y_test"])) <= tolerance("int8_accuracy_drop", "int8").rel

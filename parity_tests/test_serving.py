@@ -2,6 +2,8 @@
 input contract, empty batches, throughput mode, close(), the manifest and Predictor.load in a fresh
 process, the per-graph oneDNN default, and resident memory over 10,000 calls.
 
+int8 runs through the same pools and contract (the fixture's exports are calibrated).
+
 Two small models at 16x16: rep_tiny (ODConv kernel_num 4: fold and unfold graphs) and a re-param net
 without ODConv (RepVGG + ACB blocks). Every concurrent output is checked against the answer the
 same predictor gave single-threaded first; a planted fault (one OpenVINO infer request shared by all
@@ -47,8 +49,12 @@ CONFIGS = {
     "openvino": dict(backend="openvino"),
     "openvino-unfold": dict(backend="openvino", fold=False),
     "openvino-bf16": dict(backend="openvino", precision="bf16"),  # f32 with a warning where the CPU has no bf16
+    "onnxruntime-int8": dict(backend="onnxruntime", precision="int8"),
+    "onnxruntime-int8-unfold": dict(backend="onnxruntime", precision="int8", fold=False),
+    "openvino-int8": dict(backend="openvino", precision="int8"),
+    "openvino-int8-unfold": dict(backend="openvino", precision="int8", fold=False),
 }
-PLAIN = ("paddle", "onnxruntime", "openvino", "openvino-bf16")  # no ODConv: no fold graphs
+PLAIN = ("paddle", "onnxruntime", "openvino", "openvino-bf16", "onnxruntime-int8", "openvino-int8")  # no fold graphs
 
 
 class RepNet(nn.Layer):
@@ -79,8 +85,9 @@ def exported(tmp_path_factory):
 
     def get(name: str):
         if name not in cache:
+            calibration = helpers.seeded_input((8, 3, SIZE, SIZE), "float32", seed=40)  # int8 files too
             cache[name] = paddle_rep.apps.export(_build(name), root / name / "model", (3, SIZE, SIZE), onnx=True,
-                                                 fold_batch_sizes=(1, 2))
+                                                 fold_batch_sizes=(1, 2), calibration=calibration)
         return cache[name]
 
     return get
@@ -207,7 +214,7 @@ def test_fixed_batch_is_part_of_the_contract(tmp_path: Path) -> None:
 
 # --- throughput mode and close --------------------------------------------------------------------
 
-@pytest.mark.parametrize("config", ["paddle", "onnxruntime", "openvino", "openvino-bf16"])
+@pytest.mark.parametrize("config", ["paddle", "onnxruntime", "openvino", "openvino-bf16", "openvino-int8"])
 def test_predict_many_keeps_the_order(exported, config: str) -> None:
     files = exported("rep_tiny")
     with Predictor(files, threads=1, **CONFIGS[config]) as predictor:
@@ -277,7 +284,8 @@ def test_manifest_lists_the_export(exported) -> None:
         path = Path(files.manifest_file).parent / entry["name"]
         assert path.stat().st_size == entry["bytes"] and len(entry["sha256"]) == 64
     assert manifest["fold_batch_sizes"] == [1, 2]
-    assert manifest["precisions"] == {"paddle": ["f32"], "onnxruntime": ["f32"], "openvino": ["f32", "bf16"]}
+    assert manifest["precisions"] == {"paddle": ["f32"], "onnxruntime": ["f32", "int8"],
+                                      "openvino": ["f32", "bf16", "int8"]}
     assert manifest["versions"]["paddlepaddle"] == paddle.__version__
     assert {check["name"] for check in manifest["checks"]} == {"onnx.checker model.onnx",
                                                               "onnx.checker model.fold_b1.onnx",
@@ -309,8 +317,8 @@ def test_load_refuses_missing_and_edited_files(exported, tmp_path: Path) -> None
     shutil.copytree(Path(files.manifest_file).parent, folder)
     manifest = folder / "model-manifest.json"
     assert Predictor.load(folder / "model", "onnxruntime").contract == InputContract(3, SIZE, SIZE)
-    with pytest.raises(ManifestError, match="backend 'openvino' offers precisions .*not 'int8'"):
-        Predictor.load(manifest, "openvino", precision="int8")
+    with pytest.raises(ManifestError, match="backend 'onnxruntime' offers precisions .*not 'bf16'"):
+        Predictor.load(manifest, "onnxruntime", precision="bf16")
     onnx_file = folder / "model.onnx"
     onnx_file.write_bytes(onnx_file.read_bytes()[:-1] + b"\0")  # same size, other bytes
     with pytest.raises(ManifestError, match=r"model\.onnx: edited since export") as info:

@@ -36,11 +36,19 @@ TOLERANCES: dict[tuple[str, ...], Tolerance] = {
     # (a runner silently running float32 fails them).
     ("int8_output", "int8"): Tolerance(
         0.3, "max |int8 - float32| / max |float32| logits over a batch of the small digits models (RepVGG, "
-             "rep_tiny with ODConv), ONNX Runtime and OpenVINO; measured <= 0.254 (median sample 0.016-0.051); "
-             "OpenVINO's ODConv fold graph of batch 1 is 0.82 and is an expected failure (docs/int8.md)"),
+             "rep_tiny with ODConv), ONNX Runtime and OpenVINO, fold graphs of batch 1 and 4; measured <= 0.254 "
+             "(median sample 0.014-0.033; OpenVINO's batch-1 fold graph 0.152 since NNCF calibrates with the "
+             "global min/max, 0.82 with its default per-batch mean: docs/int8.md)"),
     ("int8_disagreement", "int8"): Tolerance(
         0.03, "share of top-1 predictions that int8 changes on 356 held-out digits; measured 0.0084-0.0197 "
-              "(RepVGG 0.011 ORT / 0.008 OpenVINO, rep_tiny 0.020 ORT / 0.017 OpenVINO, fold batch 4)"),
+              "(RepVGG 0.011 ORT / 0.011 OpenVINO, rep_tiny 0.020 ORT / 0.011 OpenVINO, fold batch 1 and 4; "
+              "4-epoch ACNet and RepVGGplus 0.000 on both)"),
+    ("qat_export_disagreement", "int8"): Tolerance(
+        0.05, "share of top-1 predictions on 356 held-out digits where the int8 predictors running export_qat's "
+              "files differ from the Paddle QAT model's own fake-quant forward: the export recalibrates the "
+              "activation ranges (min/max, not QAT's moving abs-max; ONNX Runtime: uint8 with a zero point) and "
+              "keeps the stem and classifier float; measured 0.022-0.031 (the QAT weights without any fake quant "
+              "already differ from it by 0.025: 3-epoch digits models have many near-ties)"),
     ("int8_accuracy_drop", "int8"): Tolerance(
         0.01, "top-1 accuracy lost by int8 on the held-out digits (356 images: one image is 0.3 points); "
               "measured <= 0.003 (int8 gained 0.3 to 1.1 points on three of the four)"),

@@ -5,12 +5,14 @@ fused, paddle_rep dygraph training form and fused, the exported ``paddle.inferen
 (oneDNN on) of the fused and of the training-form model, every deploy backend of
 ``paddle_rep.apps.predictor.Predictor`` on the fused export (ONNX Runtime, OpenVINO; for ODConv models
 also Paddle Inference on the fold programs, the unfold graph and the batch-1 fold graph run per
-sample), and a straightforward Paddle RepVGG port (written here, for the RepVGG rows); plus a
-training step (forward + backward) in each framework. ODConv rows compare the batch fold, a
-per-sample loop, the unfold export formulation and upstream's 6-D broadcast-and-sum aggregation
-(time and Paddle's peak allocated memory). Conversion of a B3-size checkpoint against the floor
-reuses :mod:`paddle_rep.apps.bench_convert`. Both frameworks run with the same thread count; every figure is
-the median of ``--repeat`` runs after a warm-up, and ratios come from the same run.
+sample), and a straightforward Paddle RepVGG port (written here, for the RepVGG rows); for the model
+rows also the int8 predictor per runtime and the peers a torch user would pick (the fused torch_ref
+model through ``torch.onnx.export``, on ONNX Runtime and OpenVINO in float32 and after NNCF int8;
+``--no-int8`` skips them); plus a training step (forward + backward) in each framework. ODConv rows
+compare the batch fold, a per-sample loop, the unfold export formulation and upstream's 6-D
+broadcast-and-sum aggregation (time and Paddle's peak allocated memory). Conversion of a B3-size
+checkpoint against the floor reuses :mod:`paddle_rep.apps.bench_convert`. Both frameworks run with the
+same thread count; every figure is the median of ``--repeat`` runs after a warm-up, and ratios come from the same run.
 
     python -m paddle_rep.apps.bench       # full run into docs/performance/bench.{md,png,json} + the summary table
     python -m paddle_rep.apps.bench --quick  # tiny sizes, a smoke run into results/
@@ -260,6 +262,7 @@ class Case:
     train_shape: tuple[int, int, int, int]  # training-step input
     repvgg: bool = False
     odconv: bool = False
+    model: bool = False  # a whole-model row: int8 and torch-exported peer columns too
 
 
 def _blocks(quick: bool) -> list[Case]:
@@ -292,7 +295,7 @@ def _models(quick: bool, batch: int, size: int, train_batch: int, train_size: in
     return [Case(row, lambda n=name, k=kw: torch_ref.create_model(n, **k),
                  lambda n=name, k=kw: create_model(n, **k), (batch, 3, size, size),
                  (train_batch, 3, train_size, train_size), repvgg=row.startswith("repvgg"),
-                 odconv=row.startswith("od_resnet18 4x")) for row, name, kw in names]
+                 odconv=row.startswith("od_resnet18 4x"), model=True) for row, name, kw in names]
 
 
 # --- measurements -----------------------------------------------------------------------------
@@ -355,9 +358,13 @@ def run_case(case: Case, args: argparse.Namespace, workdir: Path) -> Row:
         stem = workdir / case.name.replace(" ", "_")
         onnx_backends = [b for b in args.backends if b != "paddle"]
         batch = case.shape[0]
+        int8 = case.model and not args.no_int8 and bool(onnx_backends)
+        # int8 times, not accuracy: random calibration inputs (docs/int8.md measures accuracy on trained models)
+        calibration = rng.standard_normal((INT8_CALIBRATION, *case.shape[1:])).astype("float32") if int8 else None
         for key, fused in (("predictor (oneDNN)", True), ("predictor train-form", False)):
             files = export(pm, f"{stem}_{fused}", case.shape[1:], reparameterize=fused,
-                           onnx=fused and bool(onnx_backends), fold_batch_sizes=sorted({1, batch}))
+                           onnx=fused and bool(onnx_backends), fold_batch_sizes=sorted({1, batch}),
+                           calibration=calibration if fused else None, int8_backends=onnx_backends)
             predictor = Predictor(files, use_onednn=True, threads=args.threads, fold=False)
             row.times[key] = timeit(lambda p=predictor: p(x), w, r)
             row.diffs[key.replace(" (oneDNN)", "")] = relative_error(predictor(x2), ref2)
@@ -369,6 +376,10 @@ def run_case(case: Case, args: argparse.Namespace, workdir: Path) -> Row:
                 for key_, predictor_ in _onnx_predictors(files, onnx_backends, batch, args.threads):
                     row.times[key_] = timeit(lambda p=predictor_: p(x), w, r)
                     row.diffs[key_] = relative_error(predictor_(x2), ref2)
+        if int8:
+            for key_, runner in _torch_peers(tf, case.shape, onnx_backends, calibration, stem, args.threads):
+                row.times[key_] = timeit(lambda p=runner: p(x), w, r)
+                row.diffs[key_] = relative_error(runner(x2), ref2)
     if case.odconv and not args.no_formulations:
         _odconv_variants(pm, xp, ref, row, w, r)
     if not args.no_train:
@@ -388,9 +399,11 @@ def run_case(case: Case, args: argparse.Namespace, workdir: Path) -> Row:
 def _onnx_predictors(files: ExportedModel, backends: list[str], batch: int, threads: int):
     """The ONNX backends' predictors: the default path (ODConv's fold graph of this batch when the
     model has one); for ODConv models also the other ways of serving a batch (the batch-independent
-    unfold graph, and the batch-1 fold graph run once per sample)."""
+    unfold graph, and the batch-1 fold graph run once per sample); int8 where the export has it."""
     for backend in backends:
         yield backend, Predictor(files, backend, threads)
+        if files.int8 is not None:
+            yield f"{backend} int8", Predictor(files, backend, threads, precision="int8")
         if backend == "openvino":
             bf16 = Predictor(files, backend, threads, precision="bf16")  # opt-in; f32 (and a warning) without bf16
             if bf16.precision == "bf16":
@@ -401,6 +414,49 @@ def _onnx_predictors(files: ExportedModel, backends: list[str], batch: int, thre
                 one = ExportedModel(files.model_file, files.params_file, files.onnx_file,
                                     {1: files.fold_onnx_files[1]})
                 yield f"{backend} fold b1 x{batch}", Predictor(one, backend, threads)
+
+
+def _torch_peers(model: torch.nn.Module, shape: tuple, backends: list[str], calibration: np.ndarray, stem: Path,
+                 threads: int):
+    """What a torch user would deploy: the fused torch_ref model through ``torch.onnx.export`` (fixed batch),
+    run by ONNX Runtime and OpenVINO in float32, and after NNCF's int8 with its defaults on that file."""
+    import nncf
+    import onnx
+    from nncf.common.logging.logger import set_log_level
+
+    from .quantize.ptq import _chunks, int8_runner
+
+    set_log_level(logging.ERROR)
+    onnx_file = f"{stem}_torch.onnx"
+    with warnings.catch_warnings():  # the TorchScript exporter's deprecation note (onnxscript is not installed)
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(shape),), onnx_file, dynamo=False, opset_version=13, input_names=["x"])
+    items = list(_chunks(calibration, shape[0], True))
+    for backend in backends:
+        yield f"torch-onnx {backend}", Predictor(_plain_export(onnx_file, shape), backend, threads)
+        if backend == "onnxruntime":
+            model_proto = onnx.shape_inference.infer_shapes(onnx.load(onnx_file))  # NNCF's ONNX graph needs dtypes
+            try:
+                quantized = nncf.quantize(model_proto, nncf.Dataset(items, lambda b: {"x": b}),
+                                          subset_size=len(items))
+            except AttributeError as error:  # an edge ONNX shape inference leaves untyped (ODConv's reshapes)
+                logger.warning("NNCF cannot quantize the torch-exported %s for ONNX Runtime (%s): no peer int8 "
+                               "column", onnx_file, error)
+                continue
+            int8_file = f"{stem}_torch.int8.onnx"
+            onnx.save(quantized, int8_file)
+        else:
+            import openvino as ov
+
+            quantized = nncf.quantize(ov.Core().read_model(onnx_file), nncf.Dataset(items), subset_size=len(items))
+            int8_file = f"{stem}_torch.int8.xml"
+            ov.save_model(quantized, int8_file, compress_to_fp16=False)
+        yield f"torch-onnx {backend} int8", int8_runner(int8_file, backend, threads)
+
+
+def _plain_export(onnx_file: str, shape: tuple) -> ExportedModel:
+    """An ``ExportedModel`` holding only a foreign ONNX file (for the Predictor's ONNX backends)."""
+    return ExportedModel("", "", onnx_file, input_shape=tuple(shape[1:]), batch_size=shape[0])
 
 
 def _odconv_variants(model: nn.Layer, xp: paddle.Tensor, ref: np.ndarray, row: Row, w: int, r: int) -> None:
@@ -442,11 +498,13 @@ def _fmt(value: float | None, suffix: str = "x") -> str:
 # The default path of each backend ("predictor fold": Paddle Inference on ODConv's fold programs, oneDNN off).
 DEPLOY_BACKENDS = ["predictor (oneDNN)", "predictor fold", "onnxruntime", "openvino"]
 BF16_COLUMN = "openvino bf16"  # the opt-in bf16 predictor: shown, never counted as the fastest float32 path
+PEER = "torch-onnx "  # the official torch model through torch.onnx.export (+ NNCF int8): shown, never ours
+INT8_CALIBRATION = 16  # random calibration samples for the int8 columns (timing only)
 
 
 def _deploy_columns(rows: list[Row]) -> list[str]:
     present = {k for r in rows for k in r.times}
-    extra = sorted(k for k in present if k.startswith(("onnxruntime ", "openvino ")))
+    extra = sorted(k for k in present if k.startswith(("onnxruntime ", "openvino ")) and not _is_int8(k))
     return [k for k in DEPLOY_BACKENDS if k in present] + extra
 
 
@@ -456,7 +514,19 @@ def best_deploy(row: Row) -> tuple[str, float] | None:
     Every column is a path ``Predictor`` serves (``fold b1 xN`` is the default for a dynamic-batch
     export, ``unfold`` is ``fold=False``), so each one counts; the opt-in bf16 one is shown apart.
     """
-    ratios = [(k, _ratio(row, k, "torch fused")) for k in _deploy_columns([row]) if k != BF16_COLUMN]
+    ratios = [(k, _ratio(row, k, "torch fused")) for k in _deploy_columns([row])
+              if k != BF16_COLUMN and not _is_int8(k) and not k.startswith(PEER)]
+    ratios = [(k, v) for k, v in ratios if v is not None]
+    return min(ratios, key=lambda kv: kv[1]) if ratios else None
+
+
+def _is_int8(column: str) -> bool:
+    return column.endswith(" int8")
+
+
+def best_int8(row: Row) -> tuple[str, float] | None:
+    """The fastest of our int8 paths (not the torch-exported peers') and its ratio to torch fused."""
+    ratios = [(k, _ratio(row, k, "torch fused")) for k in row.times if _is_int8(k) and not k.startswith(PEER)]
     ratios = [(k, v) for k, v in ratios if v is not None]
     return min(ratios, key=lambda kv: kv[1]) if ratios else None
 
@@ -488,12 +558,45 @@ def _render_deploy(rows: list[Row]) -> list[str]:
     return lines
 
 
+INT8_COLUMNS = ["onnxruntime", "onnxruntime int8", "openvino", "openvino int8", "torch-onnx onnxruntime",
+                "torch-onnx onnxruntime int8", "torch-onnx openvino", "torch-onnx openvino int8"]
+
+
+def _render_int8(rows: list[Row]) -> list[str]:
+    """The int8 table: our int8 per runtime next to float32, and the torch-exported peers in both precisions."""
+    rows = [row for row in rows if any(_is_int8(k) for k in row.times)]
+    if not rows:
+        return []
+    columns = [c for c in INT8_COLUMNS if any(c in row.times for row in rows)]
+    lines = ["", "### int8 (model rows), ms (ratio to torch fused; max rel error on a second input)", "",
+             "Ours: `export(..., calibration=...)` and `Predictor(..., precision='int8')` (per-channel weights, stem "
+             "and classifier float, ODConv's per-input kernels float). Peers (`torch-onnx`): the fused torch_ref "
+             "model through `torch.onnx.export`, float32 and after `nncf.quantize` with its defaults on that file. "
+             "Random weights and calibration inputs: the errors show the runtimes compute, not int8 accuracy "
+             "(docs/int8.md measures that on trained models).",
+             "", "| case | input | torch fused | " + " | ".join(columns)
+             + " | fastest int8 / torch fused | ours / peer int8, onnxruntime | ours / peer int8, openvino |",
+             "|---|---|---:|" + "---:|" * (len(columns) + 3)]
+    for row in rows:
+        cells = []
+        for key in columns:
+            t = row.times.get(key)
+            cells.append("" if t is None else f"{t.median * 1e3:.1f} ({_fmt(_ratio(row, key, 'torch fused'))}, "
+                         f"{row.diffs.get(key, float('nan')):.0e})")
+        best = best_int8(row)
+        best_s = "" if best is None else f"**{best[1]:.2f}x** ({best[0]})"
+        peers = [_fmt(_ratio(row, f"{b} int8", f"{PEER}{b} int8")) for b in ("onnxruntime", "openvino")]
+        lines.append(f"| {row.name} | {'x'.join(map(str, row.shape))} | {_ms(row, 'torch fused')} | "
+                     + " | ".join(cells) + f" | {best_s} | {peers[0]} | {peers[1]} |")
+    return lines
+
+
 def summary_table(rows: list[Row]) -> str:
     """The summary page's performance table: whole models, each backend's ratio to torch fused eager."""
     lines = ["| model, " + (f"batch {rows[0].shape[0]}, {rows[0].shape[2]}x{rows[0].shape[3]}" if rows else "")
              + " | torch fused | Paddle fused (dygraph) | Paddle Inference (oneDNN) | Paddle Inference, ODConv fold "
-             "| ONNX Runtime | OpenVINO | fastest / torch | OpenVINO bf16 (opt-in; error) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| ONNX Runtime | OpenVINO | fastest / torch | OpenVINO bf16 (opt-in; error) | fastest int8 / torch |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     def cell(row: Row, key: str, error: bool = False) -> str:
         t = row.times.get(key)
         if t is None:
@@ -507,8 +610,13 @@ def summary_table(rows: list[Row]) -> str:
                      f"{cell(row, 'predictor (oneDNN)')} | {cell(row, 'predictor fold')} | "
                      f"{cell(row, 'onnxruntime')} | {cell(row, 'openvino')} | "
                      + ("" if best is None else f"**{best[1]:.2f}x** {best[0].replace(' (oneDNN)', '')}")
-                     + f" | {cell(row, BF16_COLUMN, error=True)} |")
+                     + f" | {cell(row, BF16_COLUMN, error=True)} | {_best_int8_cell(row)} |")
     return "\n".join(lines) + "\n"
+
+
+def _best_int8_cell(row: Row) -> str:
+    best = best_int8(row)
+    return "" if best is None else f"**{best[1]:.2f}x** {best[0]}"
 
 
 TABLE_START, TABLE_END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
@@ -546,6 +654,7 @@ def render(rows: list[Row], convert: list[dict], meta: dict) -> str:
                      f" | {_fmt(_ratio(row, 'paddle train-form', 'paddle fused'))}"
                      f" | {_fmt(_ratio(row, 'predictor train-form', 'predictor (oneDNN)'))} | {plain} | {diffs} |")
     lines += _render_deploy(rows)
+    lines += _render_int8(rows)
     train_rows = [r for r in rows if "torch train step" in r.times]
     if train_rows:
         lines += ["", "### Training step (forward + backward, train mode), ms", "",
@@ -645,6 +754,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run only the load benchmark (paddle_rep.apps.bench_load): images/s and p50/p99 "
                              "latency at concurrency 1, 2, 4 and in throughput mode, into OUT/load.{md,json}")
     parser.add_argument("--no-formulations", action="store_true", help="skip the ODConv dygraph formulations")
+    parser.add_argument("--no-int8", action="store_true", help="skip the int8 and torch-exported peer columns "
+                        "of the model rows")
     parser.add_argument("--convert-model", help="checkpoint for the conversion benchmark (default repvgg_b3, "
                         "quick rep_tiny)")
     parser.add_argument("--convert-repeat", type=int, help="conversion runs per variant, best kept (default 3)")

@@ -168,9 +168,15 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fold-batch-sizes", default=None, metavar="N[,N...]",
                         help="batch sizes of ODConv's batch-fold ONNX graphs (default: --batch-size, or 1)")
     parser.add_argument("--threads", type=int, help="runtime threads for the --backend check")
-    parser.add_argument("--precision", choices=("f32", "bf16"), default="f32",  # predictor.PRECISIONS, no Paddle import
+    parser.add_argument("--precision", choices=("f32", "bf16", "int8"), default="f32",  # predictor.PRECISIONS
                         help="precision of the --backend check; bf16 (openvino only) is checked after an f32 "
-                             "check of the same graph, against a bf16 bound")
+                             "check of the same graph, against a bf16 bound; int8 (onnxruntime, openvino) "
+                             "quantizes with --calibration and prints the int8 check with its per-layer table")
+    parser.add_argument("--calibration", metavar="PATH",
+                        help="int8 calibration data: a folder of images (the model family's preprocessing) or a "
+                             ".npy [N, C, H, W] float32 array already preprocessed")
+    parser.add_argument("--calibration-size", type=int, metavar="N",
+                        help="calibration samples to use (default: all); 1 in 8 is held out for the int8 check")
 
 
 # The defaults of paddle_rep.apps.train.TrainConfig, spelled here so that building the parser imports no

@@ -247,6 +247,48 @@ def _time_forms(batch: np.ndarray, torch_model, torch_fused, paddle_model, paddl
         }
 
 
+def _deploy_rows(args: argparse.Namespace, data, paddle_fused, predictor, batch: np.ndarray) -> tuple[list[str], dict]:
+    """Phase 5b: the fastest float32 and int8 paths (ONNX Runtime, OpenVINO) next to Paddle Inference.
+
+    Exports the fused model again with ONNX and int8 files (calibrated on 64 training images) and times
+    each runtime on ``batch``; skipped, with a note, where the ONNX/int8 packages are missing.
+
+    Returns:
+        The table's lines and ``{path: {"ms", "accuracy", "backend"}}`` for the summary.
+    """
+    from paddle_rep.core.errors import MissingPackageError
+
+    from .exporter import export
+    from .predictor import Predictor
+
+    x_test, y_test = data.x_test, data.y_test
+    try:
+        exported = export(paddle_fused, args.out / "deploy" / "model", tuple(x_test.shape[1:]), reparameterize=False,
+                          onnx=True, fold_batch_sizes=sorted({1, len(batch)}), calibration=data.x_train[:64])
+    except (MissingPackageError, ImportError) as error:
+        return ["", f"(int8 and ONNX runtimes skipped: {error})"], {}
+    measured = {"paddle inference": ("paddle", predictor, _median_ms(lambda: predictor(batch)))}
+    for precision in ("f32", "int8"):
+        for backend in ("onnxruntime", "openvino"):
+            runner = Predictor(exported, backend, precision=precision)
+            measured[f"{backend} {precision}"] = (backend, runner, _median_ms(lambda r=runner: r(batch)))
+    rows, summary = {}, {}
+    for label, precision in (("fastest float32", "f32"), ("fastest int8", "int8")):
+        name = min((k for k in measured if k.endswith(precision)), key=lambda k: measured[k][2])
+        rows[label] = name
+    lines = ["", f"| deployed (batch of {len(batch)}) | runtime | ms (median) | speed-up over paddle inference "
+             "| accuracy |",
+             "|---|---|---|---|---|"]
+    base = measured["paddle inference"][2]
+    for label, name in (("paddle inference", "paddle inference"), *rows.items()):
+        backend, runner, ms = measured[name]
+        accuracy = float((np.concatenate([runner(x_test[i:i + 50]) for i in range(0, len(x_test), 50)]).argmax(1)
+                          == y_test).mean())
+        lines.append(f"| {label} | {name} | {ms:.2f} | {base / ms:.2f}x | {accuracy:.4f} |")
+        summary[label] = {"path": name, "ms": ms, "accuracy": accuracy}
+    return lines, summary
+
+
 def _compare_forms(logits: dict, y_test: np.ndarray) -> tuple[dict, list[tuple[str, str, str, str]], bool]:
     """Accuracy of every form, its table rows, and whether every form predicts what torch predicts."""
     predictions = {name: value.argmax(1) for name, value in logits.items()}
@@ -304,13 +346,15 @@ def run_cli(args: argparse.Namespace) -> int:
     counts = {"torch": (_trainable(torch_model), _trainable(torch_fused)),
               "paddle": (_trainable(paddle_model), _trainable(paddle_fused))}
     lines = _tables(args.model, rows, len(data.y_test), timings, counts, len(batch))
+    deploy_lines, deploy = _deploy_rows(args, data, paddle_fused, predictor, batch)
+    lines += deploy_lines
     lines += ["", f"training in both frameworks for {args.paddle_steps} steps: loss gap {loss_gap:.1e}, "
               f"state gap {state_gap:.1e} (relative)"]
     print("\n".join(lines))
     if args.surgery != "none":
         print(_surgery(args.surgery, data, args.batch_size, args.seed))
     summary = {"accuracy": accuracy, "timings_ms": timings, "loss_gap": loss_gap, "state_gap": state_gap,
-               "parameters": counts, "max_rel_logit_diff": {r[0]: float(r[3]) for r in rows}}
+               "parameters": counts, "max_rel_logit_diff": {r[0]: float(r[3]) for r in rows}, "deploy": deploy}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     return 0 if agreed else 1
 

@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import paddle
@@ -33,6 +34,7 @@ from paddle_rep.odconv import ODConv2D
 from paddle_rep.reparam import reparameterize_model
 
 from .manifest import add_checks, manifest_path, write_manifest
+from .quantize.ptq import Int8Files
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +52,8 @@ class ExportedModel:
     layers; see :func:`export`). ``input_shape`` is the exported ``(C, H, W)`` (None for a dynamic
     H/W), ``batch_size`` the fixed batch (None: dynamic): the predictors' input contract.
     ``manifest_file`` is ``PREFIX-manifest.json`` (see :mod:`paddle_rep.apps.manifest`). Fields
-    left None (an instance made by hand) make the contract check only rank and dtype.
+    left None (an instance made by hand) make the contract check only rank and dtype. ``int8``
+    (None unless exported with calibration data) lists the int8 files per backend.
     """
 
     model_file: str
@@ -61,8 +64,10 @@ class ExportedModel:
     input_shape: tuple[int, int | None, int | None] | None = None
     batch_size: int | None = None
     manifest_file: str | None = None
+    int8: Int8Files | None = None
 
 
+INT8_BACKENDS = ("onnxruntime", "openvino")
 _EXTRAS = {"paddle2onnx": "onnx", "onnx": "onnx", "onnxruntime": "onnx", "openvino": "openvino"}
 
 
@@ -135,7 +140,8 @@ def _save_static(model: nn.Layer, prefix: str, shape: list, dtype: str, input_na
 def export(model: nn.Layer, path: str | Path, input_shape: str | Sequence, *, dtype: str = "float32",
            reparameterize: bool = True, onnx: bool = False, opset_version: int = 13,
            input_name: str = "x", batch_size: int | None = None,
-           fold_batch_sizes: Sequence[int] | None = None) -> ExportedModel:
+           fold_batch_sizes: Sequence[int] | None = None, calibration: Any = None, calibration_size: int | None = None,
+           int8_backends: Sequence[str] = ("onnxruntime", "openvino"), int8_options: Any = None) -> ExportedModel:
     """Save ``model`` as a Paddle inference model at the prefix ``path``; the model itself is untouched.
 
     A copy is fused with :func:`~paddle_rep.reparameterize_model` (skip with
@@ -157,9 +163,45 @@ def export(model: nn.Layer, path: str | Path, input_shape: str | Sequence, *, dt
     :class:`~paddle_rep.apps.predictor.Predictor` serves any batch from them by splitting it into
     chunks of those sizes.
 
-    Last, writes ``<path>-manifest.json`` (atomically): every file with its size and sha256, the
-    input contract, precisions, fold batch sizes, versions and the checks run (``onnx.checker`` on
-    each ONNX file); :meth:`Predictor.load <paddle_rep.apps.predictor.Predictor.load>` reads it.
+    int8: with ``calibration`` (and ``onnx=True``) every ONNX graph is also quantized for each of
+    ``int8_backends`` (:func:`~paddle_rep.apps.quantize.ptq.quantize_exported`): ``<path>.int8.onnx``
+    (ONNX Runtime, QDQ) and ``<path>.int8.xml``/``.bin`` (OpenVINO), and the same for each fold
+    graph; ``Predictor(..., precision="int8")`` runs them.
+
+    Last, writes ``<path>-manifest.json``: every file with its size and sha256, the input contract,
+    precisions, fold batch sizes, versions and the checks run (``onnx.checker`` on each ONNX file);
+    :meth:`Predictor.load <paddle_rep.apps.predictor.Predictor.load>` reads it. Everything is
+    written into a staging folder next to ``path`` and moved into place only once complete (the
+    manifest last), so a failed export (bad calibration data, a converter or quantizer error)
+    leaves an earlier export at ``path`` as it was.
+
+    Args:
+        model: the model (training or deploy form).
+        path: output prefix, e.g. ``"out/model"``.
+        input_shape: ``(C, H, W)`` of one sample (H/W may be None: dynamic) or ``"3,224,224"``.
+        dtype: input dtype.
+        reparameterize: fuse first.
+        onnx: also write ONNX (needs paddle2onnx).
+        opset_version: ONNX opset.
+        input_name: the graph's input name.
+        batch_size: fix the batch (None: dynamic).
+        fold_batch_sizes: batch sizes of ODConv's fold graphs.
+        calibration: int8 calibration data (an ndarray ``[N, C, H, W]``, a ``.npy`` file, a folder of
+            images or an iterable of batches; see :func:`~paddle_rep.apps.quantize.load_calibration`).
+        calibration_size: use the first N calibration samples (fewer available: a warning).
+        int8_backends: which int8 files to write.
+        int8_options: :class:`~paddle_rep.apps.quantize.Int8Options` (default: per-channel, first conv
+            and classifier float).
+
+    Returns:
+        The written files (``int8`` set when calibrated).
+
+    Raises:
+        ValueError: a bad argument.
+        CalibrationError: the calibration data is unusable (wrong shape, NaN/Inf, unreadable); raised
+            before anything is written.
+        QuantizationError: a quantizer failed (the earlier export at ``path`` stays).
+        ExportError: tracing or ONNX conversion failed.
     """
     channels, height, width = parse_input_shape(input_shape)
     prefix = str(path)
@@ -172,25 +214,55 @@ def export(model: nn.Layer, path: str | Path, input_shape: str | Sequence, *, dt
     fold_batch_sizes = tuple(sorted(set(fold_batch_sizes)))
     for size in fold_batch_sizes:
         _check_batch("fold_batch_sizes item", size)
+    int8_backends = tuple(int8_backends)
+    if calibration is not None:
+        if not onnx:
+            raise ValueError("calibration= quantizes the ONNX graphs: pass onnx=True too")
+        for backend in int8_backends:
+            if backend not in INT8_BACKENDS:
+                raise ValueError(f"int8_backends items must be in {INT8_BACKENDS}, got {backend!r}")
+        from .quantize.calibration import load_calibration  # checked before anything is written
+
+        calibration = load_calibration(calibration, (channels, height, width), calibration_size)
+    elif calibration_size is not None:
+        raise ValueError("calibration_size needs calibration data (calibration=...)")
     if onnx:
         _require("paddle2onnx", "ONNX export")  # fail before the slow part
         _require("onnx", "ONNX export")
+    final = Path(prefix)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=final.parent, prefix=f".{final.name}.export-") as tmp:
+        staged_prefix = str(Path(tmp) / final.name)
+        staged, checks = _export_files(model, staged_prefix, (channels, height, width), dtype, reparameterize, onnx,
+                                       opset_version, input_name, batch_size, fold_batch_sizes)
+        int8 = None
+        if calibration is not None:
+            from .quantize.ptq import Int8Options, quantize_exported
+
+            options = int8_options or Int8Options()
+            staged = dataclasses.replace(staged, int8=quantize_exported(staged, calibration, int8_backends, options))
+            int8 = {"calibration_samples": len(calibration), "options": dataclasses.asdict(options)}
+        result = _move_export(staged, Path(tmp), final.parent)
+    write_manifest(result, input_name, dtype, checks, int8)
+    return result
+
+
+def _export_files(model: nn.Layer, prefix: str, shape: tuple, dtype: str, reparameterize: bool, onnx: bool,
+                  opset_version: int, input_name: str, batch_size: int | None,
+                  fold_batch_sizes: tuple[int, ...]) -> tuple[ExportedModel, list[dict]]:
+    """Write the float files of :func:`export` at ``prefix``; returns them and the checks run."""
+    channels, height, width = shape
     model = reparameterize_model(model, inplace=False) if reparameterize else copy.deepcopy(model)
     model.eval()
     foldable = _foldable(model)
     fold_model = copy.deepcopy(model) if onnx and foldable else None
     for layer in foldable:
-        layer.formulation = "unfold"  # see the docstring: the fold is wrong under oneDNN
-    Path(prefix).parent.mkdir(parents=True, exist_ok=True)
+        layer.formulation = "unfold"  # see export's docstring: the fold is wrong under oneDNN
     result = _save_static(model, prefix, [batch_size, channels, height, width], dtype, input_name)
-    logger.info("saved inference model %s (input [%s, %s, %s, %s])", result.model_file, batch_size, channels, height,
-                width)
-    contract = dict(input_shape=(channels, height, width), batch_size=batch_size,
-                    manifest_file=str(manifest_path(prefix)))
+    logger.info("saved inference model (input [%s, %s, %s, %s])", batch_size, channels, height, width)
+    contract = dict(input_shape=(channels, height, width), batch_size=batch_size)
     if not onnx:
-        result = dataclasses.replace(result, **contract)
-        write_manifest(result, input_name, dtype, [])
-        return result
+        return dataclasses.replace(result, **contract), []
     onnx_file = export_onnx(result, prefix + ".onnx", opset_version=opset_version)
     folds, paddle_folds = {}, {}
     if fold_model is not None:
@@ -204,8 +276,29 @@ def export(model: nn.Layer, path: str | Path, input_shape: str | Sequence, *, dt
     result = ExportedModel(result.model_file, result.params_file, onnx_file, folds, paddle_folds, **contract)
     checks = [{"name": f"onnx.checker {Path(file).name}", "passed": True, "figure": "full_check=True"}
               for file in (onnx_file, *folds.values())]
-    write_manifest(result, input_name, dtype, checks)
-    return result
+    return result, checks
+
+
+def _move_export(staged: ExportedModel, stage: Path, folder: Path) -> ExportedModel:
+    """Move every file of the staging folder into ``folder``; returns ``staged`` with the final paths."""
+    for file in sorted(stage.iterdir(), key=lambda f: f.suffix == ".xml"):  # an OpenVINO .xml after its .bin
+        if file.is_file():
+            file.replace(folder / file.name)
+
+    def moved(path: str) -> str:
+        return str(folder / Path(path).name)
+
+    int8 = staged.int8
+    if int8 is not None:
+        int8 = dataclasses.replace(int8, onnx_file={b: moved(f) for b, f in int8.onnx_file.items()},
+                                   fold_files={b: {n: moved(f) for n, f in sizes.items()}
+                                               for b, sizes in int8.fold_files.items()})
+    return dataclasses.replace(
+        staged, model_file=moved(staged.model_file), params_file=moved(staged.params_file),
+        onnx_file=moved(staged.onnx_file) if staged.onnx_file else None,
+        fold_onnx_files={n: moved(f) for n, f in staged.fold_onnx_files.items()},
+        fold_paddle_files={n: (moved(m), moved(p)) for n, (m, p) in staged.fold_paddle_files.items()},
+        manifest_file=str(manifest_path(folder / Path(staged.model_file).name.rsplit(".", 1)[0])), int8=int8)
 
 
 def _fix_onnx_batch(model) -> None:
@@ -325,24 +418,39 @@ def check_backend(model: nn.Layer, exported: ExportedModel, backend: str, shape:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    """Handler of ``paddle-rep export``; prints the written files (and the --backend check)."""
+    """Handler of ``paddle-rep export``; prints the written files, the --backend check and the int8 check."""
     from paddle_rep.models import create_model  # the model zoo is only needed by the command line
 
     from .convert import load_checkpoint
 
+    backend = args.backend
+    int8 = args.precision == "int8"
+    if int8 and backend not in INT8_BACKENDS:
+        raise ValueError(f"--precision int8 needs --backend onnxruntime or openvino, got --backend {backend}")
+    if int8 and not args.calibration:
+        raise ValueError("--precision int8 needs --calibration PATH (a folder of images or a .npy [N, C, H, W] "
+                         "array of preprocessed samples)")
+    if args.calibration and not int8:
+        raise ValueError("--calibration is for --precision int8")
+    if args.calibration_size is not None and not args.calibration:
+        raise ValueError("--calibration-size needs --calibration PATH")
     kwargs = {} if args.num_classes is None else {"num_classes": args.num_classes}
     model = create_model(args.arch, **kwargs)
     if args.checkpoint:
         load_checkpoint(model, args.checkpoint)
-    backend = args.backend
-    result = export(model, args.out, args.input_shape, onnx=args.onnx or backend in ("onnxruntime", "openvino"),
+    calibration = held_out = None
+    if int8:
+        from .quantize.calibration import family_preprocess, load_calibration
+
+        data = load_calibration(args.calibration, parse_input_shape(args.input_shape), args.calibration_size,
+                                family_preprocess(args.arch))
+        calibration, held_out = split_held_out(data)
+    result = export(model, args.out, args.input_shape, onnx=args.onnx or backend in INT8_BACKENDS,
                     opset_version=args.opset, batch_size=args.batch_size,
-                    fold_batch_sizes=_parse_sizes(args.fold_batch_sizes))
-    folds = [f for size in sorted(result.fold_onnx_files) for f in (*result.fold_paddle_files[size],
-                                                                      result.fold_onnx_files[size])]
-    for file in (result.model_file, result.params_file, result.onnx_file, *folds, result.manifest_file):
-        if file:
-            print(file)
+                    fold_batch_sizes=_parse_sizes(args.fold_batch_sizes), calibration=calibration,
+                    int8_backends=(backend,) if int8 else INT8_BACKENDS)
+    for file in manifest_files(result):
+        print(file)
     if backend:
         channels, height, width = parse_input_shape(args.input_shape)
         shape = (args.batch_size or 2, channels, height or 64, width or 64)
@@ -356,9 +464,70 @@ def run_cli(args: argparse.Namespace) -> int:
                                                "input": list(shape)}])
             if error > bound:
                 raise ExportError(f"{backend} {precision} differs from the model by {error:.1e} (allowed {bound:.0e})")
+    if int8:
+        from .quantize.report import check_int8
+
+        report = check_int8(result.onnx_file, result.int8.onnx_file[backend], backend, held_out, args.threads)
+        print(report.render())
+        add_checks(result.manifest_file, [int8_check_record(report, len(calibration))])
     return 0
 
 
+def split_held_out(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Split calibration data for the CLI's int8 check: every 8th sample is held out.
+
+    Args:
+        data: ``[N, C, H, W]`` calibration samples.
+
+    Returns:
+        ``(calibration, held_out)``; both are ``data`` itself when there are fewer than 8 samples (the
+        check then runs on seen data, with a warning).
+    """
+    if len(data) < 8:
+        logger.warning("only %d calibration samples: the int8 check runs on the calibration data itself", len(data))
+        return data, data
+    held = np.zeros(len(data), bool)
+    held[7::8] = True
+    return np.ascontiguousarray(data[~held]), np.ascontiguousarray(data[held])
+
+
+def int8_check_record(report, calibration_samples: int) -> dict:
+    """The manifest's record of an int8 check.
+
+    Args:
+        report: the :class:`~paddle_rep.apps.quantize.report.Int8Report`.
+        calibration_samples: how many samples calibrated the int8 files.
+
+    Returns:
+        ``{"name", "passed", "figure", "held_out_samples", "calibration_samples", "layers"}``; ``passed`` is
+        top-1 agreement >= :data:`INT8_AGREEMENT_WARN` (a failed record warns, the export stays).
+    """
+    return {"name": f"{report.backend} int8 vs f32", "passed": report.top1_agreement >= INT8_AGREEMENT_WARN,
+            "figure": f"top-1 agreement {100 * report.top1_agreement:.2f} %, output rel. error max "
+                      f"{report.max_rel_error:.2e} mean {report.mean_rel_error:.2e}",
+            "held_out_samples": report.samples, "calibration_samples": calibration_samples,
+            "layers": [{"name": layer.name, "op": layer.op,  # None: a layer left in float (no noise)
+                        "sqnr_db": round(layer.sqnr_db, 2) if np.isfinite(layer.sqnr_db) else None}
+                       for layer in report.layers]}
+
+
+def manifest_files(result: ExportedModel) -> list[str]:
+    """Every file of an export in the order the CLI prints them.
+
+    Args:
+        result: the export.
+
+    Returns:
+        The paths, the manifest last.
+    """
+    from .manifest import file_roles
+
+    return [*file_roles(result).values(), result.manifest_file]
+
+
+# The int8 check's record is marked failed (the export stays: int8 is lossy, the user decides) below this
+# top-1 agreement with float32; the digits models measure >= 98 % (docs/int8.md).
+INT8_AGREEMENT_WARN = 0.9
 # f32: every runtime measured <= 2e-6 rel on the zoo (summation order); a wrong graph is >= 1e-3 off.
 # bf16 (8 mantissa bits): measured <= 2.8e-2 on the zoo in OpenVINO (acnet_resnet50, random BN statistics).
 CHECK_TOLERANCES = {"f32": 1e-4, "bf16": 5e-2}

@@ -8,6 +8,7 @@ the checks run on the export with their figures. It is written atomically (a tem
 over the old one), so a reader never sees half of it.
 """
 
+import dataclasses
 import hashlib
 import importlib.metadata
 import json
@@ -32,6 +33,7 @@ def manifest_path(prefix: str | Path) -> Path:
 
 
 def sha256(path: str | Path) -> str:
+    """The hex sha256 of a file's bytes."""
     digest = hashlib.sha256()
     with Path(path).open("rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):
@@ -59,28 +61,65 @@ def file_roles(exported) -> dict[str, str]:
         roles[f"fold_b{size}.model"], roles[f"fold_b{size}.params"] = model_file, params_file
     for size, onnx_file in sorted(exported.fold_onnx_files.items()):
         roles[f"fold_b{size}.onnx"] = onnx_file
+    int8 = getattr(exported, "int8", None)
+    if int8 is not None:
+        for backend, file in sorted(int8.onnx_file.items()):
+            roles.update(_int8_roles(f"int8.{backend}", backend, file))
+        for backend, sizes in sorted(int8.fold_files.items()):
+            for size, file in sorted(sizes.items()):
+                roles.update(_int8_roles(f"fold_b{size}.int8.{backend}", backend, file))
     return roles
 
 
-def write_manifest(exported, input_name: str, dtype: str, checks: list[dict]) -> Path:
-    """Write (atomically) the manifest of ``exported`` next to its files; returns its path."""
+def _int8_roles(role: str, backend: str, file: str) -> dict[str, str]:
+    """An int8 file's roles: OpenVINO's IR is an ``.xml`` and its ``.bin`` (role ``<role>.bin``)."""
+    if backend != "openvino":
+        return {role: file}
+    return {role: file, f"{role}.bin": str(Path(file).with_suffix(".bin"))}
+
+
+def int8_precisions(exported) -> dict[str, list[str]]:
+    """The int8 precisions an export offers.
+
+    Args:
+        exported: an ``ExportedModel``.
+
+    Returns:
+        Backend -> ``["int8"]`` for each backend with int8 files for the plain graph and every fold graph.
+    """
+    int8 = getattr(exported, "int8", None)
+    if int8 is None:
+        return {}
+    return {backend: ["int8"] for backend in int8.onnx_file
+            if set(int8.fold_files.get(backend, {})) >= set(exported.fold_onnx_files)}
+
+
+def write_manifest(exported, input_name: str, dtype: str, checks: list[dict], int8: dict | None = None) -> Path:
+    """Write (atomically) the manifest of ``exported`` next to its files; returns its path.
+
+    ``int8`` (the calibration sample count and the quantizer options) is recorded as given.
+    """
     target = manifest_path(exported.model_file.rsplit(".", 1)[0])
     folder = target.parent
     files = {role: {"name": os.path.relpath(path, folder), "bytes": Path(path).stat().st_size, "sha256": sha256(path)}
              for role, path in file_roles(exported).items()}
     channels, height, width = exported.input_shape
     onnx_precisions = ["f32"] if exported.onnx_file else []
+    int8_offered = int8_precisions(exported)
     data = {
         "format": FORMAT,
         "input": {"name": input_name, "shape": [exported.batch_size, channels, height, width], "dtype": dtype,
                   "dtype_rule": DTYPE_RULE},
         "files": files,
         "fold_batch_sizes": sorted(exported.fold_onnx_files),
-        "precisions": {"paddle": ["f32"], "onnxruntime": onnx_precisions,
-                       "openvino": onnx_precisions + ["bf16"] if onnx_precisions else []},
+        "precisions": {"paddle": ["f32"], "onnxruntime": onnx_precisions + int8_offered.get("onnxruntime", []),
+                       "openvino": onnx_precisions + ["bf16"] + int8_offered.get("openvino", []) if onnx_precisions
+                       else []},
         "versions": versions(),
         "checks": checks,
     }
+    if int8 is not None:
+        data["int8"] = int8
     _write_atomically(target, json.dumps(data, indent=2) + "\n")
     return target
 
@@ -126,6 +165,7 @@ def load_manifest(path: str | Path):
             size or sha256 from what the export wrote (the message and ``path`` name the file).
     """
     from .exporter import ExportedModel  # the exporter imports this module
+    from .quantize.ptq import Int8Files
 
     target = manifest_path(path)
     data = _read(target)
@@ -149,4 +189,10 @@ def load_manifest(path: str | Path):
         {size: (paths[f"fold_b{size}.model"], paths[f"fold_b{size}.params"]) for size in sizes
          if f"fold_b{size}.model" in paths},
         input_shape=tuple(shape[1:]), batch_size=shape[0], manifest_file=str(target))
+    int8_plain = {role.split(".", 1)[1]: path for role, path in paths.items()
+                  if role.startswith("int8.") and not role.endswith(".bin")}
+    if int8_plain:
+        folds = {backend: {size: paths[f"fold_b{size}.int8.{backend}"] for size in sizes
+                           if f"fold_b{size}.int8.{backend}" in paths} for backend in int8_plain}
+        exported = dataclasses.replace(exported, int8=Int8Files(int8_plain, folds))
     return exported, data

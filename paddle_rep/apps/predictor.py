@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import paddle
 
-from paddle_rep.core.errors import InputContractError, ManifestError, PredictorClosedError
+from paddle_rep.core.errors import InputContractError, ManifestError, PredictorClosedError, QuantizationError
 
 from .exporter import ExportedModel, _check_batch, _require
 from .manifest import load_manifest
@@ -41,7 +41,8 @@ BACKENDS = ("paddle", "onnxruntime", "openvino")
 # "bf16": bfloat16 convolutions and matmuls (8 mantissa bits; about 0.5x the f32 time where the
 # CPU has native bf16), opt-in on OpenVINO. Paddle Inference's bf16 mode is left out: it failed on
 # ODConv's unfold graphs (Paddle 3) or stayed f32 on RepVGG (Paddle 2.6), with no way to tell which.
-PRECISIONS = ("f32", "bf16")
+# "int8": the export's int8 files (export(..., calibration=DATA)), ONNX Runtime and OpenVINO only.
+PRECISIONS = ("f32", "bf16", "int8")
 CONVERTED_DTYPES = (np.dtype("float16"), np.dtype("float64"))  # converted to float32; float32 passes as is
 DEFAULT_MANY_BATCH = 8  # predict_many's chunk of one large array when the export fixes no batch
 
@@ -99,6 +100,25 @@ class InputContract:
             return cls(batch=exported.batch_size)
         channels, height, width = exported.input_shape
         return cls(channels, height, width, exported.batch_size)
+
+
+def _check_int8(exported: ExportedModel, backend: str, fold: bool) -> None:
+    """:class:`QuantizationError` unless ``exported`` has int8 files for ``backend`` (each graph it would run)."""
+    if backend == "paddle":
+        raise ValueError("precision='int8' needs backend='onnxruntime' or 'openvino' (Paddle Inference int8 is not "
+                         "supported; docs/int8.md)")
+    how = ("export with calibration data: paddle_rep.apps.export(model, path, input_shape, onnx=True, "
+           "calibration=DATA), or paddle-rep export OUT --arch NAME --onnx --backend "
+           f"{backend} --precision int8 --calibration PATH")
+    files = exported.int8
+    if files is None or backend not in files.onnx_file:
+        have = "" if files is None else f" (it has int8 for {sorted(files.onnx_file)})"
+        raise QuantizationError(f"precision='int8': the export {exported.model_file} has no {backend} int8 files"
+                                f"{have}; {how}")
+    missing = set(exported.fold_onnx_files) - set(files.fold_files.get(backend, {})) if fold else set()
+    if missing:
+        raise QuantizationError(f"precision='int8': the export has no {backend} int8 fold graphs for batch sizes "
+                                f"{sorted(missing)}; {how}")
 
 
 class _Pool:
@@ -238,6 +258,12 @@ class Predictor:
     half the f32 time on CPUs with native bf16, at ~5e-3 relative error (the zoo, measured). Where
     the CPU has no bf16 the predictor runs f32 and warns; ``predictor.precision`` is what it runs.
 
+    ``precision="int8"`` (``"onnxruntime"`` and ``"openvino"``) runs the int8 files that
+    ``export(..., onnx=True, calibration=DATA)`` wrote, with the same graph choice (fold graphs split
+    by batch), pools, input contract and thread safety as f32; parts the quantizer left float run in
+    f32. Without int8 files it raises :class:`~paddle_rep.core.errors.QuantizationError` saying how
+    to add them.
+
     Calls may come from any number of threads at once (see the module docstring for the guarantee
     and the input contract). :meth:`predict_many` keeps the runtime busy with several calls in
     flight; :meth:`close` (or ``with Predictor(...) as p:``) frees the runtimes. :meth:`load` builds a
@@ -256,6 +282,8 @@ class Predictor:
         if precision == "bf16" and backend != "openvino":
             raise ValueError(f"precision='bf16' needs backend='openvino', got backend={backend!r} (ONNX Runtime's "
                              "CPU convs are f32; Paddle Inference's bf16 passes broke ODConv graphs)")
+        if precision == "int8":
+            _check_int8(exported, backend, fold)
         self.backend = backend
         self.contract = InputContract.of(exported)
         self._threads = threads
@@ -265,7 +293,7 @@ class Predictor:
         self._lock = threading.Lock()  # guards building runners (once per graph), never a call
         self._closed = False
         self._empty: dict[tuple[int, int], tuple[int, ...]] = {}
-        self.precision = _openvino_precision(precision) if precision != "f32" else precision
+        self.precision = _openvino_precision(precision) if precision == "bf16" else precision
         # graphs: batch size (None: any) -> (key of the graph, is a fold program), largest first
         if backend == "paddle":
             if fold and exported.fold_paddle_files:
@@ -274,7 +302,13 @@ class Predictor:
                 graphs = {exported.batch_size: ((exported.model_file, exported.params_file), False)}
         else:
             _require("onnxruntime" if backend == "onnxruntime" else "openvino", f"the {backend} backend")
-            if fold and exported.fold_onnx_files:
+            if precision == "int8":
+                files = exported.int8
+                if fold and exported.fold_onnx_files:
+                    graphs = {size: (file, True) for size, file in files.fold_files[backend].items()}
+                else:
+                    graphs = {exported.batch_size: (files.onnx_file[backend], False)}
+            elif fold and exported.fold_onnx_files:
                 graphs = {size: (file, True) for size, file in exported.fold_onnx_files.items()}
             elif exported.onnx_file is None:
                 raise ValueError(f"the {backend} backend reads the ONNX file: export with onnx=True "
@@ -325,7 +359,9 @@ class Predictor:
             return _PaddleRunner(*graph, self._threads, onednn and not fold_program, self._use_gpu)
         if self.backend == "onnxruntime":
             return _OnnxRuntimeRunner(graph, self._threads)
-        return _OpenVINORunner(graph, self._threads, self.precision, "THROUGHPUT" if throughput else "LATENCY")
+        # int8: the IR carries the int8 ops; what the quantizer left float runs in f32 (not bf16)
+        precision = "f32" if self.precision == "int8" else self.precision
+        return _OpenVINORunner(graph, self._threads, precision, "THROUGHPUT" if throughput else "LATENCY")
 
     def _predict(self, x: np.ndarray, throughput: bool = False) -> np.ndarray:
         if self._closed:

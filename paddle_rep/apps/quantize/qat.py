@@ -10,8 +10,8 @@ average of abs-max, symmetric); train; freeze the BN statistics and the activati
 last ``freeze_steps`` (upstream ``freeze_quant_bn``); ``QAT.convert`` and :func:`export_qat_onnx`
 write a QDQ ONNX file through paddle2onnx that :func:`~.ptq.int8_runner` runs.
 
-Fake-quant rule: ``round(clip(x / s, -127, 127)) * s`` with ``s = absmax / 127``; Paddle rounds
-halves away from zero, torch's ``fake_quantize_per_*_affine`` to even (``docs/int8.md``).
+Fake-quant rule (:func:`fake_quant_symmetric`): ``clip(round(x / s), -127, 127) * s`` with
+``s = absmax / 127``, halves to even; torch's qint8 rule keeps the code -128 (``docs/int8.md``).
 """
 
 import copy
@@ -40,6 +40,39 @@ logger = logging.getLogger(__name__)
 QMAX = 127
 
 
+def fake_quant_symmetric(x: paddle.Tensor, scale: paddle.Tensor, axis: int | None = None,
+                         qmax: int = QMAX) -> paddle.Tensor:
+    """This module's fake-quant rule: ``clip(round(x / scale), -qmax, qmax) * scale``, symmetric, no zero point.
+
+    Halves round to even, as ONNX's QuantizeLinear (what the int8 runtimes execute) and torch's
+    ``fake_quantize_*`` do, spelled out here because ``paddle.round`` is documented (Paddle 2.6) to
+    round halves away from zero; the codes are ``[-127, 127]`` (torch's qint8 per-channel symmetric
+    keeps ``-128``; docs/int8.md).
+
+    Args:
+        x: the tensor.
+        scale: the step, per tensor (one value) or per channel along ``axis``.
+        axis: the channel axis of a per-channel ``scale`` (None: per tensor).
+        qmax: the largest code.
+
+    Returns:
+        The fake-quantized tensor (no gradient rule; see :class:`PerChannelAbsmaxQuanterLayer`).
+    """
+    if axis is not None:
+        shape = [1] * x.ndim
+        shape[axis] = -1
+        scale = scale.reshape(shape)
+    return paddle.clip(round_half_even(x / scale), -qmax, qmax) * scale
+
+
+def round_half_even(x: paddle.Tensor) -> paddle.Tensor:
+    """Round to the nearest integer, halves to the even neighbour (the same on every Paddle version)."""
+    up = paddle.floor(x + 0.5)
+    tie = (up - x) == 0.5
+    odd = paddle.remainder(up, paddle.full_like(up, 2.0)) != 0
+    return paddle.where(tie & odd, up - 1.0, up)
+
+
 class PerChannelAbsmaxQuanterLayer(BaseQuanter):
     """Symmetric int8 fake quant of a weight per output channel (axis 0), scale ``max|w_c| / 127``,
     straight-through gradient. The scale follows the weight at every step."""
@@ -59,10 +92,7 @@ class PerChannelAbsmaxQuanterLayer(BaseQuanter):
         scale = absmax / qmax
         with paddle.no_grad():
             self._scale.set_value(absmax)  # Paddle's quantize_linear takes the range, not the step
-        shape = [1] * weight.ndim
-        shape[self._axis] = -1
-        s = scale.reshape(shape)
-        quantized = paddle.clip(paddle.round(weight / s), -qmax, qmax) * s
+        quantized = fake_quant_symmetric(weight, scale, self._axis, qmax)
         return weight + (quantized - weight).detach()
 
     def scales(self) -> paddle.Tensor:
@@ -213,3 +243,58 @@ def export_qat_onnx(model: nn.Layer, onnx_file: str | Path, input_shape: tuple[i
                                     f"{'; '.join(errors) or done.stderr[-500:]}")
         draft.replace(onnx_file)
     return str(onnx_file)
+
+
+def qat_float_model(qat_model: nn.Layer, template: nn.Layer) -> nn.Layer:
+    """The float32 deploy-form model holding what QAT learned: ``template`` (an :func:`insert_bn` model of
+    the same architecture) loads the QAT model's weights and BN statistics (its quanters dropped), then
+    :func:`~paddle_rep.quant.fuse_inserted_bn` folds the BNs. ``template`` is changed in place.
+
+    Args:
+        qat_model: from :func:`quantization_aware_training`.
+        template: an :func:`~paddle_rep.quant.insert_bn` model of the same architecture.
+
+    Returns:
+        ``template``, now the fused float model with the learned weights.
+
+    Raises:
+        QuantizationError: the QAT model's parameters do not match ``template``'s.
+    """
+    from paddle_rep.quant import fuse_inserted_bn
+
+    learned = {key.replace("._observed", ""): value for key, value in qat_model.state_dict().items()
+               if "quanter" not in key and "._observer." not in key}
+    wanted = template.state_dict()
+    if set(learned) != set(wanted):
+        missing, unexpected = sorted(set(wanted) - set(learned))[:5], sorted(set(learned) - set(wanted))[:5]
+        raise QuantizationError(f"the QAT model does not match the template: missing {missing}, "
+                                f"unexpected {unexpected}")
+    template.set_state_dict(learned)
+    return fuse_inserted_bn(template)
+
+
+def export_qat(qat_model: nn.Layer, template: nn.Layer, path: str | Path, input_shape, calibration, **kwargs):
+    """Export a QAT model for the int8 predictors without paddle2onnx's QAT converter (see :func:`export_qat_onnx`).
+
+    The learned weights are folded into a float deploy-form model (:func:`qat_float_model`), exported
+    to ONNX, then quantized like any export (``export(..., calibration=...)``): weights per output
+    channel, symmetric, scale ``max |w_c| / 127`` (the grid the QAT's weight quanter trained on: BN
+    folding scales a channel and its scale alike), activation ranges calibrated on ``calibration`` (the
+    min and max there, not the QAT's moving abs-max). ``Predictor(result, backend, precision="int8")``
+    then runs the QAT result.
+
+    Args:
+        qat_model: from :func:`quantization_aware_training`.
+        template: an :func:`~paddle_rep.quant.insert_bn` model of the same architecture (changed in place).
+        path: export prefix.
+        input_shape: ``(C, H, W)``.
+        calibration: calibration data (see :func:`~paddle_rep.apps.quantize.load_calibration`).
+        **kwargs: passed to :func:`~paddle_rep.apps.exporter.export` (``fold_batch_sizes``, ``int8_backends``...).
+
+    Returns:
+        The :class:`~paddle_rep.apps.exporter.ExportedModel` with its int8 files.
+    """
+    from paddle_rep.apps.exporter import export
+
+    return export(qat_float_model(qat_model, template), path, input_shape, onnx=True, calibration=calibration,
+                  **kwargs)
