@@ -244,6 +244,8 @@ def export(model: nn.Layer, path: str | Path, input_shape: str | Sequence, *, dt
             int8 = {"calibration_samples": len(calibration), "options": dataclasses.asdict(options)}
         result = _move_export(staged, Path(tmp), final.parent)
     write_manifest(result, input_name, dtype, checks, int8)
+    logger.info("saved inference model %s (input [%s, %s, %s, %s])", result.model_file, batch_size, channels, height,
+                width)
     return result
 
 
@@ -259,7 +261,6 @@ def _export_files(model: nn.Layer, prefix: str, shape: tuple, dtype: str, repara
     for layer in foldable:
         layer.formulation = "unfold"  # see export's docstring: the fold is wrong under oneDNN
     result = _save_static(model, prefix, [batch_size, channels, height, width], dtype, input_name)
-    logger.info("saved inference model (input [%s, %s, %s, %s])", batch_size, channels, height, width)
     contract = dict(input_shape=(channels, height, width), batch_size=batch_size)
     if not onnx:
         return dataclasses.replace(result, **contract), []
