@@ -70,7 +70,8 @@ def insert_bn(model: nn.Layer, data: np.ndarray | Iterable[np.ndarray], eps: flo
 
 def _conv_bn(conv: nn.Conv2D, mean: np.ndarray, var: np.ndarray, eps: float) -> nn.Sequential:
     new = nn.Conv2D(conv._in_channels, conv._out_channels, conv._kernel_size, stride=conv._stride,
-                    padding=conv._padding, dilation=conv._dilation, groups=conv._groups, bias_attr=False)
+                    padding=conv._padding, dilation=conv._dilation, groups=conv._groups,
+                    padding_mode=conv._padding_mode, bias_attr=False)
     new.weight.set_value(conv.weight)
     bn = BatchNorm2D(conv._out_channels, epsilon=eps)
     bn._mean.set_value(mean.astype(np.float32))

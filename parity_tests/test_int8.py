@@ -15,6 +15,7 @@ import pytest
 
 from paddle_rep.apps import export
 from paddle_rep.apps.data import batches, load_digits
+from paddle_rep.apps.parity import randomize_paddle_bn
 from paddle_rep.apps.quantize.calibration import CalibrationWarning, load_calibration
 from paddle_rep.apps.quantize.ptq import Int8Options, int8_runner, quantize_exported, quantize_onnx
 from paddle_rep.apps.quantize.report import check_int8
@@ -23,6 +24,7 @@ from paddle_rep.models.repvgg import RepVGG
 from paddle_rep.models.tiny import rep_tiny
 from paddle_rep.quant import insert_bn
 from paddle_rep.reparam import reparameterize_model
+from paddle_rep.repvgg import RepVGGBlock
 
 from .tolerances import tolerance
 
@@ -292,6 +294,21 @@ def test_insert_bn_keeps_the_fused_output() -> None:
     with paddle.no_grad():
         moved = with_bn(paddle.to_tensor(x)).numpy()
     assert np.abs(moved - expected).max() > tolerance("output", "float32").rel * np.abs(expected).max()
+
+
+def test_insert_bn_keeps_the_padding_mode() -> None:
+    """A fused conv with reflect padding keeps it once its BN is inserted (the rebuilt conv copies the mode)."""
+    paddle.seed(2)
+    model = paddle.nn.Sequential(("stage0", RepVGGBlock(3, 8, 3, padding=1, padding_mode="reflect")))
+    randomize_paddle_bn(model, np.random.default_rng(3))
+    model.eval()
+    x = np.random.default_rng(4).standard_normal((4, 3, 8, 8)).astype(np.float32)
+    fused = reparameterize_model(model)
+    with_bn = insert_bn(model, [x])
+    assert with_bn.stage0.rbr_reparam.conv._padding_mode == "reflect"
+    with paddle.no_grad():
+        expected, actual = fused(paddle.to_tensor(x)).numpy(), with_bn(paddle.to_tensor(x)).numpy()
+    assert np.abs(actual - expected).max() <= tolerance("output", "float32").rel * np.abs(expected).max()
 
 
 def test_paddle_qat_trains_exports_and_runs_int8(tmp_path_factory, tmp_path) -> None:

@@ -86,7 +86,7 @@ def insert_bn(model: nn.Module, data: np.ndarray | Iterable[np.ndarray], eps: fl
 
 def _conv_bn(conv: nn.Conv2d, mean: torch.Tensor, var: torch.Tensor, eps: float) -> nn.Sequential:
     new = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
-                    dilation=conv.dilation, groups=conv.groups, bias=False)
+                    dilation=conv.dilation, groups=conv.groups, padding_mode=conv.padding_mode, bias=False)
     new.weight.copy_(conv.weight)
     bn = nn.BatchNorm2d(conv.out_channels, eps=eps)
     bn.running_mean.copy_(mean.float())
