@@ -38,7 +38,12 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys) -> None:
     assert cli.main(["demo", "--epochs", "1", "--paddle-steps", "3", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert "| paddle inference |" in printed and "verify paddle vs torch (eval)" in printed
-    assert "| fastest int8 |" in printed and "| fastest float32 |" in printed  # next to Paddle Inference
+    try:  # paddle2onnx 2.x refuses to import under Paddle 2.6 (CI's second run): the demo says it skipped
+        import paddle2onnx  # noqa: F401
+    except (ImportError, ValueError):
+        assert "(int8 and ONNX runtimes skipped:" in printed
+    else:
+        assert "| fastest int8 |" in printed and "| fastest float32 |" in printed  # next to Paddle Inference
     assert "fused them back to the original layout (same state-dict keys)" in printed
     summary = json.loads((tmp_path / "summary.json").read_text())
     accuracy = summary["accuracy"]

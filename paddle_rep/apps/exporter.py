@@ -75,9 +75,10 @@ def _require(module: str, purpose: str):
     """Import an optional package or raise the typed error naming its pip extra."""
     try:
         return importlib.import_module(module)
-    except ImportError as error:
+    except (ImportError, ValueError) as error:  # paddle2onnx 2.x raises ValueError under Paddle 2.6
         extra = _EXTRAS[module]
-        raise MissingExportPackageError(f"{purpose} needs {module}: pip install {module}, or "
+        found = f" (it is installed but does not import: {error})" if isinstance(error, ValueError) else ""
+        raise MissingExportPackageError(f"{purpose} needs {module}{found}: pip install {module}, or "
                                         f"pip install 'paddle-rep[{extra}]'", module, extra) from error
 
 
