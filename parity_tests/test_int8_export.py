@@ -18,7 +18,7 @@ import paddle
 import pytest
 
 from paddle_rep.apps import Predictor, cli, export
-from paddle_rep.apps.manifest import sha256
+from paddle_rep.apps.convert.write import sha256_file as sha256
 from paddle_rep.apps.quantize.calibration import CalibrationWarning
 from paddle_rep.core.errors import CalibrationError, ManifestError, QuantizationError
 from paddle_rep.models import create_model

@@ -9,15 +9,15 @@ over the old one), so a reader never sees half of it.
 """
 
 import dataclasses
-import hashlib
 import importlib.metadata
 import json
 import os
 import platform
-import tempfile
 from pathlib import Path
 
 from paddle_rep.core.errors import ManifestError
+
+from .convert.write import sha256_file, write_atomically
 
 FORMAT = "paddle-rep-export/1"
 # Not "PREFIX.manifest.json": paddle.jit.load(PREFIX) reads every PREFIX.<name>.json as another program of the model.
@@ -30,15 +30,6 @@ def manifest_path(prefix: str | Path) -> Path:
     """``PREFIX-manifest.json`` for an export prefix (a path already ending in it is returned as is)."""
     text = str(prefix)
     return Path(text if text.endswith(SUFFIX) else text + SUFFIX)
-
-
-def sha256(path: str | Path) -> str:
-    """The hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def versions() -> dict[str, str | None]:
@@ -101,8 +92,8 @@ def write_manifest(exported, input_name: str, dtype: str, checks: list[dict], in
     """
     target = manifest_path(exported.model_file.rsplit(".", 1)[0])
     folder = target.parent
-    files = {role: {"name": os.path.relpath(path, folder), "bytes": Path(path).stat().st_size, "sha256": sha256(path)}
-             for role, path in file_roles(exported).items()}
+    files = {role: {"name": os.path.relpath(path, folder), "bytes": Path(path).stat().st_size,
+                    "sha256": sha256_file(path)} for role, path in file_roles(exported).items()}
     channels, height, width = exported.input_shape
     onnx_precisions = ["f32"] if exported.onnx_file else []
     int8_offered = int8_precisions(exported)
@@ -120,7 +111,7 @@ def write_manifest(exported, input_name: str, dtype: str, checks: list[dict], in
     }
     if int8 is not None:
         data["int8"] = int8
-    _write_atomically(target, json.dumps(data, indent=2) + "\n")
+    write_atomically(target, lambda f: f.write((json.dumps(data, indent=2) + "\n").encode()))
     return target
 
 
@@ -129,18 +120,7 @@ def add_checks(path: str | Path, checks: list[dict]) -> None:
     target = manifest_path(path)
     data = _read(target)
     data["checks"] = data.get("checks", []) + checks
-    _write_atomically(target, json.dumps(data, indent=2) + "\n")
-
-
-def _write_atomically(target: Path, text: str) -> None:
-    handle, draft = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        Path(draft).replace(target)
-    except BaseException:
-        Path(draft).unlink(missing_ok=True)
-        raise
+    write_atomically(target, lambda f: f.write((json.dumps(data, indent=2) + "\n").encode()))
 
 
 def _read(target: Path) -> dict:
@@ -179,7 +159,7 @@ def load_manifest(path: str | Path):
         file = target.parent / entry["name"]
         if not file.is_file():
             raise ManifestError(f"{file}: listed in {target} as {role!r} but missing", str(file))
-        if file.stat().st_size != entry["bytes"] or sha256(file) != entry["sha256"]:
+        if file.stat().st_size != entry["bytes"] or sha256_file(file) != entry["sha256"]:
             raise ManifestError(f"{file}: edited since export (size or sha256 differs from {target})", str(file))
         paths[role] = str(file)
     sizes = data.get("fold_batch_sizes", [])
