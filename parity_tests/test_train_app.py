@@ -247,3 +247,26 @@ def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path: Path, monkeypa
         checkpoint.save(tmp_path, 2, {"meta": {"step": 2}}, keep_last=1)
     assert checkpoint.latest(tmp_path) == first and first.read_bytes() == before
     assert [p.name for p in checkpoint.checkpoint_dir(tmp_path).iterdir()] == [first.name], "temporary left over"
+
+
+def test_kill_between_epoch_line_and_checkpoint_logs_each_epoch_once(tmp_path: Path, monkeypatch) -> None:
+    # The end of an epoch writes its metrics line, its step checkpoint, then best.pdtrain; a crash anywhere in
+    # there, or a line torn mid-write, must leave a run whose resume logs every epoch exactly once.
+    root = write_image_folder(tmp_path / "data", per_class=4)  # 16 images: 2 steps of 8 per epoch
+    out = tmp_path / "run"
+    args = ["train", "--arch", "rep_tiny", "--data", str(root), "--out", str(out), "--recipe", "digits",
+            "--epochs", "2", "--batch-size", "8", "--image-size", "8", "--no-export", "-q"]
+
+    def crash(out_dir, source):
+        raise KeyboardInterrupt  # not an error the CLI maps to an exit code: it ends the run as a kill would
+
+    monkeypatch.setattr(checkpoint, "save_best", crash)
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(args)
+    monkeypatch.undo()
+    assert checkpoint.latest(out).name == "step-000000002.pdtrain"
+    with (out / "metrics.jsonl").open("a") as f:
+        f.write('{"epoch": 1, "st')  # torn by a kill mid-write
+    assert cli.main([*args, "--resume"]) == 0
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(line["epoch"], line["step"]) for line in lines] == [(0, 2), (1, 4)]

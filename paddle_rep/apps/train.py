@@ -226,6 +226,14 @@ def save_state(state: dict, dst: Path) -> None:
     write_atomically(dst, lambda f: pickle.dump(arrays, f, protocol=PICKLE_PROTOCOL))
 
 
+def _logged_step(line: str) -> float:
+    """The step of one ``metrics.jsonl`` line; a line torn by a kill mid-write counts as past every step."""
+    try:
+        return json.loads(line).get("step", 0)
+    except json.JSONDecodeError:
+        return float("inf")
+
+
 def _resume(run: Run, config: TrainConfig, out: Path) -> None:
     path = checkpoint.latest(out) if config.resume == "latest" else Path(config.resume)
     data = checkpoint.load(path)
@@ -241,7 +249,7 @@ def _resume(run: Run, config: TrainConfig, out: Path) -> None:
     restore(run, data, str(path))
     lines = (out / "metrics.jsonl").read_text().splitlines() if (out / "metrics.jsonl").is_file() else []
     if run.rank == 0:  # epochs logged after this checkpoint will be logged again
-        kept = [line for line in lines if json.loads(line).get("step", 0) <= run.step]
+        kept = [line for line in lines if _logged_step(line) <= run.step]
         (out / "metrics.jsonl").write_text("".join(line + "\n" for line in kept))
     logger.info("resumed from %s at step %d (epoch %d)", path, run.step, run.step // run.iters_per_epoch)
 

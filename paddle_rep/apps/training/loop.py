@@ -261,9 +261,11 @@ def _end_of_epoch(run: Run, epoch: int, epoch_losses: list, started: float, imag
         logger.info("epoch %d (step %d): loss %.4f, top-1 %.4f, top-5 %.4f%s", epoch, run.step, record["loss"] or 0,
                     scores["top1"], scores["top5"],
                     f", EMA top-1 {record['ema_top1']:.4f}" if run.ema is not None else "")
-    _save(run, top1)  # after the evaluation: the checkpoint carries best_top1
+    # The line goes out before the checkpoint: a kill between the two resumes from the step before, and the
+    # resume drops lines past its step, so the epoch is logged exactly once either way.
     if run.rank == 0:
         _log(run, record)
+    _save(run, top1)  # after the evaluation: the checkpoint carries best_top1
 
 
 def fit(run: Run) -> None:
