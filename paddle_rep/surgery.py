@@ -57,8 +57,8 @@ _BLOCKS = {"acb": ACBlock, "repvgg": RepVGGBlock, "qarepvgg": QARepVGGBlockV2, "
 _FUSED_ATTR = {ACBlock: ACBLOCK_FUSED_ATTR, RepVGGBlock: REPVGG_FUSED_ATTR, QARepVGGBlockV2: REPVGG_FUSED_ATTR,
                DiverseBranchBlock: DBB_FUSED_ATTR,
                MobileOneBlock: MOBILEONE_FUSED_ATTR}
-# convs inside these are never converted
-_OPAQUE = (ACBlock, RepVGGBlock, DiverseBranchBlock, ODConv2D, Attention, MobileOneBlock)
+# convs inside these are never converted: every block family (a new one cannot be forgotten), ODConv's heads
+_OPAQUE = (*_BLOCKS.values(), Attention)
 
 
 class BiasedODConv2D(ODConv2D):

@@ -14,6 +14,7 @@ import torch
 from paddle import nn
 from paddle.nn import functional as F
 
+import paddle_rep
 import torch_ref
 from paddle_rep import SurgeryError, fuse_back, insert_blocks
 from paddle_rep.core import interop
@@ -359,3 +360,24 @@ def test_revert_refuses_a_fold_that_changes_the_output():
     assert list(report.bias_kept) == ["conv"]
     assert_close("biases kept", eval_output(deployed, x.numpy()), eval_output(converted, x.numpy()),
                  "reverted_vs_trained", "float32")
+
+
+_FAMILIES = ("acb", "repvgg", "qarepvgg", "dbb", "odconv", "mobileone")
+
+
+@pytest.mark.parametrize("framework", ["paddle", "torch"])
+def test_no_family_converts_inside_another(framework: str) -> None:
+    # A model made of one block of each family: inserting any family must leave every conv inside
+    # them alone (a QARepVGG block's 3x3 once became a RepVGGBlock inside the QARepVGG block).
+    lib = paddle_rep if framework == "paddle" else torch_ref
+    insert = insert_blocks if framework == "paddle" else torch_ref.insert_blocks
+    seq = paddle.nn.Sequential if framework == "paddle" else torch.nn.Sequential
+    blocks = [lib.ACBlock(4, 4, 3, padding=1), lib.RepVGGBlock(4, 4, 3, padding=1),
+              lib.QARepVGGBlockV2(4, 4, 3, padding=1), lib.DiverseBranchBlock(4, 4, 3, padding=1),
+              (lib.ODConv2D if framework == "paddle" else lib.ODConv2d)(4, 4, 3, padding=1),
+              lib.MobileOneBlock(4, 4, 3, padding=1)]
+    assert len(blocks) == len(_FAMILIES)
+    for to in _FAMILIES:
+        _, report = insert(seq(*blocks), to, inplace=False)
+        assert not report.inserted, f"{framework} {to}: {report.inserted}"
+        assert report.skipped and all(why.startswith("part of an existing") for why in report.skipped.values())
