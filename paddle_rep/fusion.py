@@ -16,7 +16,14 @@ BatchNormLayer = (nn.layer.norm._BatchNormBase, nn.BatchNorm)
 
 
 def is_batch_norm(layer: object) -> bool:
-    """True for every Paddle batch-norm flavour (BatchNorm1D/2D/3D, SyncBatchNorm, legacy)."""
+    """Tell whether ``layer`` is a Paddle batch norm of any flavour.
+
+    Args:
+        layer: Any object.
+
+    Returns:
+        True for BatchNorm1D/2D/3D, SyncBatchNorm and the legacy ``nn.BatchNorm``.
+    """
     return isinstance(layer, BatchNormLayer)
 
 
@@ -43,14 +50,31 @@ def bn_scale_shift(bn: nn.Layer, float32_eps: bool = False) -> tuple[paddle.Tens
 
 
 def fuse_conv_bn(kernel: paddle.Tensor, bn: nn.Layer) -> tuple[paddle.Tensor, paddle.Tensor]:
-    """Fold an eval-mode BN into the bias-free conv kernel before it."""
+    """Fold an eval-mode BN into the bias-free conv kernel before it.
+
+    Args:
+        kernel: ``[out, in / groups, kh, kw]``.
+        bn: The BN after the conv (``out`` channels).
+
+    Returns:
+        ``(kernel, bias)`` of one biased conv equal to conv then BN.
+    """
     scale, shift = bn_scale_shift(bn)
     return kernel * scale.reshape([-1, 1, 1, 1]), shift
 
 
 def fuse_biased_conv_bn(kernel: paddle.Tensor, bias: paddle.Tensor,
                         bn: nn.Layer) -> tuple[paddle.Tensor, paddle.Tensor]:
-    """Fold an eval-mode BN into the biased conv ``(kernel, bias)`` before it (QARepVGG's post-sum BN)."""
+    """Fold an eval-mode BN into the biased conv ``(kernel, bias)`` before it (QARepVGG's post-sum BN).
+
+    Args:
+        kernel: ``[out, in / groups, kh, kw]``.
+        bias: ``[out]``.
+        bn: The BN after the conv.
+
+    Returns:
+        ``(kernel, bias)`` of one biased conv equal to the biased conv then BN.
+    """
     scale, shift = bn_scale_shift(bn)
     return kernel * scale.reshape([-1, 1, 1, 1]), bias * scale + shift
 
@@ -60,6 +84,16 @@ def pad_kernel_to(kernel: paddle.Tensor, size: Sequence[int]) -> paddle.Tensor:
 
     Used for 1x1 -> kxk (RepVGG) and kx1 / 1xk -> kxk (ACNet): the smaller kernel lands on the
     centre taps of the larger one.
+
+    Args:
+        kernel: ``[out, in, kh, kw]``.
+        size: The target ``(H, W)``.
+
+    Returns:
+        The padded kernel (``kernel`` itself when it already has that size).
+
+    Raises:
+        ValueError: The kernel is larger than ``size`` or cannot be centred in it (odd difference).
     """
     kh, kw = kernel.shape[2], kernel.shape[3]
     th, tw = int(size[0]), int(size[1])
@@ -73,7 +107,20 @@ def pad_kernel_to(kernel: paddle.Tensor, size: Sequence[int]) -> paddle.Tensor:
 
 
 def identity_kernel(channels: int, groups: int, size: Sequence[int], dtype: paddle.dtype | str) -> paddle.Tensor:
-    """The kernel of a grouped conv that returns its input: one centre tap per channel."""
+    """The kernel of a grouped conv that returns its input: one centre tap per channel.
+
+    Args:
+        channels: Input and output channels.
+        groups: The conv's groups.
+        size: The kernel's ``(H, W)``; the tap sits at ``(H // 2, W // 2)``.
+        dtype: The kernel's dtype.
+
+    Returns:
+        ``[channels, channels / groups, H, W]``.
+
+    Raises:
+        ValueError: ``channels`` is not divisible by ``groups``.
+    """
     if channels % groups:
         raise ValueError(f"channels={channels} is not divisible by groups={groups}")
     input_dim = channels // groups
@@ -86,7 +133,17 @@ def identity_kernel(channels: int, groups: int, size: Sequence[int], dtype: padd
 def fuse_bn_branch(
     conv_weight: paddle.Tensor | None, bn: nn.Layer, groups: int, size: Sequence[int]
 ) -> tuple[paddle.Tensor, paddle.Tensor]:
-    """Fold one conv+BN branch (or a bare BN when ``conv_weight`` is None) into a ``size`` kernel."""
+    """Fold one conv+BN branch (or a bare BN when ``conv_weight`` is None) into a ``size`` kernel.
+
+    Args:
+        conv_weight: The branch conv's kernel; None for a BN identity branch.
+        bn: The branch's BN.
+        groups: The block's groups (the identity kernel's layout).
+        size: The fused kernel's ``(H, W)``.
+
+    Returns:
+        ``(kernel, bias)``, the kernel centred in ``size``.
+    """
     if conv_weight is None:
         conv_weight = identity_kernel(bn._mean.shape[0], groups, size, bn._mean.dtype)
     kernel, bias = fuse_conv_bn(conv_weight, bn)
@@ -94,7 +151,14 @@ def fuse_bn_branch(
 
 
 def sum_branches(branches: Sequence[tuple[paddle.Tensor, paddle.Tensor]]) -> tuple[paddle.Tensor, paddle.Tensor]:
-    """Add (kernel, bias) pairs of branches that share the same output geometry."""
+    """Add (kernel, bias) pairs of branches that share the same output geometry.
+
+    Args:
+        branches: At least one ``(kernel, bias)`` pair, all of the same shapes.
+
+    Returns:
+        The summed ``(kernel, bias)``.
+    """
     kernel, bias = branches[0]
     for other_kernel, other_bias in branches[1:]:
         kernel = kernel + other_kernel
@@ -103,7 +167,14 @@ def sum_branches(branches: Sequence[tuple[paddle.Tensor, paddle.Tensor]]) -> tup
 
 
 def device_of(tensor: paddle.Tensor) -> str | None:
-    """``"cpu"`` / ``"gpu:N"`` (Paddle 2.6's ``Layer.to`` takes a string, not a Place); None: default."""
+    """Name the device of ``tensor`` as ``Layer.to`` takes it (Paddle 2.6 takes a string, not a Place).
+
+    Args:
+        tensor: Any tensor.
+
+    Returns:
+        ``"cpu"`` or ``"gpu:N"``; None for another place (the default device then).
+    """
     place = tensor.place
     if place.is_gpu_place():
         return f"gpu:{place.gpu_device_id()}"
@@ -114,6 +185,14 @@ def make_fused_conv(reference: nn.Conv2D, kernel: paddle.Tensor, bias: paddle.Te
     """A biased ``Conv2D`` with the geometry of ``reference`` holding ``kernel`` and ``bias``.
 
     It keeps the dtype and device of ``kernel``, so fusing a float64 or GPU block stays there.
+
+    Args:
+        reference: The conv whose stride, padding, dilation, groups and padding mode the result takes.
+        kernel: The fused kernel (its spatial size may differ from the reference's).
+        bias: The fused bias.
+
+    Returns:
+        The new conv.
     """
     conv = nn.Conv2D(
         reference._in_channels,

@@ -64,16 +64,37 @@ _OPAQUE = (*_BLOCKS.values(), Attention)
 class BiasedODConv2D(ODConv2D):
     """``ODConv2D`` plus a per-channel ``bias`` (upstream has none), used for convs that had one."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Build the ODConv and its bias.
+
+        Args:
+            *args: The ODConv's positional arguments.
+            **kwargs: The ODConv's keyword arguments.
+        """
         super().__init__(*args, **kwargs)
         self.bias = self.create_parameter([self.out_planes], is_bias=True)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        """Run the ODConv, then add the bias.
+
+        Args:
+            x: ``[N, C, H, W]``.
+
+        Returns:
+            The biased output.
+        """
         return super().forward(x) + self.bias.reshape([1, -1, 1, 1])
 
 
 def conv_spec(conv: nn.Conv2D) -> ConvSpec | str:
-    """The geometry of a Paddle conv, or why it is not a square, symmetric NCHW conv."""
+    """The geometry of a Paddle conv, or why it is not a square, symmetric NCHW conv.
+
+    Args:
+        conv: The conv.
+
+    Returns:
+        Its :class:`ConvSpec`, or a sentence saying why surgery skips it.
+    """
     return common.make_spec(
         in_channels=conv._in_channels, out_channels=conv._out_channels, kernel_size=conv._kernel_size,
         stride=conv._stride, padding=conv._padding, dilation=conv._dilation, groups=conv._groups,

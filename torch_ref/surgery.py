@@ -46,16 +46,37 @@ _OPAQUE = (*_BLOCKS.values(), Attention)
 class BiasedODConv2d(ODConv2d):
     """``ODConv2d`` plus a per-channel ``bias`` (upstream has none), used for convs that had one."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Build the ODConv and its bias.
+
+        Args:
+            *args: The ODConv's positional arguments.
+            **kwargs: The ODConv's keyword arguments.
+        """
         super().__init__(*args, **kwargs)
         self.bias = nn.Parameter(torch.zeros(self.out_planes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the ODConv, then add the bias.
+
+        Args:
+            x: ``[N, C, H, W]``.
+
+        Returns:
+            The biased output.
+        """
         return super().forward(x) + self.bias.view(1, -1, 1, 1)
 
 
 def conv_spec(conv: nn.Conv2d) -> ConvSpec | str:
-    """The geometry of a torch conv, or why it is not a square, symmetric conv."""
+    """The geometry of a torch conv, or why it is not a square, symmetric conv.
+
+    Args:
+        conv: The conv.
+
+    Returns:
+        Its :class:`ConvSpec`, or a sentence saying why surgery skips it.
+    """
     return common.make_spec(
         in_channels=conv.in_channels, out_channels=conv.out_channels, kernel_size=tuple(conv.kernel_size),
         stride=tuple(conv.stride), padding=conv.padding if isinstance(conv.padding, str) else tuple(conv.padding),
