@@ -45,6 +45,7 @@ _EXPORTS = {
     "SurgeryError": "core.errors",
     "ExportError": "core.errors",
     "UnknownModelError": "core.errors",
+    "UnsupportedModelError": "core.errors",
     "CheckpointError": "core.errors",
     "UnsafeCheckpointError": "core.errors",
     "ArchMismatchError": "core.errors",

@@ -13,7 +13,7 @@ import pytest
 from paddle_rep.apps import cli
 
 ROOT = Path(__file__).resolve().parent.parent
-SUBCOMMANDS = ("convert", "list", "export", "train", "demo")
+SUBCOMMANDS = ("convert", "list", "export", "train", "qat", "demo")
 
 # A sitecustomize that makes ``import paddle`` / ``import torch`` (and their submodules) fail, as on a
 # machine where neither is installed.
@@ -82,9 +82,9 @@ def test_parser_errors_inside_the_try_map_to_exit_codes(monkeypatch: pytest.Monk
     assert cli.main(["probe"]) == cli.EXIT_MISSING_DEPENDENCY
 
 
-@pytest.mark.parametrize("name", ["export", "train", "demo"])
+@pytest.mark.parametrize("name", ["export", "train", "qat", "demo"])
 def test_handlers_are_run_cli_in_their_module(name: str) -> None:
-    module = {"export": "exporter", "train": "train", "demo": "demo"}[name]
+    module = {"export": "exporter", "train": "train", "qat": "qat_train", "demo": "demo"}[name]
     handler = cli.COMMANDS[name].run
     assert handler.__qualname__.startswith("_lazy.")  # imported on use, not at parser build
     assert callable(importlib.import_module(f"paddle_rep.apps.{module}").run_cli)

@@ -3,8 +3,8 @@
 Subcommands live in :data:`COMMANDS` (name -> :class:`Command`); add one with :func:`register_command`.
 This module declares every subcommand's arguments itself and imports a subcommand's handler only when
 that subcommand runs, so ``--help`` needs neither Paddle nor torch. Handlers are named ``run_cli(args)``
-in their module (``paddle_rep.apps.exporter``, ``.train``, ``.demo``); convert and list, thin wrappers of
-library calls, have theirs here.
+in their module (``paddle_rep.apps.exporter``, ``.train``, ``.qat_train``, ``.demo``); convert and list, thin
+wrappers of library calls, have theirs here.
 Exit codes: 0 success, 1 other paddle-rep error, 2 bad usage or arguments, 3 unreadable, unsafe or
 corrupt checkpoint or training data, 4 checkpoint does not fit the architecture, 5 verification above tolerance,
 6 a needed optional package (torch, safetensors, h5py, paddle2onnx, onnxruntime, openvino, scikit-learn)
@@ -234,6 +234,48 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-every-rank", action="store_true", help="also write rank{N}.pdparams")
 
 
+# The defaults of ``paddle-rep qat`` (paddle_rep.apps.qat_train), spelled here so that building the parser
+# imports no Paddle; test_qat_cli checks lr against QATConfig. Without --steps the run takes QAT_DEFAULTS["epochs"]
+# epochs (upstream README: 20); --batch-size and --image-size default to the family recipe's.
+QAT_DEFAULTS = {"epochs": 20, "lr": 1e-3, "calibration_size": 256, "backend": "both", "workers": 0, "seed": 0}
+QAT_BACKENDS = ("onnxruntime", "openvino", "both")
+
+
+def add_qat_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``paddle-rep qat`` (handled by :func:`paddle_rep.apps.qat_train.run_cli`).
+
+    Args:
+        parser: The subcommand's parser, to which the arguments are added.
+    """
+    defaults = QAT_DEFAULTS
+    parser.add_argument("--arch", required=True, help="a RepVGG, RepVGGplus or QARepVGG zoo model, or rep_tiny")
+    parser.add_argument("--checkpoint", required=True, metavar="CKPT",
+                        help="trained weights, train or deploy form: a converted official checkpoint, or paddle-rep "
+                             "train's model.pdparams / model_deploy.pdparams / a .pdtrain checkpoint")
+    parser.add_argument("--data", required=True, metavar="ROOT",
+                        help="train/ and val/ class folders, or train_list.txt and val_list.txt (as paddle-rep train)")
+    parser.add_argument("--out", required=True, type=Path,
+                        help="folder for the int8 export (OUT/model, with its manifest) and OUT/metrics.json")
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=int, help=f"QAT epochs over the training split (default {defaults['epochs']})")
+    length.add_argument("--steps", type=int, help="QAT optimizer steps in total, instead of --epochs")
+    parser.add_argument("--lr", type=float, default=defaults["lr"],
+                        help=f"constant learning rate of SGD with momentum 0.9, weight decay 4e-5 (default "
+                             f"{defaults['lr']:g})")
+    parser.add_argument("--batch-size", type=int, help="batch size (default: the family recipe's)")
+    parser.add_argument("--image-size", type=int, help="training crop and evaluation size (default: the recipe's)")
+    parser.add_argument("--freeze-steps", type=int, metavar="N",
+                        help="the last N steps run with BN statistics and activation observers frozen (default: a "
+                             "quarter of the steps)")
+    parser.add_argument("--calibration-size", type=int, default=defaults["calibration_size"], metavar="N",
+                        help="training images that calibrate the int8 activation ranges (default "
+                             f"{defaults['calibration_size']})")
+    parser.add_argument("--backend", choices=QAT_BACKENDS, default=defaults["backend"],
+                        help="int8 runtime(s) to export for and evaluate (default both)")
+    parser.add_argument("--workers", type=int, default=defaults["workers"], help="data loader worker processes")
+    parser.add_argument("--seed", type=int, default=defaults["seed"])
+
+
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``paddle-rep demo`` (handled by :func:`paddle_rep.apps.demo.run_cli`).
 
@@ -256,6 +298,8 @@ register_command("export", "re-parameterize a model and save a Paddle inference 
 register_command("train", "train a registry model with Paddle on your images or the shipped digits (one "
                  "process; tools/train.py under paddle.distributed.launch for several)", add_train_arguments,
                  _lazy("train"))
+register_command("qat", "quantization-aware training of a RepVGG-family model on your images (Solution C), "
+                 "exported as int8 for ONNX Runtime and OpenVINO", add_qat_arguments, _lazy("qat_train"))
 register_command("demo", "the whole story on real data: torch training, convert --verify, Paddle training, "
                  "fuse, export, inference", add_demo_arguments, _lazy("demo"))
 

@@ -21,8 +21,10 @@ import json
 import logging
 import pickle
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import paddle
@@ -146,8 +148,23 @@ def make_optimizer(model: paddle.nn.Layer, recipe: recipes.Recipe) -> paddle.opt
                                      parameters=parameter_groups(model, recipe), use_nesterov=recipe.nesterov)
 
 
-def _datasets(config: TrainConfig, recipe: recipes.Recipe, builder) -> tuple:
-    """(train set, val set, model constructor arguments, input channels)."""
+def build_datasets(config: TrainConfig, recipe: recipes.Recipe, builder: Callable[..., Any]) -> tuple:
+    """Build the training and validation sets ``config.data`` names, with the recipe's preprocessing.
+
+    ``paddle-rep qat`` reads the user's images through this too.
+
+    Args:
+        config: The run's configuration (``data``, ``num_classes``, ``model_args``, ``seed``).
+        recipe: The recipe (crop sizes, evaluation resize, minimum crop area).
+        builder: The architecture's registry builder (whether it takes ``in_channels``).
+
+    Returns:
+        ``(train set, val set, model constructor arguments, input channels)``.
+
+    Raises:
+        DataError: No such folder, neither layout, a bad folder or list, or labels outside the classes.
+        MissingPackageError: Pillow is missing (image folders).
+    """
     kwargs = dict(config.model_args)
     if config.data is None:
         data, digit_args = digits_for_model(builder, seed=config.seed)
@@ -277,7 +294,7 @@ def train(config: TrainConfig, out: Path) -> dict:
         dist.init_parallel_env()
     rank = dist.get_rank()
     recipe = resolve_recipe(config)
-    train_set, val_set, kwargs, channels = _datasets(config, recipe, registry.builder(config.arch))
+    train_set, val_set, kwargs, channels = build_datasets(config, recipe, registry.builder(config.arch))
     model = _build_model(config, kwargs, world_size)
     amp_dtype, scaler = _amp(config)
     lr = recipe.scaled(recipe.lr, recipe.batch_size)

@@ -13,6 +13,10 @@ class UnknownModelError(PaddleRepError, ValueError):
     """``create_model`` got a name that no builder registered (the message lists close matches)."""
 
 
+class UnsupportedModelError(PaddleRepError, ValueError):
+    """A registered model that the requested operation does not apply to (the message lists those it does)."""
+
+
 class ExportError(PaddleRepError, RuntimeError):
     """Exporting an inference or ONNX model failed, or an optional exporter is missing."""
 
