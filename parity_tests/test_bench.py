@@ -125,3 +125,54 @@ def test_load_bench_quick_smoke(tmp_path: Path) -> None:
         bound = tolerance("openvino_bf16", "float32").rel if row["backend"].endswith("bf16") else 1e-5
         assert row["throughput"]["images_per_s"] > 0 and row["throughput"]["max_rel_diff"] <= bound, row
     assert "| rep_tiny | onnxruntime |" in (tmp_path / "load.md").read_text()
+
+
+NEW_FAMILY_ROWS = ("qarepvgg_a0", "mobileone_s0", "dbb_resnet18")
+
+
+def test_bench_model_rows_include_one_per_new_family() -> None:
+    """--models picks exact rows (``repvgg_a0`` does not pull in ``qarepvgg_a0``), in any --quick run too."""
+    from paddle_rep.apps import bench
+
+    rows = {m.row: m for m in bench.MODELS}
+    assert set(NEW_FAMILY_ROWS) <= set(rows)
+    # the plain RepVGG port swaps RepVGGBlocks only; ODConv's formulations need ODConv layers
+    assert [m.row for m in bench.MODELS if m.repvgg] == ["repvgg_a0", "repvgg_b1g2"]
+    assert [m.row for m in bench.MODELS if m.odconv] == ["od_resnet18 4x"]
+    assert [m.row for m in bench.select_models(None, quick=True)] == list(bench.QUICK_MODELS)
+    assert [m.row for m in bench.select_models(None, quick=False)] == list(rows)
+    assert [m.row for m in bench.select_models(["repvgg_a0"], quick=True)] == ["repvgg_a0"]
+    assert [m.row for m in bench.select_models(list(reversed(NEW_FAMILY_ROWS)), quick=True)] == list(NEW_FAMILY_ROWS)
+    with pytest.raises(SystemExit, match=r"--models: unknown \['repvgg'\]"):
+        bench.select_models(["repvgg"], quick=False)
+    assert bench.build_parser().parse_args(["--models", "qarepvgg_a0, dbb_resnet18"]).models == [
+        "qarepvgg_a0", "dbb_resnet18"]
+
+
+@pytest.mark.parametrize("row", NEW_FAMILY_ROWS)
+def test_bench_new_family_row_builds_matching_models(row: str) -> None:
+    """What run_case does before timing: torch_ref's model loads into paddle_rep's and computes the same (eval,
+    training form: the fused forms' parity is test_dbb/test_mobileone/test_models', and DBB's fusion takes seconds)."""
+    import numpy as np
+    import paddle
+    import torch
+
+    from paddle_rep.apps import bench
+    from paddle_rep.core import interop
+
+    (case,) = bench._models(bench.select_models([row], quick=True), 1, 32, 2, 32)
+    assert case.name == row and case.model and not case.repvgg and not case.odconv
+    torch.manual_seed(0)
+    tm = case.build_torch()
+    bench.randomize_bn(tm, np.random.default_rng(0))
+    pm = case.build_paddle()
+    missing, unexpected = pm.set_state_dict(interop.from_torch(tm.state_dict()))
+    assert not missing and not unexpected, (missing, unexpected)
+    tm.eval()
+    pm.eval()
+    x = np.random.default_rng(1).standard_normal(case.shape).astype("float32")
+    with torch.no_grad():
+        ref = tm(torch.from_numpy(x)).numpy()
+    with paddle.no_grad():
+        out = pm(paddle.to_tensor(x)).numpy()
+    assert np.abs(out - ref).max() <= tolerance("network_output", "float32").rel * np.abs(ref).max()

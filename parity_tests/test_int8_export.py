@@ -5,6 +5,8 @@ data fails before anything is written and leaves an earlier export intact.
 The model: ``rep_tiny`` at 16x16 (ACBlock, RepVGG and an ODConv with 4 kernels), fold graphs for batches 1
 and 2, so a batch of 3 runs both fold graphs. Random weights with randomised BN: the check here is that the
 int8 files are what runs (close to float32, never equal to it), not accuracy (test_int8.py measures that).
+The newer families (QARepVGG, MobileOne, DBB) go through the same export and both int8 predictors with one
+deploy-form model each at 32x32, and the zoo sweep's entry point runs once on a small net.
 """
 
 import json
@@ -197,3 +199,64 @@ def test_cli_int8_export_prints_and_records_the_check(tmp_path: Path, capsys) ->
                      "int8"])
     assert code != 0 and "--precision int8 needs --calibration PATH" in capsys.readouterr().err
     assert not list(tmp_path.glob("n*"))
+
+
+# One deploy-form model per newer family (QARepVGG, MobileOne, DBB: fused, each a plain conv stack with biases;
+# MobileOne-S0 has no SE) through the same int8 export and both int8 predictors. Built with deploy=True (DBB's
+# fusion of a training-form net takes seconds) with random conv biases, as a fused model has. The sweep over the
+# whole zoo, with top-1 agreement, is `python -m paddle_rep.apps.quantize.sweep` (docs/int8.md).
+FAMILY_SIZE = 32
+FAMILIES = ("qarepvgg_a0", "mobileone_s0", "dbb_resnet18")
+
+
+def _deploy_model(arch: str):
+    paddle.seed(0)
+    model = create_model(arch, num_classes=10, deploy=True)
+    rng = np.random.default_rng(0)
+    for layer in model.sublayers():
+        if isinstance(layer, paddle.nn.Conv2D) and layer.bias is not None:
+            layer.bias.set_value(rng.normal(0.0, 0.1, layer.bias.shape).astype("float32"))
+    model.eval()
+    return model
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def family_export(request, tmp_path_factory):
+    path = tmp_path_factory.mktemp(f"int8_{request.param}") / "model"
+    calibration = helpers.seeded_input((16, 3, FAMILY_SIZE, FAMILY_SIZE), "float32", seed=11)
+    return export(_deploy_model(request.param), path, (3, FAMILY_SIZE, FAMILY_SIZE), onnx=True,
+                  calibration=calibration)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_int8_new_families_two_inputs_two_batches(family_export, backend: str) -> None:
+    bound = tolerance("int8_output", "int8").rel
+    with Predictor(family_export, backend, threads=1, precision="int8") as int8, \
+            Predictor(family_export, backend, threads=1) as f32:
+        for seed, batch in ((1, 1), (2, 3), (3, 1), (4, 3)):
+            x = helpers.seeded_input((batch, 3, FAMILY_SIZE, FAMILY_SIZE), "float32", seed=seed)
+            expected, actual = f32(x), int8(x)
+            assert actual.shape == (batch, 10)
+            error = float(np.abs(actual - expected).max() / np.abs(expected).max())
+            assert 1e-5 < error <= bound, (family_export.onnx_file, backend, batch, seed, error)
+
+
+def test_int8_zoo_sweep_entry_point(tmp_path: Path, capsys) -> None:
+    """`python -m paddle_rep.apps.quantize.sweep`: a row per runtime, int8 near float32 (never equal to it)."""
+    from paddle_rep.apps.quantize import sweep
+
+    out = tmp_path / "sweep.md"
+    assert sweep.main(["--models", "acnet_cifar_quick", "--size", "32", "--num-classes", "10", "--calibration", "8",
+                       "--samples", "8", "--out", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    printed = capsys.readouterr().out.splitlines()
+    assert lines[0] == sweep.HEADER.splitlines()[0] and all(line in printed for line in lines)
+    rows = [line.split(" | ") for line in lines[2:]]
+    assert [(row[0], row[1]) for row in rows] == [("| acnet_cifar_quick", backend) for backend in BACKENDS]
+    for row in rows:
+        worst, mean = (float(value) for value in row[4].split(" / "))
+        assert 1e-5 < mean <= worst <= tolerance("int8_output", "int8").rel, row
+        assert 0.0 < float(row[3]) <= 1.0 and row[3] == rows[0][3], row  # float32's margin: one per model
+    assert rows[0][5].endswith(" dB") and rows[1][5] == ""  # per-layer SQNR: ONNX Runtime's QDQ file only
+    with pytest.raises(SystemExit, match="'nothing_\\*' matches no model"):
+        sweep.main(["--models", "nothing_*"])

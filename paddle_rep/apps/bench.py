@@ -16,6 +16,7 @@ same thread count; every figure is the median of ``--repeat`` runs after a warm-
 
     python -m paddle_rep.apps.bench       # full run into docs/performance/bench.{md,png,json} + the summary table
     python -m paddle_rep.apps.bench --quick  # tiny sizes, a smoke run into results/
+    python -m paddle_rep.apps.bench --quick --no-blocks --models qarepvgg_a0,dbb_resnet18  # those model rows only
     python -m paddle_rep.apps.bench --load   # the load benchmark (bench_load) into docs/performance/load.{md,json}
     paddle-rep bench [same arguments]     # the same tool
 """
@@ -280,22 +281,61 @@ def _blocks(quick: bool) -> list[Case]:
     ]
 
 
-MODELS = [  # (row name, registry name, builder kwargs)
-    ("repvgg_a0", "repvgg_a0", {}),
-    ("repvgg_b1g2", "repvgg_b1g2", {}),
-    ("od_resnet18 1x", "od_resnet18", {}),
-    ("od_resnet18 4x", "od_resnet18", {"kernel_num": 4}),
-    ("od_mobilenetv2_100", "od_mobilenetv2_100", {}),
-    ("acnet_resnet18", "acnet_resnet18", {}),
+@dataclass(frozen=True)
+class ModelRow:
+    """One whole-model row: its name, the registry builder and its kwargs, and the columns only it gets."""
+
+    row: str
+    arch: str
+    kwargs: dict = field(default_factory=dict)
+    repvgg: bool = False  # RepVGGBlock models: the plain Paddle port columns
+    odconv: bool = False  # ODConv's dygraph formulations
+
+
+MODELS = [
+    ModelRow("repvgg_a0", "repvgg_a0", repvgg=True),
+    ModelRow("repvgg_b1g2", "repvgg_b1g2", repvgg=True),
+    ModelRow("od_resnet18 1x", "od_resnet18"),
+    ModelRow("od_resnet18 4x", "od_resnet18", {"kernel_num": 4}, odconv=True),
+    ModelRow("od_mobilenetv2_100", "od_mobilenetv2_100"),
+    ModelRow("acnet_resnet18", "acnet_resnet18"),
+    # The newer families. QARepVGG's blocks are not RepVGGBlocks (no BN on the 1x1 and identity branches, one
+    # after the sum), so the plain RepVGG port does not apply; MobileOne-S0 has no SE; DBB's deploy form is a
+    # plain ResNet-18.
+    ModelRow("qarepvgg_a0", "qarepvgg_a0"),
+    ModelRow("mobileone_s0", "mobileone_s0"),
+    ModelRow("dbb_resnet18", "dbb_resnet18"),
 ]
+QUICK_MODELS = ("repvgg_a0", "od_resnet18 4x")  # --quick's model rows unless --models names others
 
 
-def _models(quick: bool, batch: int, size: int, train_batch: int, train_size: int) -> list[Case]:
-    names = MODELS[:1] + MODELS[3:4] if quick else MODELS
-    return [Case(row, lambda n=name, k=kw: torch_ref.create_model(n, **k),
-                 lambda n=name, k=kw: create_model(n, **k), (batch, 3, size, size),
-                 (train_batch, 3, train_size, train_size), repvgg=row.startswith("repvgg"),
-                 odconv=row.startswith("od_resnet18 4x"), model=True) for row, name, kw in names]
+def select_models(names: list[str] | None, quick: bool) -> list[ModelRow]:
+    """The model rows to run: those named (exact row names, in MODELS' order), else the default set.
+
+    Args:
+        names: Row names from ``--models``; None for the default (every row, or ``QUICK_MODELS`` with quick).
+        quick: Whether this is a ``--quick`` run.
+
+    Returns:
+        The selected rows.
+
+    Raises:
+        SystemExit: A name is not a row of MODELS.
+    """
+    known = [m.row for m in MODELS]
+    if names is None:
+        return [m for m in MODELS if not quick or m.row in QUICK_MODELS]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(f"--models: unknown {unknown}; choose from {known}")
+    return [m for m in MODELS if m.row in names]
+
+
+def _models(rows: list[ModelRow], batch: int, size: int, train_batch: int, train_size: int) -> list[Case]:
+    return [Case(m.row, lambda m=m: torch_ref.create_model(m.arch, **m.kwargs),
+                 lambda m=m: create_model(m.arch, **m.kwargs), (batch, 3, size, size),
+                 (train_batch, 3, train_size, train_size), repvgg=m.repvgg, odconv=m.odconv, model=True)
+            for m in rows]
 
 
 # --- measurements -----------------------------------------------------------------------------
@@ -744,7 +784,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=int, help="model input size (default 224, quick 32)")
     parser.add_argument("--train-batch", type=int, help="model training-step batch (default 4, quick 2)")
     parser.add_argument("--train-size", type=int, help="model training-step input size (default 160, quick 32)")
-    parser.add_argument("--only", action="append", default=[], help="run only cases whose name contains this")
+    parser.add_argument("--only", action="append", default=[], help="run only cases whose name contains this (a "
+                        "substring: repvgg_a0 also matches qarepvgg_a0; --models picks model rows exactly)")
+    parser.add_argument("--models", type=lambda text: [n.strip() for n in text.split(",") if n.strip()],
+                        help="model rows to run, comma-separated exact row names (default: all, quick: "
+                             f"{', '.join(QUICK_MODELS)}); e.g. --models qarepvgg_a0,mobileone_s0")
     parser.add_argument("--no-blocks", action="store_true", help="skip the single-block rows")
     parser.add_argument("--no-models", action="store_true", help="skip the whole-model rows")
     parser.add_argument("--no-train", action="store_true", help="skip training steps")
@@ -790,15 +834,16 @@ def main(argv: list[str] | None = None) -> int:
         set_threads(args.threads)
         print(render_load(run_load(args)))
         return 0
-    full_run = not (quick or args.only or args.no_models or args.no_blocks or args.no_predictor
-                    or args.no_formulations)
+    models = select_models(args.models, quick)
+    full_run = not (quick or args.only or args.models is not None or args.no_models or args.no_blocks
+                    or args.no_predictor or args.no_formulations)
     if args.summary_page is None and full_run and not args.no_summary_page:
         args.summary_page = PERF_DOCS / "index.md"
     thread_call = set_threads(args.threads)
     paddle.set_device("cpu")
 
     cases = ([] if args.no_blocks else _blocks(quick)) + (
-        [] if args.no_models else _models(quick, args.batch, args.size, args.train_batch, args.train_size))
+        [] if args.no_models else _models(models, args.batch, args.size, args.train_batch, args.train_size))
     if args.only:
         cases = [c for c in cases if any(o in c.name for o in args.only)]
     started = time.perf_counter()
