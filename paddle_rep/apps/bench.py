@@ -39,9 +39,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-warnings.filterwarnings("ignore", message="No ccache found")
-warnings.filterwarnings("ignore", message="When training, we now always track")
-os.environ.setdefault("GLOG_minloglevel", "2")
+from .progress import quiet_paddle_notices
+
+quiet_paddle_notices()  # before Paddle loads (the imports below)
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402

@@ -14,7 +14,6 @@ is missing.
 import argparse
 import logging
 import sys
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,8 @@ from paddle_rep.core.errors import (
     PaddleRepError,
     VerificationError,
 )
+
+from .progress import quiet_paddle_notices
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHECKPOINT, EXIT_ARCH, EXIT_VERIFY, EXIT_MISSING_DEPENDENCY = range(7)
 
@@ -386,8 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         mismatch, 5 verification failed, 6 missing optional package.
     """
     # Before any handler runs: the handlers import Paddle.
-    warnings.filterwarnings("ignore", message="No ccache found")  # Paddle's import-time build-tool notice
-    warnings.filterwarnings("ignore", message="When training, we now always track")  # Paddle BN, once per layer
+    quiet_paddle_notices()
     prog = "paddle-rep"
     try:
         # Inside the try: a subcommand registered by a plugin may import a missing package here.

@@ -19,10 +19,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import paddle
+from ..progress import quiet_paddle_notices
 
-from .ptq import BACKENDS, Int8Files, quantize_exported
+quiet_paddle_notices()  # a command-line entry point: before Paddle loads
+
+import numpy as np  # noqa: E402
+import paddle  # noqa: E402
+
+from .ptq import BACKENDS, Int8Files, quantize_exported  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

@@ -14,13 +14,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import paddle
+from ..progress import quiet_paddle_notices
 
-from paddle_rep.apps.data import Split, batches, load_digits
-from paddle_rep.quant import insert_bn
+quiet_paddle_notices()  # a command-line entry point: before Paddle loads
 
-from .ptq import BACKENDS, Int8Options
+import numpy as np  # noqa: E402
+import paddle  # noqa: E402
+
+from paddle_rep.apps.data import Split, batches, load_digits  # noqa: E402
+from paddle_rep.quant import insert_bn  # noqa: E402
+
+from .ptq import BACKENDS, Int8Options  # noqa: E402
 
 
 def _repvgg() -> paddle.nn.Layer:
