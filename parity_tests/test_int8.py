@@ -356,13 +356,15 @@ def _paddle_int8(tmp_path_factory) -> tuple[dict, object]:
     return case, case["paddle_int8"]
 
 
-def test_paddle_int8_two_inputs_two_batches(tmp_path_factory) -> None:
+def test_paddle_int8_two_inputs_two_batches(tmp_path_factory, tmp_path) -> None:
     """Paddle Inference int8 at batches 4, 1 and 7, two inputs each: close to float32, never equal to it;
     the manifest records the files and Predictor.load runs them."""
     import json
+    import shutil
     from pathlib import Path
 
     from paddle_rep.apps import Predictor
+    from paddle_rep.apps.quantize.paddle_int8 import fuse_conv_bias_adds
 
     case, exported = _paddle_int8(tmp_path_factory)
     manifest = json.loads(Path(exported.manifest_file).read_text())
@@ -378,6 +380,10 @@ def test_paddle_int8_two_inputs_two_batches(tmp_path_factory) -> None:
             assert 1e-5 < error <= bound, (batch, start, error)
         with Predictor.load(exported.manifest_file, "paddle", precision="int8", threads=1) as loaded:
             np.testing.assert_allclose(loaded(x[:4]), predictor(x[:4]), rtol=1e-5, atol=1e-6)
+    copy = tmp_path / "copy"  # every conv bias add is already in the form oneDNN fuses: nothing left to rewire
+    for suffix in (".pdmodel", ".pdiparams"):
+        shutil.copy(Path(exported.int8.onnx_file["paddle"]).with_suffix(suffix), copy.with_suffix(suffix))
+    assert fuse_conv_bias_adds(str(copy)) == 0
 
 
 def test_paddle_int8_accuracy_on_digits(tmp_path_factory) -> None:
