@@ -97,7 +97,7 @@ def test_int8_precision_without_calibration_says_how(tmp_path: Path) -> None:
     for backend in BACKENDS:
         with pytest.raises(QuantizationError, match=r"no .* int8 files.*calibration=DATA.*--calibration PATH"):
             Predictor(plain, backend, precision="int8")
-    with pytest.raises(ValueError, match="precision='int8' needs backend='onnxruntime' or 'openvino'"):
+    with pytest.raises(QuantizationError, match=r"no paddle int8 files.*int8_backends=\('paddle'"):
         Predictor(plain, "paddle", precision="int8")
     with pytest.raises(ManifestError, match="backend 'onnxruntime' offers precisions .*not 'int8'"):
         Predictor.load(plain.manifest_file, "onnxruntime", precision="int8")

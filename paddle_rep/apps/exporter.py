@@ -67,7 +67,10 @@ class ExportedModel:
     int8: Int8Files | None = None
 
 
-INT8_BACKENDS = ("onnxruntime", "openvino")
+# int8 from the ONNX graphs (export(..., onnx=True)); "paddle": Paddle Inference oneDNN int8 from the model
+# itself (.quantize.paddle_int8), opt-in: not for ODConv or SE models under Paddle 3 (docs/int8.md).
+ONNX_INT8_BACKENDS = ("onnxruntime", "openvino")
+INT8_BACKENDS = (*ONNX_INT8_BACKENDS, "paddle")
 _EXTRAS = {"paddle2onnx": "onnx", "onnx": "onnx", "onnxruntime": "onnx", "openvino": "openvino"}
 
 
@@ -167,7 +170,10 @@ def export(model: nn.Layer, path: str | Path, input_shape: str | Sequence, *, dt
     int8: with ``calibration`` (and ``onnx=True``) every ONNX graph is also quantized for each of
     ``int8_backends`` (:func:`~paddle_rep.apps.quantize.ptq.quantize_exported`): ``<path>.int8.onnx``
     (ONNX Runtime, QDQ) and ``<path>.int8.xml``/``.bin`` (OpenVINO), and the same for each fold
-    graph; ``Predictor(..., precision="int8")`` runs them.
+    graph; ``Predictor(..., precision="int8")`` runs them. ``"paddle"`` in ``int8_backends`` (opt-in;
+    ``onnx=True`` not needed for it alone) also writes ``<path>.int8.pdmodel``/``.pdiparams`` for Paddle
+    Inference's oneDNN int8 (:func:`~paddle_rep.apps.quantize.paddle_int8.quantize_paddle`; not for
+    models with ODConv or SE blocks: a :class:`QuantizationError`).
 
     Last, writes ``<path>-manifest.json``: every file with its size and sha256, the input contract,
     precisions, fold batch sizes, versions and the checks run (``onnx.checker`` on each ONNX file);
@@ -190,7 +196,7 @@ def export(model: nn.Layer, path: str | Path, input_shape: str | Sequence, *, dt
         calibration: int8 calibration data (an ndarray ``[N, C, H, W]``, a ``.npy`` file, a folder of
             images or an iterable of batches; see :func:`~paddle_rep.apps.quantize.load_calibration`).
         calibration_size: use the first N calibration samples (fewer available: a warning).
-        int8_backends: which int8 files to write.
+        int8_backends: which int8 files to write: ``"onnxruntime"``, ``"openvino"``, ``"paddle"``.
         int8_options: :class:`~paddle_rep.apps.quantize.Int8Options` (default: per-channel, first conv
             and classifier float).
 
@@ -217,11 +223,12 @@ def export(model: nn.Layer, path: str | Path, input_shape: str | Sequence, *, dt
         _check_batch("fold_batch_sizes item", size)
     int8_backends = tuple(int8_backends)
     if calibration is not None:
-        if not onnx:
-            raise ValueError("calibration= quantizes the ONNX graphs: pass onnx=True too")
         for backend in int8_backends:
             if backend not in INT8_BACKENDS:
                 raise ValueError(f"int8_backends items must be in {INT8_BACKENDS}, got {backend!r}")
+        if not onnx and set(int8_backends) & set(ONNX_INT8_BACKENDS):
+            raise ValueError("calibration= quantizes the ONNX graphs for onnxruntime and openvino: pass onnx=True "
+                             "too (or int8_backends=('paddle',) for Paddle Inference int8 alone)")
         from .quantize.calibration import load_calibration  # checked before anything is written
 
         calibration = load_calibration(calibration, (channels, height, width), calibration_size)
@@ -238,16 +245,41 @@ def export(model: nn.Layer, path: str | Path, input_shape: str | Sequence, *, dt
                                        opset_version, input_name, batch_size, fold_batch_sizes)
         int8 = None
         if calibration is not None:
-            from .quantize.ptq import Int8Options, quantize_exported
+            from .quantize.ptq import Int8Options
 
             options = int8_options or Int8Options()
-            staged = dataclasses.replace(staged, int8=quantize_exported(staged, calibration, int8_backends, options))
+            files = _quantize(model, staged, staged_prefix, calibration, int8_backends, options, reparameterize,
+                              input_name)
+            staged = dataclasses.replace(staged, int8=files)
             int8 = {"calibration_samples": len(calibration), "options": dataclasses.asdict(options)}
         result = _move_export(staged, Path(tmp), final.parent)
     write_manifest(result, input_name, dtype, checks, int8)
     logger.info("saved inference model %s (input [%s, %s, %s, %s])", result.model_file, batch_size, channels, height,
                 width)
     return result
+
+
+def _quantize(model: nn.Layer, staged: ExportedModel, prefix: str, calibration: np.ndarray,
+              backends: tuple[str, ...], options, reparameterize: bool, input_name: str) -> Int8Files:
+    """The int8 files of :func:`export`: ``"paddle"`` from the model (first: it refuses ODConv models before
+    the slow part), the ONNX backends from the ONNX graphs."""
+    from .quantize import ptq
+
+    plain, folds = {}, {}
+    if "paddle" in backends:
+        from .quantize.paddle_int8 import quantize_paddle
+
+        fused = reparameterize_model(model, inplace=False) if reparameterize else copy.deepcopy(model)
+        fused.eval()
+        plain["paddle"], _ = quantize_paddle(fused, prefix + ".int8", staged.input_shape, calibration, options,
+                                             staged.batch_size, input_name)
+        folds["paddle"] = {}
+    onnx_backends = tuple(backend for backend in backends if backend in ONNX_INT8_BACKENDS)
+    if onnx_backends:
+        files = ptq.quantize_exported(staged, calibration, onnx_backends, options)
+        plain.update(files.onnx_file)
+        folds.update(files.fold_files)
+    return Int8Files(plain, folds)
 
 
 def _export_files(model: nn.Layer, prefix: str, shape: tuple, dtype: str, reparameterize: bool, onnx: bool,
@@ -427,7 +459,7 @@ def run_cli(args: argparse.Namespace) -> int:
 
     backend = args.backend
     int8 = args.precision == "int8"
-    if int8 and backend not in INT8_BACKENDS:
+    if int8 and backend not in ONNX_INT8_BACKENDS:  # Paddle int8: the Python API (export(int8_backends=...))
         raise ValueError(f"--precision int8 needs --backend onnxruntime or openvino, got --backend {backend}")
     if int8 and not args.calibration:
         raise ValueError("--precision int8 needs --calibration PATH (a folder of images or a .npy [N, C, H, W] "
@@ -447,10 +479,10 @@ def run_cli(args: argparse.Namespace) -> int:
         data = load_calibration(args.calibration, parse_input_shape(args.input_shape), args.calibration_size,
                                 family_preprocess(args.arch))
         calibration, held_out = split_held_out(data)
-    result = export(model, args.out, args.input_shape, onnx=args.onnx or backend in INT8_BACKENDS,
+    result = export(model, args.out, args.input_shape, onnx=args.onnx or backend in ONNX_INT8_BACKENDS,
                     opset_version=args.opset, batch_size=args.batch_size,
                     fold_batch_sizes=_parse_sizes(args.fold_batch_sizes), calibration=calibration,
-                    int8_backends=(backend,) if int8 else INT8_BACKENDS)
+                    int8_backends=(backend,) if int8 else ONNX_INT8_BACKENDS)
     for file in manifest_files(result):
         print(file)
     if backend:

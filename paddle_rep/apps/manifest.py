@@ -63,7 +63,10 @@ def file_roles(exported) -> dict[str, str]:
 
 
 def _int8_roles(role: str, backend: str, file: str) -> dict[str, str]:
-    """An int8 file's roles: OpenVINO's IR is an ``.xml`` and its ``.bin`` (role ``<role>.bin``)."""
+    """An int8 file's roles: OpenVINO's IR is an ``.xml`` and its ``.bin`` (role ``<role>.bin``), Paddle's
+    program a ``.pdmodel`` and its ``.pdiparams`` (role ``<role>.params``)."""
+    if backend == "paddle":
+        return {role: file, f"{role}.params": str(Path(file).with_suffix(".pdiparams"))}
     if backend != "openvino":
         return {role: file}
     return {role: file, f"{role}.bin": str(Path(file).with_suffix(".bin"))}
@@ -103,7 +106,8 @@ def write_manifest(exported, input_name: str, dtype: str, checks: list[dict], in
                   "dtype_rule": DTYPE_RULE},
         "files": files,
         "fold_batch_sizes": sorted(exported.fold_onnx_files),
-        "precisions": {"paddle": ["f32"], "onnxruntime": onnx_precisions + int8_offered.get("onnxruntime", []),
+        "precisions": {"paddle": ["f32"] + int8_offered.get("paddle", []),
+                       "onnxruntime": onnx_precisions + int8_offered.get("onnxruntime", []),
                        "openvino": onnx_precisions + ["bf16"] + int8_offered.get("openvino", []) if onnx_precisions
                        else []},
         "versions": versions(),
@@ -170,7 +174,7 @@ def load_manifest(path: str | Path):
          if f"fold_b{size}.model" in paths},
         input_shape=tuple(shape[1:]), batch_size=shape[0], manifest_file=str(target))
     int8_plain = {role.split(".", 1)[1]: path for role, path in paths.items()
-                  if role.startswith("int8.") and not role.endswith(".bin")}
+                  if role.startswith("int8.") and not role.endswith((".bin", ".params"))}
     if int8_plain:
         folds = {backend: {size: paths[f"fold_b{size}.int8.{backend}"] for size in sizes
                            if f"fold_b{size}.int8.{backend}" in paths} for backend in int8_plain}

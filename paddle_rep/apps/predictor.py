@@ -41,7 +41,8 @@ BACKENDS = ("paddle", "onnxruntime", "openvino")
 # "bf16": bfloat16 convolutions and matmuls (8 mantissa bits; about 0.5x the f32 time where the
 # CPU has native bf16), opt-in on OpenVINO. Paddle Inference's bf16 mode is left out: it failed on
 # ODConv's unfold graphs (Paddle 3) or stayed f32 on RepVGG (Paddle 2.6), with no way to tell which.
-# "int8": the export's int8 files (export(..., calibration=DATA)), ONNX Runtime and OpenVINO only.
+# "int8": the export's int8 files (export(..., calibration=DATA)): ONNX Runtime and OpenVINO; Paddle Inference
+# (oneDNN int8) where the export has its files (int8_backends including "paddle"; not for ODConv/SE models).
 PRECISIONS = ("f32", "bf16", "int8")
 CONVERTED_DTYPES = (np.dtype("float16"), np.dtype("float64"))  # converted to float32; float32 passes as is
 DEFAULT_MANY_BATCH = 8  # predict_many's chunk of one large array when the export fixes no batch
@@ -102,20 +103,27 @@ class InputContract:
         return cls(channels, height, width, exported.batch_size)
 
 
-def _check_int8(exported: ExportedModel, backend: str, fold: bool) -> None:
+def _check_int8(exported: ExportedModel, backend: str, fold: bool, use_onednn: bool | None, use_gpu: bool) -> None:
     """:class:`QuantizationError` unless ``exported`` has int8 files for ``backend`` (each graph it would run)."""
     if backend == "paddle":
-        raise ValueError("precision='int8' needs backend='onnxruntime' or 'openvino' (Paddle Inference int8 is not "
-                         "supported; docs/int8.md)")
-    how = ("export with calibration data: paddle_rep.apps.export(model, path, input_shape, onnx=True, "
-           "calibration=DATA), or paddle-rep export OUT --arch NAME --onnx --backend "
-           f"{backend} --precision int8 --calibration PATH")
+        if use_gpu or use_onednn is False:
+            raise ValueError("precision='int8' with backend='paddle' runs oneDNN's int8 kernels on the CPU: leave "
+                             "use_gpu=False and use_onednn on")
+        how = ("export with calibration data and the Paddle backend: paddle_rep.apps.export(model, path, input_shape, "
+               "calibration=DATA, int8_backends=('paddle', ...)); models with ODConv or SE blocks cannot have "
+               "Paddle int8 files under Paddle 3 (docs/int8.md, 'Paddle Inference int8'): use backend="
+               "'onnxruntime' or 'openvino'")
+    else:
+        how = ("export with calibration data: paddle_rep.apps.export(model, path, input_shape, onnx=True, "
+               "calibration=DATA), or paddle-rep export OUT --arch NAME --onnx --backend "
+               f"{backend} --precision int8 --calibration PATH")
     files = exported.int8
     if files is None or backend not in files.onnx_file:
         have = "" if files is None else f" (it has int8 for {sorted(files.onnx_file)})"
         raise QuantizationError(f"precision='int8': the export {exported.model_file} has no {backend} int8 files"
                                 f"{have}; {how}")
-    missing = set(exported.fold_onnx_files) - set(files.fold_files.get(backend, {})) if fold else set()
+    folds = exported.fold_paddle_files if backend == "paddle" else exported.fold_onnx_files
+    missing = set(folds) - set(files.fold_files.get(backend, {})) if fold else set()
     if missing:
         raise QuantizationError(f"precision='int8': the export has no {backend} int8 fold graphs for batch sizes "
                                 f"{sorted(missing)}; {how}")
@@ -151,7 +159,7 @@ class _PaddleRunner:
     """Paddle Inference: one predictor, and a pool of its clones (shared weights), one per call in flight."""
 
     def __init__(self, model_file: str, params_file: str, threads: int | None, use_onednn: bool,
-                 use_gpu: bool) -> None:
+                 use_gpu: bool, int8: bool = False) -> None:
         config = paddle.inference.Config(model_file, params_file)
         if use_gpu:
             config.enable_use_gpu(256, 0)
@@ -159,6 +167,8 @@ class _PaddleRunner:
             config.disable_gpu()
             if use_onednn:
                 config.enable_mkldnn()
+                if int8:  # the quantize_linear/dequantize_linear program becomes oneDNN int8 kernels
+                    config.enable_mkldnn_int8()
             else:
                 config.disable_mkldnn()
             if threads:
@@ -261,8 +271,10 @@ class Predictor:
     ``precision="int8"`` (``"onnxruntime"`` and ``"openvino"``) runs the int8 files that
     ``export(..., onnx=True, calibration=DATA)`` wrote, with the same graph choice (fold graphs split
     by batch), pools, input contract and thread safety as f32; parts the quantizer left float run in
-    f32. Without int8 files it raises :class:`~paddle_rep.core.errors.QuantizationError` saying how
-    to add them.
+    f32. With ``"paddle"`` it runs the ``.int8.pdmodel`` program of ``export(..., calibration=DATA,
+    int8_backends=("paddle", ...))`` on Paddle Inference's oneDNN int8 kernels (CPU, oneDNN on; no
+    ODConv or SE models: see docs/int8.md). Without int8 files it raises
+    :class:`~paddle_rep.core.errors.QuantizationError` saying how to add them.
 
     Calls may come from any number of threads at once (see the module docstring for the guarantee
     and the input contract). :meth:`predict_many` keeps the runtime busy with several calls in
@@ -283,7 +295,7 @@ class Predictor:
             raise ValueError(f"precision='bf16' needs backend='openvino', got backend={backend!r} (ONNX Runtime's "
                              "CPU convs are f32; Paddle Inference's bf16 passes broke ODConv graphs)")
         if precision == "int8":
-            _check_int8(exported, backend, fold)
+            _check_int8(exported, backend, fold, use_onednn, use_gpu)
         self.backend = backend
         self.contract = InputContract.of(exported)
         self._threads = threads
@@ -295,7 +307,10 @@ class Predictor:
         self._empty: dict[tuple[int, int], tuple[int, ...]] = {}
         self.precision = _openvino_precision(precision) if precision == "bf16" else precision
         # graphs: batch size (None: any) -> (key of the graph, is a fold program), largest first
-        if backend == "paddle":
+        if backend == "paddle" and precision == "int8":
+            model_file = exported.int8.onnx_file["paddle"]
+            graphs = {exported.batch_size: ((model_file, str(Path(model_file).with_suffix(".pdiparams"))), False)}
+        elif backend == "paddle":
             if fold and exported.fold_paddle_files:
                 graphs = {size: (files, True) for size, files in exported.fold_paddle_files.items()}
             else:
@@ -356,7 +371,8 @@ class Predictor:
     def _build(self, graph, fold_program: bool, throughput: bool) -> Callable[[np.ndarray], np.ndarray]:
         if self.backend == "paddle":
             onednn = default_onednn(fold_program) if self._use_onednn is None else self._use_onednn
-            return _PaddleRunner(*graph, self._threads, onednn and not fold_program, self._use_gpu)
+            return _PaddleRunner(*graph, self._threads, onednn and not fold_program, self._use_gpu,
+                                 int8=self.precision == "int8")
         if self.backend == "onnxruntime":
             return _OnnxRuntimeRunner(graph, self._threads)
         # int8: the IR carries the int8 ops; what the quantizer left float runs in f32 (not bf16)

@@ -1,6 +1,7 @@
 """int8 deployment: calibration data (:mod:`.calibration`), post-training quantization for ONNX Runtime and
 OpenVINO with the int8 runners (:mod:`.ptq`), the int8-vs-float32 check with its per-layer table
-(:mod:`.report`) and RepVGG's quantization-aware training (:mod:`.qat`)."""
+(:mod:`.report`), RepVGG's quantization-aware training (:mod:`.qat`) and Paddle Inference int8
+(:mod:`.paddle_int8`)."""
 
 from paddle_rep.core.lazy import lazy_exports
 
@@ -13,6 +14,7 @@ _EXPORTS = {
     "int8_runner": "ptq",
     "Int8Options": "ptq",
     "Int8Files": "ptq",
+    "quantize_paddle": "paddle_int8",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -74,7 +74,11 @@ class Int8Options:
 
 @dataclass(frozen=True)
 class Int8Files:
-    """int8 files of one export per backend: the batch-independent graph and the ODConv fold graphs by batch."""
+    """int8 files of one export per backend: the batch-independent graph and the ODConv fold graphs by batch.
+
+    ``onnx_file["paddle"]`` (Paddle Inference int8, :mod:`.paddle_int8`) is a ``.pdmodel`` program with its
+    ``.pdiparams`` next to it, and ``fold_files["paddle"]`` is empty (no ODConv there).
+    """
 
     onnx_file: dict[str, str] = field(default_factory=dict)
     fold_files: dict[str, dict[int, str]] = field(default_factory=dict)
