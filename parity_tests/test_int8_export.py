@@ -201,6 +201,25 @@ def test_cli_int8_export_prints_and_records_the_check(tmp_path: Path, capsys) ->
     assert not list(tmp_path.glob("n*"))
 
 
+def test_cli_paddle_int8_export_checks_the_predictor(tmp_path: Path, capsys) -> None:
+    np.save(tmp_path / "cal.npy", _calibration(24))
+    args = ["--input-shape", f"3,{SIZE},{SIZE}", "--backend", "paddle", "--precision", "int8", "--calibration",
+            str(tmp_path / "cal.npy"), "--threads", "1", "-q"]
+    assert cli.main(["export", str(tmp_path / "m"), "--arch", "repvgg_a0", *args]) == 0
+    printed = capsys.readouterr().out
+    assert "int8 check (paddle, 3 held-out samples): top-1 agreement" in printed and "worst layers" not in printed
+    assert str(tmp_path / "m") + ".int8.pdmodel" in printed
+    manifest = json.loads((tmp_path / "m-manifest.json").read_text())
+    check = {check["name"]: check for check in manifest["checks"]}["paddle int8 vs f32"]
+    assert check["held_out_samples"] == 3 and check["calibration_samples"] == 21
+    error = float(check["figure"].split("max ")[1].split()[0])
+    assert 1e-5 < error <= tolerance("int8_output", "int8").rel, check["figure"]  # int8, and close to float32
+    assert manifest["precisions"]["paddle"] == ["f32", "int8"]
+    # an ODConv model: refused before anything is written, saying which runtimes take it
+    assert cli.main(["export", str(tmp_path / "od"), "--arch", "rep_tiny", *args]) != 0
+    assert "onnxruntime" in capsys.readouterr().err and not list(tmp_path.glob("od*"))
+
+
 # One deploy-form model per newer family (QARepVGG, MobileOne, DBB: fused, each a plain conv stack with biases;
 # MobileOne-S0 has no SE) through the same int8 export and both int8 predictors. Built with deploy=True (DBB's
 # fusion of a training-form net takes seconds) with random conv biases, as a fused model has. The sweep over the

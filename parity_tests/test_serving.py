@@ -253,9 +253,9 @@ def test_onednn_default_per_graph_kind(exported, monkeypatch) -> None:
     built = []
     real = predictor_module._PaddleRunner
 
-    def recording(model_file, params_file, threads, use_onednn, use_gpu):
+    def recording(model_file, params_file, threads, use_onednn, use_gpu, **kwargs):
         built.append((".fold_b" in model_file, use_onednn))
-        return real(model_file, params_file, threads, use_onednn, use_gpu)
+        return real(model_file, params_file, threads, use_onednn, use_gpu, **kwargs)
 
     monkeypatch.setattr(predictor_module, "_PaddleRunner", recording)
     x = helpers.seeded_input((3, 3, SIZE, SIZE), "float32", seed=1)

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .progress import quiet_paddle_notices
+from .console import quiet_paddle_notices
 
 quiet_paddle_notices()  # before Paddle loads (the imports below)
 

@@ -27,7 +27,7 @@ from paddle_rep.core.errors import (
     VerificationError,
 )
 
-from .progress import quiet_paddle_notices
+from .console import quiet_paddle_notices
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CHECKPOINT, EXIT_ARCH, EXIT_VERIFY, EXIT_MISSING_DEPENDENCY = range(7)
 
@@ -171,8 +171,9 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, help="runtime threads for the --backend check")
     parser.add_argument("--precision", choices=("f32", "bf16", "int8"), default="f32",  # predictor.PRECISIONS
                         help="precision of the --backend check; bf16 (openvino only) is checked after an f32 "
-                             "check of the same graph, against a bf16 bound; int8 (onnxruntime, openvino) "
-                             "quantizes with --calibration and prints the int8 check with its per-layer table")
+                             "check of the same graph, against a bf16 bound; int8 quantizes with --calibration and "
+                             "prints the int8 check on held-out samples (onnxruntime: with its per-layer table; "
+                             "paddle: oneDNN int8, not for ODConv or SE models)")
     parser.add_argument("--calibration", metavar="PATH",
                         help="int8 calibration data: a folder of images (the model family's preprocessing) or a "
                              ".npy [N, C, H, W] float32 array already preprocessed")

@@ -107,8 +107,8 @@ def _train_torch(args: argparse.Namespace, data, model_args: dict):
     import torch_ref
     from paddle_rep.core.schedules import get_temperature, set_temperature
 
+    from .console import progress
     from .data import batches
-    from .progress import progress
 
     iters = len(data.y_train) // args.batch_size
     torch.manual_seed(args.seed)

@@ -9,16 +9,11 @@ A manifest (:mod:`.manifest`) lists what was written; :mod:`.predictor` runs the
 """
 
 import argparse
-import contextlib
 import copy
 import dataclasses
-import importlib
 import logging
-import os
-import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,12 +23,14 @@ import numpy as np
 import paddle
 from paddle import nn
 
-from paddle_rep.core.errors import ExportError, MissingExportPackageError
+from paddle_rep.core.errors import ExportError
 from paddle_rep.core.numeric import relative_error
 from paddle_rep.odconv import ODConv2D
 from paddle_rep.reparam import reparameterize_model
 
+from .console import captured_output, quiet_warnings
 from .manifest import add_checks, manifest_path, write_manifest
+from .optional import require
 from .quantize.ptq import Int8Files
 
 logger = logging.getLogger(__name__)
@@ -71,20 +68,6 @@ class ExportedModel:
 # itself (.quantize.paddle_int8), opt-in: not for ODConv or SE models under Paddle 3 (docs/int8.md).
 ONNX_INT8_BACKENDS = ("onnxruntime", "openvino")
 INT8_BACKENDS = (*ONNX_INT8_BACKENDS, "paddle")
-_EXTRAS = {"paddle2onnx": "onnx", "onnx": "onnx", "onnxruntime": "onnx", "openvino": "openvino"}
-
-
-def _require(module: str, purpose: str):
-    """Import an optional package or raise the typed error naming its pip extra."""
-    try:
-        return importlib.import_module(module)
-    except (ImportError, ValueError) as error:  # paddle2onnx 2.x raises ValueError under Paddle 2.6
-        extra = _EXTRAS[module]
-        found = f" (it is installed but does not import: {error})" if isinstance(error, ValueError) else ""
-        raise MissingExportPackageError(f"{purpose} needs {module}{found}: pip install {module}, or "
-                                        f"pip install 'paddle-rep[{extra}]'", module, extra) from error
-
-
 def parse_input_shape(shape: str | Sequence) -> tuple[int, int | None, int | None]:
     """``(C, H, W)`` from a sequence or a string ``"3,224,224"``; H/W may be None, -1 or "?" (dynamic)."""
     items = shape.split(",") if isinstance(shape, str) else list(shape)
@@ -122,20 +105,10 @@ def _foldable(model: nn.Layer) -> list[ODConv2D]:
             if isinstance(m, ODConv2D) and not (m.kernel_size == 1 and m.kernel_num == 1)]
 
 
-@contextlib.contextmanager
-def _quiet_third_party():
-    """Keep Paddle's PIR/jit warnings and paddle2onnx's chatter off the user's console (logged at debug)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    for item in caught:
-        logger.debug("suppressed warning: %s", item.message)
-
-
 def _save_static(model: nn.Layer, prefix: str, shape: list, dtype: str, input_name: str) -> ExportedModel:
     spec = paddle.static.InputSpec(shape, dtype, input_name)
     started = time.time()
-    with _quiet_third_party(), _captured_output("paddle.jit.save"):
+    with quiet_warnings(), captured_output("paddle.jit.save"):
         static = paddle.jit.to_static(model, input_spec=[spec], full_graph=True)
         paddle.jit.save(static, prefix)
     return ExportedModel(_saved_model_file(prefix, started), prefix + PARAMS_SUFFIX)
@@ -235,8 +208,8 @@ def export(model: nn.Layer, path: str | Path, input_shape: str | Sequence, *, dt
     elif calibration_size is not None:
         raise ValueError("calibration_size needs calibration data (calibration=...)")
     if onnx:
-        _require("paddle2onnx", "ONNX export")  # fail before the slow part
-        _require("onnx", "ONNX export")
+        require("paddle2onnx", "ONNX export")  # fail before the slow part
+        require("onnx", "ONNX export")
     final = Path(prefix)
     final.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=final.parent, prefix=f".{final.name}.export-") as tmp:
@@ -369,15 +342,15 @@ def export_onnx(exported: ExportedModel, onnx_file: str | Path, opset_version: i
     The file is written next to its final name and moved there only once ``onnx.checker`` accepts
     it, so a failed conversion leaves no partial file and keeps an earlier good one.
     """
-    paddle2onnx = _require("paddle2onnx", "ONNX export")
-    onnx_lib = _require("onnx", "ONNX export")
+    paddle2onnx = require("paddle2onnx", "ONNX export")
+    onnx_lib = require("onnx", "ONNX export")
     onnx_file = Path(onnx_file)
     onnx_file.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=onnx_file.parent) as tmp:
         draft = Path(tmp) / onnx_file.name
         try:
             # optimize_tool="None": the default ("polygraphy") pip-installs packages during export.
-            with _quiet_third_party(), _captured_output("paddle2onnx"):
+            with quiet_warnings(), captured_output("paddle2onnx"):
                 paddle2onnx.export(exported.model_file, exported.params_file, save_file=str(draft),
                                    opset_version=opset_version, optimize_tool="None")
         except Exception as error:  # paddle2onnx logs and swallows the real error, then fails later
@@ -395,30 +368,6 @@ def export_onnx(exported: ExportedModel, onnx_file: str | Path, opset_version: i
         draft.replace(onnx_file)
     logger.info("saved ONNX model %s (opset %d)", onnx_file, opset_version)
     return str(onnx_file)
-
-
-@contextlib.contextmanager
-def _captured_output(what: str):
-    """Paddle's C++ side (glog: "Paddle static graph(PIR) not support ...") and paddle2onnx print
-    straight to the process's stdout/stderr: route both to the debug log for the duration."""
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                stream.flush()
-            for fd, copy_of in zip((1, 2), saved, strict=True):
-                os.dup2(copy_of, fd)
-                os.close(copy_of)
-            sink.seek(0)
-            text = sink.read().decode(errors="replace").strip()
-            if text:
-                logger.debug("%s printed: %s", what, text)
 
 
 # --- command line: ``paddle-rep export`` (registered in paddle_rep.apps.cli) -------------------------
@@ -459,8 +408,8 @@ def run_cli(args: argparse.Namespace) -> int:
 
     backend = args.backend
     int8 = args.precision == "int8"
-    if int8 and backend not in ONNX_INT8_BACKENDS:  # Paddle int8: the Python API (export(int8_backends=...))
-        raise ValueError(f"--precision int8 needs --backend onnxruntime or openvino, got --backend {backend}")
+    if int8 and backend not in INT8_BACKENDS:
+        raise ValueError(f"--precision int8 needs --backend onnxruntime, openvino or paddle, got --backend {backend}")
     if int8 and not args.calibration:
         raise ValueError("--precision int8 needs --calibration PATH (a folder of images or a .npy [N, C, H, W] "
                          "array of preprocessed samples)")
@@ -499,12 +448,28 @@ def run_cli(args: argparse.Namespace) -> int:
             if error > bound:
                 raise ExportError(f"{backend} {precision} differs from the model by {error:.1e} (allowed {bound:.0e})")
     if int8:
-        from .quantize.report import check_int8
-
-        report = check_int8(result.onnx_file, result.int8.onnx_file[backend], backend, held_out, args.threads)
+        report = _check_int8_files(model, result, backend, held_out, args.threads)
         print(report.render())
         add_checks(result.manifest_file, [int8_check_record(report, len(calibration))])
     return 0
+
+
+def _check_int8_files(model: nn.Layer, result: ExportedModel, backend: str, held_out: np.ndarray,
+                      threads: int | None):
+    """The CLI's int8 check: the ONNX int8 file against its float graph (with the per-layer table), or
+    Paddle Inference's int8 predictor against the model itself."""
+    from .quantize.report import check_int8, compare_outputs
+
+    if backend != "paddle":
+        return check_int8(result.onnx_file, result.int8.onnx_file[backend], backend, held_out, threads)
+    from .predictor import Predictor
+
+    predictor = Predictor(result, "paddle", threads=threads, precision="int8")
+    chunks = [held_out[i:i + 8] for i in range(0, len(held_out), 8)]
+    model.eval()
+    with paddle.no_grad():
+        expected = np.concatenate([model(paddle.to_tensor(chunk)).numpy() for chunk in chunks])
+    return compare_outputs("paddle", expected, np.concatenate([predictor(chunk) for chunk in chunks]))
 
 
 def split_held_out(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -32,8 +32,10 @@ import paddle
 
 from paddle_rep.core.errors import InputContractError, ManifestError, PredictorClosedError, QuantizationError
 
-from .exporter import ExportedModel, _check_batch, _require
+from .console import captured_output
+from .exporter import ExportedModel, _check_batch
 from .manifest import load_manifest
+from .optional import require
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +176,9 @@ class _PaddleRunner:
             if threads:
                 config.set_cpu_math_library_num_threads(threads)
         config.disable_glog_info()
-        self._base = paddle.inference.create_predictor(config)
+        # The int8 passes print their reports ("quantized 21 fused_conv2d ops") past glog, to the console.
+        with captured_output("Paddle Inference's int8 passes") if int8 else contextlib.nullcontext():
+            self._base = paddle.inference.create_predictor(config)
         self._clone_lock = threading.Lock()
         self._pool = _Pool(self._clone, first=self._base)
 
@@ -200,7 +204,7 @@ class _OnnxRuntimeRunner:
     """ONNX Runtime: ``InferenceSession.run`` is thread-safe, so calls share one session."""
 
     def __init__(self, onnx_file: str, threads: int | None) -> None:
-        ort = _require("onnxruntime", "the onnxruntime backend")
+        ort = require("onnxruntime", "the onnxruntime backend")
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: its warnings are not actionable for a user
         if threads:
@@ -221,7 +225,7 @@ class _OpenVINORunner:
     holds its input and output buffers: two calls on one request overwrite each other's)."""
 
     def __init__(self, onnx_file: str, threads: int | None, precision: str, hint: str = "LATENCY") -> None:
-        ov = _require("openvino", "the openvino backend")
+        ov = require("openvino", "the openvino backend")
         # Precision always explicit: on CPUs with bf16 OpenVINO's default is bf16 (4e-4 to 7e-3 off here).
         config = {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": precision}
         if threads:
@@ -243,7 +247,7 @@ class _OpenVINORunner:
 
 def _openvino_precision(precision: str) -> str:
     """``precision``, or "f32" (with a warning) where OpenVINO's CPU plugin has no kernels for it here."""
-    ov = _require("openvino", "the openvino backend")
+    ov = require("openvino", "the openvino backend")
     if precision.upper() in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):  # "BF16" needs avx512_bf16/AMX
         return precision
     logger.warning("precision=%r: this CPU has no %s kernels in OpenVINO; running f32", precision, precision)
@@ -316,7 +320,7 @@ class Predictor:
             else:
                 graphs = {exported.batch_size: ((exported.model_file, exported.params_file), False)}
         else:
-            _require("onnxruntime" if backend == "onnxruntime" else "openvino", f"the {backend} backend")
+            require("onnxruntime" if backend == "onnxruntime" else "openvino", f"the {backend} backend")
             if precision == "int8":
                 files = exported.int8
                 if fold and exported.fold_onnx_files:

@@ -40,9 +40,10 @@ from paddle_rep.models._registry import registry
 from paddle_rep.reparam import reparameterize_model
 
 from .cli import QAT_DEFAULTS
+from .console import progress
 from .convert.arch import check_state, paddle_shapes
 from .convert.write import write_atomically
-from .progress import progress
+from .optional import require
 from .training import checkpoint
 from .training.data import ImageDataset, ShardedBatchSampler, make_loader
 
@@ -185,15 +186,12 @@ def build_model(arch: str, kwargs: dict, path: str | Path) -> paddle.nn.Layer:
 
 def _require_packages(backends: tuple[str, ...]) -> None:
     """The export and the int8 runtimes' packages, checked before training (MissingExportPackageError)."""
-    from .exporter import _require as require_export
-    from .quantize.ptq import _require as require_int8
-
-    require_export("paddle2onnx", "paddle-rep qat's export")
-    require_export("onnx", "paddle-rep qat's export")
+    require("paddle2onnx", "paddle-rep qat's export")
+    require("onnx", "paddle-rep qat's export")
     for backend in backends:
         modules = ("onnxruntime.quantization",) if backend == "onnxruntime" else ("openvino", "nncf")
         for module in modules:
-            require_int8(module, f"{backend} int8")
+            require(module, f"{backend} int8")
 
 
 def _bad(dataset: ImageDataset, index: np.ndarray, ok: np.ndarray) -> None:

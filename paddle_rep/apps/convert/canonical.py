@@ -26,7 +26,7 @@ from paddle_rep.core import interop
 from paddle_rep.core.errors import MappingError
 from paddle_rep.core.numeric import contiguous
 
-from ..progress import progress as progress_bar
+from ..console import progress as progress_bar
 from .bf16 import float32_to_bfloat16_bits
 
 NBT = interop.NUM_BATCHES_TRACKED

@@ -41,6 +41,7 @@ from paddle.quantization.observers import AbsmaxObserver
 from paddle_rep.core.errors import QuantizationError
 from paddle_rep.odconv import ODConv2D
 
+from ..console import captured_output, quiet_warnings
 from .ptq import Int8Options
 
 logger = logging.getLogger(__name__)
@@ -259,15 +260,14 @@ def quantize_paddle(model: nn.Layer, prefix: str | Path, input_shape: tuple, cal
     with paddle.no_grad():  # eager: any batch size calibrates, whatever the saved program's batch
         for start in range(0, len(calibration), options.batch_size):
             quantized(paddle.to_tensor(calibration[start:start + options.batch_size]))
-    from ..exporter import _captured_output, _quiet_third_party  # the exporter imports this module lazily
 
-    with _quiet_third_party():  # convert's own paddle.to_tensor(tensor) UserWarning
+    with quiet_warnings():  # convert's own paddle.to_tensor(tensor) UserWarning
         quantized = ptq.convert(quantized, inplace=True)
     count = _int8_weights(quantized)
     prefix = str(prefix)
     spec = paddle.static.InputSpec([batch_size, *input_shape], "float32", input_name)
     try:
-        with _legacy_program_guard(), _quiet_third_party(), _captured_output("paddle.jit.save (int8)"):
+        with _legacy_program_guard(), quiet_warnings(), captured_output("paddle.jit.save (int8)"):
             static = paddle.jit.to_static(quantized, input_spec=[spec], full_graph=True)
             paddle.jit.save(static, prefix)
     except Exception as error:  # Paddle raises TypeError/ValueError/RuntimeError from deep inside tracing
@@ -279,7 +279,7 @@ def quantize_paddle(model: nn.Layer, prefix: str | Path, input_shape: tuple, cal
     if not Path(model_file).is_file() or not Path(params_file).is_file():
         raise QuantizationError(f"paddle.jit.save wrote no {model_file} (Paddle Inference int8 needs the legacy "
                                 "program format)")
-    with _quiet_third_party(), _captured_output("the conv bias rewrite"):
+    with quiet_warnings(), captured_output("the conv bias rewrite"):
         rewired = fuse_conv_bias_adds(prefix)
     logger.info("saved Paddle Inference int8 model %s (%d int8 layers, %d conv bias adds made fusable)", model_file,
                 count, rewired)

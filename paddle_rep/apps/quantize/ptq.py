@@ -36,24 +36,15 @@ import numpy as np
 
 from paddle_rep.core.errors import MissingExportPackageError, QuantizationError
 
+from ..console import captured_output
+from ..optional import require
+
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("onnxruntime", "openvino")
 KEEP_FLOAT = ("first_and_linear", "none")
 DYNAMIC = ("float", "int8")
 _WEIGHTED_OPS = ("Conv", "MatMul", "Gemm")
-_PACKAGES = {"onnx": "onnx", "onnxruntime": "onnx", "onnxruntime.quantization": "int8", "openvino": "openvino",
-             "nncf": "int8"}
-
-
-def _require(module: str, purpose: str):
-    try:
-        return importlib.import_module(module)
-    except ImportError as error:
-        extra = _PACKAGES[module]
-        package = module.split(".")[0]
-        raise MissingExportPackageError(f"{purpose} needs {package} ({error}): pip install 'paddle-rep[{extra}]'",
-                                        package, extra) from error
 
 
 @dataclass(frozen=True)
@@ -101,7 +92,7 @@ def _check_backend(backend: str) -> None:
 def load_for_quantization(float_onnx: str | Path):
     """The ONNX model with its ``Constant`` nodes moved to initializers (paddle2onnx writes weights as
     Constant nodes; the quantizers look for weights among initializers) and every node named."""
-    onnx = _require("onnx", "int8 quantization")
+    onnx = require("onnx", "int8 quantization")
     try:
         model = onnx.load(str(float_onnx))
     except Exception as error:  # onnx raises DecodeError, OSError, ...
@@ -239,8 +230,8 @@ def quantize_onnx(float_onnx: str | Path, backend: str, calibration: np.ndarray,
 
 def _quantize_ort(model, draft: Path, calibration: np.ndarray, options: Int8Options, batch: int | None,
                   excluded: list[str]) -> None:
-    onnx = _require("onnx", "int8 quantization")
-    quantization = _require("onnxruntime.quantization", "ONNX Runtime int8")
+    onnx = require("onnx", "int8 quantization")
+    quantization = require("onnxruntime.quantization", "ONNX Runtime int8")
     name = model.graph.input[0].name
     source = draft.with_name("float.onnx")
     onnx.save(model, str(source))
@@ -262,9 +253,9 @@ def _quantize_ort(model, draft: Path, calibration: np.ndarray, options: Int8Opti
 
 def _quantize_openvino(model, draft: Path, calibration: np.ndarray, options: Int8Options, batch: int | None,
                        excluded: list[str]) -> None:
-    onnx = _require("onnx", "int8 quantization")
-    ov = _require("openvino", "OpenVINO int8")
-    nncf = _require("nncf", "OpenVINO int8")
+    onnx = require("onnx", "int8 quantization")
+    ov = require("openvino", "OpenVINO int8")
+    nncf = require("nncf", "OpenVINO int8")
     source = draft.with_name("float.onnx")
     onnx.save(model, str(source))
     float_model = ov.Core().read_model(str(source))
@@ -285,9 +276,7 @@ def _quantize_openvino(model, draft: Path, calibration: np.ndarray, options: Int
     advanced = nncf.AdvancedQuantizationParameters(
         activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX,
         weights_quantization_params=None if options.per_channel else QuantizationParameters(per_channel=False))
-    from paddle_rep.apps.exporter import _captured_output  # the exporter imports this module
-
-    with _captured_output("nncf"):  # its progress bars print to the console whatever the log level
+    with captured_output("nncf"):  # its progress bars print to the console whatever the log level
         quantized = nncf.quantize(float_model, nncf.Dataset(items), preset=nncf.QuantizationPreset.PERFORMANCE,
                                   subset_size=len(items), advanced_parameters=advanced,
                                   ignored_scope=nncf.IgnoredScope(names=excluded) if excluded else None)
@@ -328,7 +317,7 @@ def int8_runner(file: str | Path, backend: str, threads: int | None = None) -> C
         raise QuantizationError(f"int8 model {path} is missing: export with calibration data "
                                 "(export(..., calibration=DATA) or paddle-rep export --calibration PATH)")
     if backend == "onnxruntime":
-        ort = _require("onnxruntime", "the onnxruntime int8 backend")
+        ort = require("onnxruntime", "the onnxruntime int8 backend")
         session_options = ort.SessionOptions()
         session_options.log_severity_level = 3
         if threads:
@@ -337,7 +326,7 @@ def int8_runner(file: str | Path, backend: str, threads: int | None = None) -> C
         session = ort.InferenceSession(str(path), session_options, providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
         return lambda x: session.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0]
-    ov = _require("openvino", "the openvino int8 backend")
+    ov = require("openvino", "the openvino int8 backend")
     # f32 for what stays float: on CPUs with bf16, OpenVINO would otherwise run those parts in bf16.
     config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
     if threads:

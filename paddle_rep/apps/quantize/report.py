@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .ptq import _chunks, _input_batch, _require, load_for_quantization, weighted_nodes
+from ..optional import require
+from .ptq import _chunks, _input_batch, load_for_quantization, weighted_nodes
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class LayerSQNR:
 
 @dataclass(frozen=True)
 class Int8Report:
-    """int8 against float32 on ``samples`` held-out inputs; ``layers`` worst first (empty for OpenVINO)."""
+    """int8 against float32 on ``samples`` held-out inputs; ``layers`` worst first (ONNX Runtime's QDQ file only)."""
 
     backend: str
     samples: int
@@ -57,8 +58,8 @@ def _db(signal: float, noise: float) -> float:
 
 def _session_with_outputs(model, names: list[str]):
     """An ONNX Runtime session on a copy of ``model`` whose graph also returns the tensors ``names``."""
-    onnx = _require("onnx", "the int8 check")
-    ort = _require("onnxruntime", "the int8 check")
+    onnx = require("onnx", "the int8 check")
+    ort = require("onnxruntime", "the int8 check")
     model = onnx.ModelProto.FromString(model.SerializeToString())
     present = {value.name for value in model.graph.output}
     for name in names:
@@ -94,19 +95,16 @@ def check_int8(float_onnx: str | Path, int8_file: str | Path, backend: str, data
     layers = weighted_nodes(model) if per_layer and backend == "onnxruntime" else []
     outputs = [node.output[0] for node in layers]
     float_session = _session_with_outputs(model, outputs)
-    int8_session = _session_with_outputs(_require("onnx", "the int8 check").load(str(int8_file)), outputs) \
+    int8_session = _session_with_outputs(require("onnx", "the int8 check").load(str(int8_file)), outputs) \
         if layers else None
     run_int8 = int8_runner(int8_file, backend, threads)
     name = model.graph.input[0].name
-    expected, actual, errors = [], [], []
+    expected, actual = [], []
     sums = np.zeros((len(layers), 2))  # per layer: signal, noise
     for chunk in chunks:
         reference = float_session.run(None, {name: chunk})
-        result = run_int8(chunk)
         expected.append(reference[0])
-        actual.append(result)
-        errors.append(np.abs(result - reference[0]).reshape(len(chunk), -1).max(axis=1)
-                      / np.maximum(np.abs(reference[0]).reshape(len(chunk), -1).max(axis=1), 1e-12))
+        actual.append(run_int8(chunk))
         if int8_session is not None:
             floats = dict(zip([o.name for o in float_session.get_outputs()], reference, strict=True))
             quantized = dict(zip([o.name for o in int8_session.get_outputs()],
@@ -114,10 +112,26 @@ def check_int8(float_onnx: str | Path, int8_file: str | Path, backend: str, data
             for index, output in enumerate(outputs):
                 f = floats[output].astype(np.float64)
                 sums[index] += (np.sum(f ** 2), np.sum((quantized[output] - f) ** 2))
-    expected, actual, errors = np.concatenate(expected), np.concatenate(actual), np.concatenate(errors)
     table = [LayerSQNR(node.name, node.op_type, node.output[0], _db(signal, noise))
              for node, (signal, noise) in zip(layers, sums, strict=True)]
-    table.sort(key=lambda layer: layer.sqnr_db)
-    agreement = float(np.mean(expected.reshape(len(expected), -1).argmax(1) == actual.reshape(len(actual), -1)
-                              .argmax(1)))
-    return Int8Report(backend, len(expected), agreement, float(errors.max()), float(errors.mean()), tuple(table))
+    return compare_outputs(backend, np.concatenate(expected), np.concatenate(actual), table)
+
+
+def compare_outputs(backend: str, expected: np.ndarray, actual: np.ndarray,
+                    layers: list[LayerSQNR] | tuple[LayerSQNR, ...] = ()) -> Int8Report:
+    """Summarise int8 outputs against float32 ones on the same samples.
+
+    Args:
+        backend: The int8 runtime, named in the report.
+        expected: Float32 outputs ``[N, ...]``.
+        actual: int8 outputs of the same samples.
+        layers: Per-layer figures, in any order (sorted worst first here).
+
+    Returns:
+        The report: top-1 agreement, and per sample ``max |int8 - f32| / max |f32|``, its max and mean.
+    """
+    expected, actual = expected.reshape(len(expected), -1), actual.reshape(len(actual), -1)
+    errors = np.abs(actual - expected).max(axis=1) / np.maximum(np.abs(expected).max(axis=1), 1e-12)
+    agreement = float(np.mean(expected.argmax(1) == actual.argmax(1)))
+    return Int8Report(backend, len(expected), agreement, float(errors.max()), float(errors.mean()),
+                      tuple(sorted(layers, key=lambda layer: layer.sqnr_db)))

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..progress import quiet_paddle_notices
+from ..console import quiet_paddle_notices
 
 quiet_paddle_notices()  # a command-line entry point: before Paddle loads
 

@@ -21,7 +21,7 @@ from paddle_rep.core.errors import DataError
 from paddle_rep.core.schedules import EVAL_TEMPERATURE, set_temperature
 from paddle_rep.losses import classification_loss
 
-from ..progress import progress
+from ..console import progress
 from . import checkpoint
 from .data import ShardedBatchSampler, make_loader
 from .model import EMA, custom_l2

@@ -1,4 +1,5 @@
-"""What the applications show on the console: a progress bar for long loops, and not Paddle's notices.
+"""What the applications show on the console: a progress bar for long loops, and none of the
+third-party chatter (Paddle's notices and pass logs, paddle2onnx, NNCF), which goes to the debug log.
 
 :func:`progress` is tqdm when it is installed, nothing otherwise.
 
@@ -8,10 +9,15 @@ readable while it is drawn.
 """
 
 import contextlib
+import logging
 import os
+import sys
+import tempfile
 import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -53,3 +59,47 @@ def quiet_paddle_notices() -> None:
     warnings.filterwarnings("ignore", message="No ccache found")
     warnings.filterwarnings("ignore", message="When training, we now always track")
     os.environ.setdefault("GLOG_minloglevel", "2")
+
+
+@contextlib.contextmanager
+def quiet_warnings() -> Iterator[None]:
+    """Record the warnings raised inside (Paddle's PIR/jit notes, paddle2onnx's) and log them at debug."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for item in caught:
+        logger.debug("suppressed warning: %s", item.message)
+
+
+@contextlib.contextmanager
+def captured_output(what: str) -> Iterator[None]:
+    """Route whatever is written to the process's stdout and stderr inside to the debug log.
+
+    Paddle's C++ side (glog, the inference passes' reports), paddle2onnx and NNCF write straight to
+    the file descriptors, past Python's logging; this swaps descriptors 1 and 2 for a temporary file
+    for the duration, so it also holds back other threads' output meanwhile: keep the block short.
+
+    Args:
+        what: Names the source in the debug log line.
+
+    Yields:
+        Nothing; the output is logged when the block ends.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+            for fd, copy_of in zip((1, 2), saved, strict=True):
+                os.dup2(copy_of, fd)
+                os.close(copy_of)
+            sink.seek(0)
+            text = sink.read().decode(errors="replace").strip()
+            if text:
+                logger.debug("%s printed: %s", what, text)
