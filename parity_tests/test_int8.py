@@ -8,6 +8,7 @@ wrong weight scale) must fail the same checks.
 """
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import paddle
@@ -17,7 +18,15 @@ from paddle_rep.apps import export
 from paddle_rep.apps.data import batches, load_digits
 from paddle_rep.apps.parity import randomize_paddle_bn
 from paddle_rep.apps.quantize.calibration import CalibrationWarning, load_calibration
-from paddle_rep.apps.quantize.ptq import Int8Options, int8_runner, quantize_exported, quantize_onnx
+from paddle_rep.apps.quantize.ptq import (
+    Int8Options,
+    dynamic_weight_nodes,
+    float_nodes,
+    int8_runner,
+    load_for_quantization,
+    quantize_exported,
+    quantize_onnx,
+)
 from paddle_rep.apps.quantize.report import check_int8
 from paddle_rep.core.errors import CalibrationError, QuantizationError
 from paddle_rep.models.repvgg import RepVGG
@@ -138,6 +147,71 @@ def test_int8_accuracy_on_digits(kind: str, backend: str, tmp_path_factory) -> N
     drop = float(np.mean(expected.argmax(1) == y) - np.mean(actual.argmax(1) == y))
     assert disagreement <= tolerance("int8_disagreement", "int8").rel, (kind, backend, disagreement)
     assert drop <= tolerance("int8_accuracy_drop", "int8").rel, (kind, backend, drop)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_keep_float_auto_keeps_all_int8_on_the_digits(backend: str, tmp_path_factory) -> None:
+    """The default (keep_float="auto") measured both candidates and kept the faster all-int8 file for the digits
+    models (the yardstick: all-int8 keeps their accuracy), and the ODConv fold graphs followed that choice."""
+    for kind in ("repvgg", "odconv"):
+        case = _trained(kind, tmp_path_factory)
+        choice = case["files"].keep_float[backend]
+        assert choice["chosen"] == "none", (kind, choice)
+        assert choice["samples"] == 64 and set(choice["mean_rel_error"]) == {"none", "first_and_linear"}
+    model = load_for_quantization(case["files"].fold_files[backend][4] if backend == "onnxruntime" else
+                                  case["exported"].fold_onnx_files[4])
+    assert float_nodes(model, Int8Options(keep_float="none")) == [n.name for n in dynamic_weight_nodes(model)]
+
+
+def _swap_top2(y: np.ndarray) -> np.ndarray:
+    """Each row with its two largest values swapped: every top-1 flips, the values stay."""
+    y = y.copy()
+    order = np.argsort(y, axis=1)
+    rows = np.arange(len(y))
+    y[rows, order[:, -1]], y[rows, order[:, -2]] = y[rows, order[:, -2]], y[rows, order[:, -1]]
+    return y
+
+
+@pytest.mark.parametrize("plant", ["error", "flips"])
+def test_keep_float_auto_falls_back_where_all_int8_costs(plant: str, tmp_path_factory, tmp_path, monkeypatch) -> None:
+    """Planted: the all-int8 candidate's outputs are made worse than the float-stem one's (a larger error, or
+    flipped top-1s); "auto" must choose the float stem, record why, leave no candidate file behind, and
+    quantize the fold graphs the same way."""
+    import dataclasses
+    import shutil
+
+    from paddle_rep.apps.quantize import ptq
+
+    case = _trained("odconv", tmp_path_factory)
+    copy = dataclasses.replace(case["exported"], onnx_file=str(shutil.copy(case["exported"].onnx_file, tmp_path)),
+                               fold_onnx_files={4: str(shutil.copy(case["exported"].fold_onnx_files[4], tmp_path))})
+    real_runner, seen = ptq._runner, []
+
+    def runner(path, backend, threads=None):
+        run = real_runner(path, backend, threads)
+        noisy = Path(path).stem == "none"
+        if not noisy:
+            return run
+        return (lambda x: run(x) + 0.5 * np.abs(run(x)).max()) if plant == "error" else (lambda x: _swap_top2(run(x)))
+
+    def recording(float_onnx, backend, calibration, options=None, out_file=None):
+        seen.append((Path(float_onnx).name, options.keep_float))
+        return real_quantize(float_onnx, backend, calibration, options, out_file)
+
+    real_quantize = ptq.quantize_onnx
+    monkeypatch.setattr(ptq, "_runner", runner)
+    monkeypatch.setattr(ptq, "quantize_onnx", recording)
+    files = ptq.quantize_exported(copy, case["x_train"][:32], ("onnxruntime",))
+    choice = files.keep_float["onnxruntime"]
+    assert choice["chosen"] == "first_and_linear", choice
+    if plant == "error":
+        assert choice["mean_rel_error"]["none"] > ptq.AUTO_ERROR_FLOOR
+    else:
+        assert choice["net_flips"] > ptq.AUTO_NET_FLIPS and choice["top1_agreement"]["none"] < 0.1  # ties stay
+    assert (Path(copy.fold_onnx_files[4]).name, "first_and_linear") in seen
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [Path(copy.onnx_file).name, Path(copy.fold_onnx_files[4]).name, Path(files.onnx_file["onnxruntime"]).name,
+         Path(files.fold_files["onnxruntime"][4]).name]), "a candidate file was left behind"
 
 
 def test_planted_faults_fail_the_int8_checks(tmp_path_factory, tmp_path) -> None:

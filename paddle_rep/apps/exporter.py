@@ -224,7 +224,8 @@ def export(model: nn.Layer, path: str | Path, input_shape: str | Sequence, *, dt
             files = _quantize(model, staged, staged_prefix, calibration, int8_backends, options, reparameterize,
                               input_name)
             staged = dataclasses.replace(staged, int8=files)
-            int8 = {"calibration_samples": len(calibration), "options": dataclasses.asdict(options)}
+            int8 = {"calibration_samples": len(calibration), "options": dataclasses.asdict(options),
+                    "keep_float": files.keep_float}
         result = _move_export(staged, Path(tmp), final.parent)
     write_manifest(result, input_name, dtype, checks, int8)
     logger.info("saved inference model %s (input [%s, %s, %s, %s])", result.model_file, batch_size, channels, height,
@@ -238,7 +239,7 @@ def _quantize(model: nn.Layer, staged: ExportedModel, prefix: str, calibration: 
     the slow part), the ONNX backends from the ONNX graphs."""
     from .quantize import ptq
 
-    plain, folds = {}, {}
+    plain, folds, keep_float = {}, {}, {}
     if "paddle" in backends:
         from .quantize.paddle_int8 import quantize_paddle
 
@@ -252,7 +253,8 @@ def _quantize(model: nn.Layer, staged: ExportedModel, prefix: str, calibration: 
         files = ptq.quantize_exported(staged, calibration, onnx_backends, options)
         plain.update(files.onnx_file)
         folds.update(files.fold_files)
-    return Int8Files(plain, folds)
+        keep_float.update(files.keep_float)
+    return Int8Files(plain, folds, keep_float)
 
 
 def _export_files(model: nn.Layer, prefix: str, shape: tuple, dtype: str, reparameterize: bool, onnx: bool,

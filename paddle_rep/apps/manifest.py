@@ -178,5 +178,6 @@ def load_manifest(path: str | Path):
     if int8_plain:
         folds = {backend: {size: paths[f"fold_b{size}.int8.{backend}"] for size in sizes
                            if f"fold_b{size}.int8.{backend}" in paths} for backend in int8_plain}
-        exported = dataclasses.replace(exported, int8=Int8Files(int8_plain, folds))
+        exported = dataclasses.replace(exported, int8=Int8Files(int8_plain, folds,
+                                                                (data.get("int8") or {}).get("keep_float", {})))
     return exported, data

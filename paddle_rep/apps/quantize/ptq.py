@@ -14,9 +14,12 @@ Contract (what :class:`~paddle_rep.apps.predictor.Predictor` and ``export(..., c
 What is quantized (:class:`Int8Options`): every Conv, MatMul and Gemm with a constant weight gets
 int8 weights (symmetric; per output channel by default, ``per_channel=False`` for per-tensor) and
 int8 activations calibrated by min-max over the calibration data. ``keep_float`` names layers left in
-float32: ``"first_and_linear"`` (default, as RepVGG's official quantization example
-``exclud_first_and_linear``: the stem conv sees raw pixels, the classifier's logits are the output)
-or ``"none"``. ODConv's weights are computed per input (attention x static kernels): in the fold graph
+float32: ``"first_and_linear"`` (as RepVGG's official quantization example ``exclud_first_and_linear``:
+the stem conv sees raw pixels, the classifier's logits are the output), ``"none"`` (all int8, the
+fastest), or ``"auto"`` (default): both are quantized and run on the calibration data, and all-int8
+is kept unless it measurably costs accuracy there (the rule is next to :data:`AUTO_SAMPLES`); the
+choice and its figures are in :attr:`Int8Files.keep_float` and the export's manifest. ODConv's
+weights are computed per input (attention x static kernels): in the fold graph
 they reach a Conv as an activation, in the unfold graph a MatMul; per-channel static quantization
 does not apply. ``dynamic="float"`` (default) keeps those ops in float32; ``dynamic="int8"``
 quantizes both inputs per tensor like any activation. ``docs/int8.md`` has the measurements behind
@@ -24,6 +27,7 @@ these defaults.
 """
 
 import contextlib
+import dataclasses
 import importlib
 import importlib.util
 import logging
@@ -42,7 +46,19 @@ from ..optional import require
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("onnxruntime", "openvino")
-KEEP_FLOAT = ("first_and_linear", "none")
+KEEP_FLOAT = ("auto", "first_and_linear", "none")
+# keep_float="auto": both candidates are quantized and run on up to AUTO_SAMPLES calibration samples; all-int8
+# ("none", faster: ~1.35x on repvgg_a0 with OpenVINO) is kept unless
+# - it flips the float32 top-1 of more samples than the float-stem file does, by over AUTO_NET_FLIPS and over
+#   AUTO_AGREEMENT_SLACK of the samples (paired: near-ties that both flip, as on random weights, do not decide), or
+# - its mean output error (max |int8 - f32| / max |f32| per sample) is over AUTO_ERROR_RATIO times the float-stem
+#   file's and over AUTO_ERROR_FLOOR: the digits models that keep their accuracy all-int8 measure 0.013-0.028
+#   (docs/int8.md), where the float stem halves an already harmless error.
+AUTO_SAMPLES = 64
+AUTO_NET_FLIPS = 2
+AUTO_AGREEMENT_SLACK = 0.005
+AUTO_ERROR_RATIO = 1.5
+AUTO_ERROR_FLOOR = 0.05
 DYNAMIC = ("float", "int8")
 _WEIGHTED_OPS = ("Conv", "MatMul", "Gemm")
 
@@ -52,7 +68,7 @@ class Int8Options:
     """Choices of :func:`quantize_onnx` (see the module docstring)."""
 
     per_channel: bool = True
-    keep_float: str = "first_and_linear"
+    keep_float: str = "auto"
     dynamic: str = "float"
     batch_size: int = 8  # calibration batch for graphs with a dynamic batch
 
@@ -73,6 +89,7 @@ class Int8Files:
 
     onnx_file: dict[str, str] = field(default_factory=dict)
     fold_files: dict[str, dict[int, str]] = field(default_factory=dict)
+    keep_float: dict[str, dict] = field(default_factory=dict)  # per backend: keep_float="auto"'s choice and figures
 
 
 def int8_path(float_onnx: str | Path, backend: str) -> Path:
@@ -206,6 +223,8 @@ def quantize_onnx(float_onnx: str | Path, backend: str, calibration: np.ndarray,
     _check_backend(backend)
     options = options or Int8Options()
     target = Path(out_file) if out_file else int8_path(float_onnx, backend)
+    if options.keep_float == "auto":
+        return _quantize_auto(float_onnx, backend, calibration, options, target)[0]
     model = load_for_quantization(float_onnx)
     batch = _input_batch(model)
     excluded = float_nodes(model, options)
@@ -284,6 +303,45 @@ def _quantize_openvino(model, draft: Path, calibration: np.ndarray, options: Int
     source.unlink()
 
 
+def _quantize_auto(float_onnx: str | Path, backend: str, calibration: np.ndarray, options: Int8Options,
+                   target: Path) -> tuple[str, dict]:
+    """``keep_float="auto"``: quantize both candidates, keep the faster all-int8 file unless it measurably
+    costs accuracy on the calibration data (the rule is at :data:`AUTO_SAMPLES`); returns its path and the
+    figures behind the choice."""
+    batch = _input_batch(load_for_quantization(float_onnx))
+    data = calibration[:max(AUTO_SAMPLES, batch or 0)]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".int8-auto-") as tmp:
+        files = {keep: quantize_onnx(float_onnx, backend, calibration, dataclasses.replace(options, keep_float=keep),
+                                     Path(tmp) / f"{keep}{target.suffix}") for keep in ("none", "first_and_linear")}
+        reference = _run_chunks(_runner(float_onnx, backend), data, batch)
+        agrees, error = {}, {}
+        for keep, file in files.items():
+            output = _run_chunks(_runner(file, backend), data, batch)
+            agrees[keep] = output.argmax(1) == reference.argmax(1)
+            error[keep] = float(np.mean(np.abs(output - reference).max(1) / np.maximum(np.abs(reference).max(1),
+                                                                                      1e-12)))
+        net_flips = int(np.sum(agrees["first_and_linear"] & ~agrees["none"])
+                        - np.sum(agrees["none"] & ~agrees["first_and_linear"]))
+        worse = (net_flips > max(AUTO_NET_FLIPS, AUTO_AGREEMENT_SLACK * len(reference))
+                 or error["none"] > max(AUTO_ERROR_RATIO * error["first_and_linear"], AUTO_ERROR_FLOOR))
+        chosen = "first_and_linear" if worse else "none"
+        agreement = {keep: float(np.mean(agree)) for keep, agree in agrees.items()}
+        if backend == "openvino":  # the weights first: the .xml names a complete .bin once it lands
+            Path(files[chosen]).with_suffix(".bin").replace(target.with_suffix(".bin"))
+        Path(files[chosen]).replace(target)
+    logger.info("keep_float='auto' for %s on %s: %s (top-1 agreement %s, mean output error %s on %d samples)",
+                float_onnx, backend, chosen, agreement, error, len(reference))
+    return str(target), {"chosen": chosen, "samples": len(reference), "top1_agreement": agreement,
+                         "mean_rel_error": error, "net_flips": net_flips}
+
+
+def _run_chunks(run: Callable[[np.ndarray], np.ndarray], data: np.ndarray, batch: int | None) -> np.ndarray:
+    """``run`` over ``data`` in chunks (a fixed-batch graph: whole batches of it), outputs flattened per sample."""
+    outputs = [run(chunk) for chunk in _chunks(data, batch or 8, bool(batch))]
+    return np.concatenate(outputs).reshape(sum(len(o) for o in outputs), -1)
+
+
 def quantize_exported(exported, calibration: np.ndarray, backends: tuple[str, ...] = BACKENDS,
                       options: Int8Options | None = None) -> Int8Files:
     """Quantize every ONNX graph of an ``ExportedModel`` (``onnx_file`` and ``fold_onnx_files``) for each backend.
@@ -294,13 +352,20 @@ def quantize_exported(exported, calibration: np.ndarray, backends: tuple[str, ..
     if exported.onnx_file is None:
         raise QuantizationError(f"int8 quantizes the ONNX graphs: export with onnx=True; {exported.model_file} "
                                 "has none")
-    plain, folds = {}, {}
+    options = options or Int8Options()
+    plain, folds, choices = {}, {}, {}
     for backend in backends:
         _check_backend(backend)
-        plain[backend] = quantize_onnx(exported.onnx_file, backend, calibration, options)
-        folds[backend] = {size: quantize_onnx(file, backend, calibration, options)
+        resolved = options
+        if options.keep_float == "auto":  # decided on the batch-independent graph; the fold graphs follow it
+            plain[backend], choices[backend] = _quantize_auto(exported.onnx_file, backend, calibration, options,
+                                                              int8_path(exported.onnx_file, backend))
+            resolved = dataclasses.replace(options, keep_float=choices[backend]["chosen"])
+        else:
+            plain[backend] = quantize_onnx(exported.onnx_file, backend, calibration, options)
+        folds[backend] = {size: quantize_onnx(file, backend, calibration, resolved)
                           for size, file in sorted(exported.fold_onnx_files.items())}
-    return Int8Files(plain, folds)
+    return Int8Files(plain, folds, choices)
 
 
 # --- runners -----------------------------------------------------------------------------------------
@@ -316,6 +381,11 @@ def int8_runner(file: str | Path, backend: str, threads: int | None = None) -> C
     if not path.is_file() or (backend == "openvino" and not path.with_suffix(".bin").is_file()):
         raise QuantizationError(f"int8 model {path} is missing: export with calibration data "
                                 "(export(..., calibration=DATA) or paddle-rep export --calibration PATH)")
+    return _runner(path, backend, threads)
+
+
+def _runner(path: str | Path, backend: str, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """Run any model file the runtime reads (ONNX, int8 or not; OpenVINO IR) on one request or session."""
     if backend == "onnxruntime":
         ort = require("onnxruntime", "the onnxruntime int8 backend")
         session_options = ort.SessionOptions()
