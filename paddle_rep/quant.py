@@ -1,7 +1,7 @@
 """Model transforms for RepVGG's quantization-aware training (upstream README "Solution C", step 2).
 
-:func:`insert_bn` re-parameterizes a RepVGG / RepVGGplus model and puts a BatchNorm back after each
-fused conv: ``rbr_reparam`` becomes ``Sequential(conv=bias-free conv, bn=BN)`` (upstream
+:func:`insert_bn` re-parameterizes a RepVGG / RepVGGplus / QARepVGG model and puts a BatchNorm back after
+each fused conv: ``rbr_reparam`` becomes ``Sequential(conv=bias-free conv, bn=BN)`` (upstream
 ``tools/insert_bn.py``'s keys ``rbr_reparam.conv.weight``, ``rbr_reparam.bn.*``). The BN's running
 mean and variance are the conv's per-channel output statistics over the given data, its ``weight``
 is ``sqrt(var + eps)`` and its ``bias`` the mean plus the conv's old bias, so in eval mode the model
@@ -17,15 +17,21 @@ from paddle import nn
 
 from .bn import BatchNorm2D
 from .core.errors import SurgeryError
+from .qarepvgg import QARepVGGBlockV2
 from .reparam import reparameterize_model
 from .repvgg import RepVGGBlock
+
+# Blocks whose deploy form is one conv ``rbr_reparam`` (then an optional SE and the activation): RepVGG's
+# and QARepVGG's. QARepVGG's post-sum BN is folded into that conv too (with SE it stays after the SE, so
+# the inserted BN still sits right after the conv).
+FUSED_CONV_BLOCKS = (RepVGGBlock, QARepVGGBlockV2)
 
 
 def insert_bn(model: nn.Layer, data: np.ndarray | Iterable[np.ndarray], eps: float = 1e-5) -> nn.Layer:
     """A fused copy of ``model`` with a BN after every RepVGG fused conv, initialised so outputs are unchanged.
 
     Args:
-        model: a RepVGG / RepVGGplus model (training or deploy form; it is not modified).
+        model: a RepVGG / RepVGGplus / QARepVGG model (training or deploy form; it is not modified).
         data: input batches ``[N, C, H, W]`` float32 (one array or an iterable of them) whose conv
             output statistics initialise the BNs.
         eps: the new BNs' epsilon.
@@ -34,13 +40,13 @@ def insert_bn(model: nn.Layer, data: np.ndarray | Iterable[np.ndarray], eps: flo
         The new model, in eval mode.
 
     Raises:
-        SurgeryError: the model holds no RepVGG block, or ``data`` is empty.
+        SurgeryError: the model holds no RepVGG or QARepVGG block, or ``data`` is empty.
     """
     fused = reparameterize_model(model, inplace=False)
     fused.eval()
-    blocks = [layer for layer in fused.sublayers(include_self=True) if isinstance(layer, RepVGGBlock)]
+    blocks = [layer for layer in fused.sublayers(include_self=True) if isinstance(layer, FUSED_CONV_BLOCKS)]
     if not blocks:
-        raise SurgeryError(f"insert_bn found no RepVGGBlock in {type(model).__name__}")
+        raise SurgeryError(f"insert_bn found no RepVGGBlock or QARepVGGBlockV2 in {type(model).__name__}")
     sums = {id(block): [0.0, 0.0, 0] for block in blocks}
 
     def hook(block):
@@ -101,7 +107,8 @@ def fuse_inserted_bn(model: nn.Layer) -> nn.Layer:
         SurgeryError: the model holds no inserted BN.
     """
     blocks = [layer for layer in model.sublayers(include_self=True)
-              if isinstance(layer, RepVGGBlock) and isinstance(getattr(layer, "rbr_reparam", None), nn.Sequential)]
+              if isinstance(layer, FUSED_CONV_BLOCKS)
+              and isinstance(getattr(layer, "rbr_reparam", None), nn.Sequential)]
     if not blocks:
         raise SurgeryError(f"fuse_inserted_bn found no RepVGG block with an inserted BN in {type(model).__name__}")
     for block in blocks:
