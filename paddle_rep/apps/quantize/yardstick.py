@@ -410,8 +410,10 @@ class FamilyInt8:
     sqnr: dict[str, list[tuple[str, float]]]
 
 
-def _graph_order_sqnr(trained: TrainedFamily, method: str, names: list[str]) -> list[tuple[str, float]]:
-    """Per-layer output SQNR of ``method``'s ONNX Runtime file on the held-out digits, in graph order."""
+def _graph_order_sqnr(trained: TrainedFamily, method: str, kernels: list[KernelRange]) -> list[tuple[str, float]]:
+    """Per-layer output SQNR of ``method``'s ONNX Runtime file on the held-out digits, in graph order, labelled
+    with the fused model's layer names where the weighted ops match ``kernels`` one to one in output channels
+    (else with the ONNX node names)."""
     from .ptq import load_for_quantization, weighted_nodes
     from .report import check_int8
 
@@ -419,8 +421,20 @@ def _graph_order_sqnr(trained: TrainedFamily, method: str, names: list[str]) -> 
     report = check_int8(exported.onnx_file, exported.int8.onnx_file["onnxruntime"], "onnxruntime",
                         trained.data.x_test)
     by_output = {layer.output: layer.sqnr_db for layer in report.layers}
-    nodes = weighted_nodes(load_for_quantization(exported.onnx_file))
-    labels = names if len(names) == len(nodes) else [node.name for node in nodes]
+    model = load_for_quantization(exported.onnx_file)
+    weights = {init.name: tuple(init.dims) for init in model.graph.initializer}
+    nodes = weighted_nodes(model)
+
+    def channels(node) -> int | None:
+        dims = weights.get(node.input[1]) if len(node.input) > 1 else None
+        if not dims:
+            return None
+        transposed = any(a.name == "transB" and a.i for a in node.attribute)  # Gemm with B as [out, in]
+        return dims[0] if node.op_type == "Conv" or transposed else dims[-1]  # MatMul: [in, out]
+
+    matched = len(kernels) == len(nodes) and all(channels(n) == k.channels for n, k in zip(nodes, kernels,
+                                                                                            strict=False))
+    labels = [k.layer for k in kernels] if matched else [node.name for node in nodes]
     return [(label, by_output[node.output[0]]) for label, node in zip(labels, nodes, strict=True)]
 
 
@@ -452,8 +466,7 @@ def compare(families: Sequence[str], epochs: int, folder: Path, seeds: Sequence[
             trained = train_and_export(family, epochs, folder / f"{len(out)}", methods=methods,
                                        backends=backends, seed=seed)
             kernels = kernel_ranges(trained.model)
-            names = [k.layer for k in kernels]
-            sqnr = {m: _graph_order_sqnr(trained, m, names) for m in methods} if "onnxruntime" in backends else {}
+            sqnr = {m: _graph_order_sqnr(trained, m, kernels) for m in methods} if "onnxruntime" in backends else {}
             activations = activation_ranges(trained.model, trained.data.x_test)
             out.append(FamilyInt8(family, seed, measure_exports(trained, backends), kernels, activations, sqnr))
             logger.info("compare: %s seed %d took %.0f s", family, seed, time.perf_counter() - started)
