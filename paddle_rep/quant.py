@@ -1,13 +1,12 @@
 """Model transforms for RepVGG's quantization-aware training (upstream README "Solution C", step 2).
 
-:func:`insert_bn` re-parameterizes a RepVGG / RepVGGplus / QARepVGG model and puts a BatchNorm back after each
-fused conv: ``rbr_reparam`` becomes ``Sequential(conv=bias-free conv, bn=BN)`` (upstream
+:func:`insert_bn` re-parameterizes a RepVGG / RepVGGplus / QARepVGG model and puts a BatchNorm back after
+each fused conv: ``rbr_reparam`` becomes ``Sequential(conv=bias-free conv, bn=BN)`` (upstream
 ``tools/insert_bn.py``'s keys ``rbr_reparam.conv.weight``, ``rbr_reparam.bn.*``). The BN's running
 mean and variance are the conv's per-channel output statistics over the given data, its ``weight``
 is ``sqrt(var + eps)`` and its ``bias`` the mean plus the conv's old bias, so in eval mode the model
 computes what the fused model computes. Quantization-aware training then has a BN to train, with
-data-scaled statistics, on top of the fused kernel (twin of ``torch_ref/quant.py``, which handles
-``RepVGGBlock`` only; QARepVGG's ``QARepVGGBlockV2`` is Paddle-side only so far).
+data-scaled statistics, on top of the fused kernel (twin of ``torch_ref/quant.py``).
 """
 
 from collections.abc import Iterable
@@ -22,8 +21,9 @@ from .qarepvgg import QARepVGGBlockV2
 from .reparam import reparameterize_model
 from .repvgg import RepVGGBlock
 
-# Blocks whose deploy form is one biased conv ``rbr_reparam`` (QARepVGG's post-sum BN is folded into it,
-# or stays after it with SE): the BN goes between that conv and whatever follows.
+# Blocks whose deploy form is one conv ``rbr_reparam`` (then an optional SE and the activation): RepVGG's
+# and QARepVGG's. QARepVGG's post-sum BN is folded into that conv too (with SE it stays after the SE, so
+# the inserted BN still sits right after the conv).
 FUSED_CONV_BLOCKS = (RepVGGBlock, QARepVGGBlockV2)
 
 

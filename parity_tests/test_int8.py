@@ -7,6 +7,7 @@ different inputs and two batch sizes; the planted faults (a runner that silently
 wrong weight scale) must fail the same checks.
 """
 
+import copy
 import warnings
 from pathlib import Path
 
@@ -31,7 +32,8 @@ from paddle_rep.apps.quantize.report import check_int8
 from paddle_rep.core.errors import CalibrationError, QuantizationError
 from paddle_rep.models.repvgg import RepVGG
 from paddle_rep.models.tiny import rep_tiny
-from paddle_rep.quant import insert_bn
+from paddle_rep.qarepvgg import QARepVGGBlockV2
+from paddle_rep.quant import fuse_inserted_bn, insert_bn
 from paddle_rep.reparam import reparameterize_model
 from paddle_rep.repvgg import RepVGGBlock
 
@@ -345,10 +347,12 @@ def test_calibration_too_few_samples_warns() -> None:
 
 # --- RepVGG Solution C in Paddle ---------------------------------------------------------------------------
 
-def test_insert_bn_keeps_the_fused_output() -> None:
-    """The inserted BNs (statistics from data) leave the fused model's output unchanged."""
+@pytest.mark.parametrize("block_cls", [RepVGGBlock, QARepVGGBlockV2], ids=["repvgg", "qarepvgg"])
+def test_insert_bn_keeps_the_fused_output(block_cls) -> None:
+    """The inserted BNs (statistics from data) leave the fused model's output unchanged, for RepVGG's block and
+    QARepVGG's (whose deploy form is the same conv + ReLU); folding them back (the QAT export's step) does too."""
     paddle.seed(1)
-    model = RepVGG([1, 2, 1, 1], 10, width_multiplier=[0.5, 0.5, 0.5, 1])
+    model = RepVGG([1, 2, 1, 1], 10, width_multiplier=[0.5, 0.5, 0.5, 1], block_cls=block_cls)
     for layer in model.sublayers():  # non-trivial BN statistics
         if isinstance(layer, paddle.nn.BatchNorm2D):
             rng = np.random.default_rng(len(layer._mean.shape) + layer._mean.shape[0])
@@ -360,14 +364,17 @@ def test_insert_bn_keeps_the_fused_output() -> None:
     fused.eval()
     with_bn = insert_bn(model, [x[:3], x[3:]])
     assert "stage0.rbr_reparam.bn._mean" in with_bn.state_dict()
+    bound = tolerance("output", "float32").rel
     with paddle.no_grad():
         expected, actual = fused(paddle.to_tensor(x)).numpy(), with_bn(paddle.to_tensor(x)).numpy()
-    assert np.abs(actual - expected).max() <= tolerance("output", "float32").rel * np.abs(expected).max()
+        folded = fuse_inserted_bn(copy.deepcopy(with_bn))(paddle.to_tensor(x)).numpy()
+    assert np.abs(actual - expected).max() <= bound * np.abs(expected).max()
+    assert np.abs(folded - expected).max() <= bound * np.abs(expected).max()
     bn = with_bn.stage0.rbr_reparam.bn
     bn._mean.set_value(bn._mean.numpy() + 1.0)  # negative control: a wrong statistic shows
     with paddle.no_grad():
         moved = with_bn(paddle.to_tensor(x)).numpy()
-    assert np.abs(moved - expected).max() > tolerance("output", "float32").rel * np.abs(expected).max()
+    assert np.abs(moved - expected).max() > bound * np.abs(expected).max()
 
 
 def test_insert_bn_keeps_the_padding_mode() -> None:

@@ -42,7 +42,8 @@ TOLERANCES: dict[tuple[str, ...], Tolerance] = {
     ("int8_disagreement", "int8"): Tolerance(
         0.03, "share of top-1 predictions that int8 changes on 356 held-out digits; measured 0.0084-0.0197 "
               "(RepVGG 0.011 ORT / 0.011 OpenVINO, rep_tiny 0.020 ORT / 0.011 OpenVINO, fold batch 1 and 4; "
-              "4-epoch ACNet and RepVGGplus 0.000 on both)"),
+              "4-epoch ACNet and RepVGGplus 0.000 on both; 4-epoch DBB 0.008 / 0.014, MobileOne 0.008 / 0.008, "
+              "RepVGG 0.006 / 0.008 and QARepVGG 0.000 / 0.000 of test_int8_yardstick.py)"),
     ("qat_export_disagreement", "int8"): Tolerance(
         0.05, "share of top-1 predictions on 356 held-out digits where the int8 predictors running export_qat's "
               "files differ from the Paddle QAT model's own fake-quant forward: the export recalibrates the "
@@ -58,7 +59,10 @@ TOLERANCES: dict[tuple[str, ...], Tolerance] = {
              "(int8_output, <= 0.254)"),
     ("int8_accuracy_drop", "int8"): Tolerance(
         0.01, "top-1 accuracy lost by int8 on the held-out digits (356 images: one image is 0.3 points); "
-              "measured <= 0.003 (int8 gained 0.3 to 1.1 points on three of the four)"),
+              "measured <= 0.003 (int8 gained 0.3 to 1.1 points on three of the four); the 4-epoch models of "
+              "test_int8_yardstick.py: DBB 0.0084 ORT / 0.0056 OpenVINO, RepVGG 0.0028 / 0.0056, QARepVGG 0, "
+              "MobileOne -0.0028 (a gain). The 30-epoch MobileOne of the full yardstick loses 0.012 on OpenVINO "
+              "(docs/int8.md): past this bound, reported there, not a test"),
     ("output", "float32"): Tolerance(
         1e-5, _F32_SUM_ORDER + "; measured 8.7e-7 rel on blocks, 5.2e-6 on whole-model train outputs (repvgg_a0)"),
     ("input_grad", "float32"): Tolerance(
