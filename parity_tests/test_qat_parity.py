@@ -15,6 +15,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+import paddle_rep  # noqa: E402
+import torch_ref  # noqa: E402
 from paddle_rep.apps.data import batches, load_digits  # noqa: E402
 from paddle_rep.apps.quantize.qat import fake_quant_symmetric  # noqa: E402
 from paddle_rep.models.repvgg import RepVGG  # noqa: E402
@@ -27,12 +29,16 @@ from torch_ref.models.repvgg import RepVGG as TorchRepVGG  # noqa: E402
 ARCH = dict(num_blocks=[1, 2, 1, 1], num_classes=10, width_multiplier=[0.5, 0.5, 0.5, 1])
 
 
-def _pair(seed: int = 0):
-    return helpers.make_pair(lambda: TorchRepVGG(**ARCH), lambda: RepVGG(**ARCH), "float32", seed)
+def _pair(seed: int = 0, block: str = "repvgg"):
+    if block == "repvgg":
+        return helpers.make_pair(lambda: TorchRepVGG(**ARCH), lambda: RepVGG(**ARCH), "float32", seed)
+    return helpers.make_pair(lambda: TorchRepVGG(**ARCH, block_cls=torch_ref.QARepVGGBlockV2),
+                             lambda: RepVGG(**ARCH, block_cls=paddle_rep.QARepVGGBlockV2), "float32", seed)
 
 
-def test_inserted_bn_models_agree_between_frameworks() -> None:
-    torch_model, paddle_model = _pair()
+@pytest.mark.parametrize("block", ["repvgg", "qarepvgg"])
+def test_inserted_bn_models_agree_between_frameworks(block: str) -> None:
+    torch_model, paddle_model = _pair(block=block)
     torch_model.eval()
     paddle_model.eval()
     x = helpers.seeded_input((6, 3, 16, 16), "float32", seed=3)

@@ -29,14 +29,19 @@ import torch.nn.functional as F
 from torch import nn
 from torch.ao import quantization as tq
 
+from .qarepvgg import QARepVGGBlockV2
 from .reparam import reparameterize_model
 from .repvgg import RepVGGBlock
 
 QUANTLAYERS = ("all", "exclud_first_and_linear", "exclud_first_and_last")  # upstream's spellings
 
 
-def _blocks(model: nn.Module) -> list[RepVGGBlock]:
-    return [module for module in model.modules() if isinstance(module, RepVGGBlock)]
+# Blocks whose deploy form is one conv ``rbr_reparam`` then SE and the activation (twin of paddle_rep.quant's).
+FUSED_CONV_BLOCKS = (RepVGGBlock, QARepVGGBlockV2)
+
+
+def _blocks(model: nn.Module) -> list[nn.Module]:
+    return [module for module in model.modules() if isinstance(module, FUSED_CONV_BLOCKS)]
 
 
 @torch.no_grad()
@@ -44,7 +49,7 @@ def insert_bn(model: nn.Module, data: np.ndarray | Iterable[np.ndarray], eps: fl
     """A fused copy of ``model`` with a BN after every RepVGG fused conv, initialised so outputs are unchanged.
 
     Args:
-        model: a RepVGG / RepVGGplus model (training or deploy form; it is not modified).
+        model: a RepVGG / RepVGGplus / QARepVGG model (training or deploy form; it is not modified).
         data: input batches ``[N, C, H, W]`` float32 (one array or an iterable of them) whose conv
             output statistics initialise the BNs.
         eps: the new BNs' epsilon.
@@ -58,7 +63,7 @@ def insert_bn(model: nn.Module, data: np.ndarray | Iterable[np.ndarray], eps: fl
     fused = reparameterize_model(model, inplace=False)
     blocks = _blocks(fused)
     if not blocks:
-        raise ValueError(f"insert_bn found no RepVGGBlock in {type(model).__name__}")
+        raise ValueError(f"insert_bn found no RepVGGBlock or QARepVGGBlockV2 in {type(model).__name__}")
     sums = {id(block): [0.0, 0.0, 0] for block in blocks}
 
     def hook(block: RepVGGBlock):
