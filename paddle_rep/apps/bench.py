@@ -609,8 +609,9 @@ def _render_int8(rows: list[Row]) -> list[str]:
         return []
     columns = [c for c in INT8_COLUMNS if any(c in row.times for row in rows)]
     lines = ["", "### int8 (model rows), ms (ratio to torch fused; max rel error on a second input)", "",
-             "Ours: `export(..., calibration=...)` and `Predictor(..., precision='int8')` (per-channel weights, stem "
-             "and classifier float, ODConv's per-input kernels float). Peers (`torch-onnx`): the fused torch_ref "
+             "Ours: `export(..., calibration=...)` and `Predictor(..., precision='int8')` (per-channel weights, the "
+             "default keep_float='auto': all int8 unless the stem and classifier must stay float, ODConv's "
+             "per-input kernels float). Peers (`torch-onnx`): the fused torch_ref "
              "model through `torch.onnx.export`, float32 and after `nncf.quantize` with its defaults on that file. "
              "Random weights and calibration inputs: the errors show the runtimes compute, not int8 accuracy "
              "(docs/int8.md measures that on trained models).",
