@@ -85,7 +85,8 @@ def test_planted_channel_scale_fails_per_tensor_int8(tmp_path) -> None:
     spreads = {k.layer: k.spread for k in kernel_ranges(fused)}
     assert spreads["stage2.0.rbr_reparam"] > 50 > max(v for k, v in spreads.items() if k.startswith("stage3")), spreads
     agreement = {}
-    for name, options in (("per-tensor", Int8Options(per_channel=False)), ("per-channel", Int8Options())):
+    for name, options in (("per-tensor", Int8Options(per_channel=False, keep_float="first_and_linear")),
+                          ("per-channel", Int8Options(keep_float="first_and_linear"))):
         exported = export(fused, tmp_path / name, data.x_train.shape[1:], onnx=True, calibration=data.x_train[:128],
                           int8_options=options, int8_backends=("onnxruntime",))
         with Predictor(exported, "onnxruntime") as predictor:
