@@ -32,9 +32,10 @@ def assert_int8_within_bounds(reference, int8) -> None:
 
 
 # 4 epochs each; measured with --durations on the 2-core machine when quiet (under a load of 9: about 4x):
-# ACNet 7.8 s, RepVGGplus 4.5 s, DBB 7.7 s, MobileOne 19.8 s (depthwise convs with 4 branches train slowly)
+# ACNet 7.8 s, RepVGGplus 4.5 s, DBB 7.7 s, MobileOne 19.8 s (depthwise convs with 4 branches train slowly:
+# in `slow`, to keep the default suite's time)
 @pytest.mark.parametrize("family", ["ACNet (CIFAR ResNet-8)", "RepVGGplus", "DBB (ResNet-10, width 0.25)",
-                                    "MobileOne (4 conv branches)"])
+                                    pytest.param("MobileOne (4 conv branches)", marks=pytest.mark.slow)])
 def test_per_channel_ptq_keeps_the_digits(family: str, tmp_path) -> None:
     from paddle_rep.apps.quantize.yardstick import run_family
 
