@@ -72,6 +72,28 @@ def _session_with_outputs(model, names: list[str]):
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
+def _comparable_outputs(model, int8_model, nodes: list) -> list[tuple]:
+    """The layers whose output both graphs hold: ``(node, float tensor, int8 tensor, relu)`` for each.
+
+    ONNX Runtime's quantizer drops a ReLU after a quantized conv (the quantize op's uint8 range, starting at
+    0, does its work) and the conv then writes the ReLU's tensor name, before the ReLU: such a layer is
+    compared after its activation, with ``relu`` set to apply it to the int8 tensor.
+    """
+    produced = {name for node in int8_model.graph.node for name in node.output}
+    consumers: dict[str, list] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    found = []
+    for node in nodes:
+        output, after = node.output[0], consumers.get(node.output[0], [])
+        if output in produced:
+            found.append((node, output, output, False))
+        elif len(after) == 1 and after[0].op_type == "Relu" and after[0].output[0] in produced:
+            found.append((node, after[0].output[0], after[0].output[0], True))
+    return found
+
+
 def check_int8(float_onnx: str | Path, int8_file: str | Path, backend: str, data: np.ndarray,
                threads: int | None = None, per_layer: bool = True) -> Int8Report:
     """Compare ``int8_file`` with the float32 graph it came from on ``data`` (held out from calibration).
@@ -92,11 +114,12 @@ def check_int8(float_onnx: str | Path, int8_file: str | Path, backend: str, data
     model = load_for_quantization(float_onnx)
     batch = _input_batch(model)
     chunks = list(_chunks(data, batch or 8, bool(batch)))
-    layers = weighted_nodes(model) if per_layer and backend == "onnxruntime" else []
-    outputs = [node.output[0] for node in layers]
-    float_session = _session_with_outputs(model, outputs)
-    int8_session = _session_with_outputs(require("onnx", "the int8 check").load(str(int8_file)), outputs) \
-        if layers else None
+    layers, int8_model = [], None
+    if per_layer and backend == "onnxruntime":
+        int8_model = require("onnx", "the int8 check").load(str(int8_file))
+        layers = _comparable_outputs(model, int8_model, weighted_nodes(model))
+    float_session = _session_with_outputs(model, [layer[1] for layer in layers])
+    int8_session = _session_with_outputs(int8_model, [layer[2] for layer in layers]) if layers else None
     run_int8 = int8_runner(int8_file, backend, threads)
     name = model.graph.input[0].name
     expected, actual = [], []
@@ -109,11 +132,12 @@ def check_int8(float_onnx: str | Path, int8_file: str | Path, backend: str, data
             floats = dict(zip([o.name for o in float_session.get_outputs()], reference, strict=True))
             quantized = dict(zip([o.name for o in int8_session.get_outputs()],
                                  int8_session.run(None, {name: chunk}), strict=True))
-            for index, output in enumerate(outputs):
-                f = floats[output].astype(np.float64)
-                sums[index] += (np.sum(f ** 2), np.sum((quantized[output] - f) ** 2))
-    table = [LayerSQNR(node.name, node.op_type, node.output[0], _db(signal, noise))
-             for node, (signal, noise) in zip(layers, sums, strict=True)]
+            for index, (_, float_name, int8_name, relu) in enumerate(layers):
+                f = floats[float_name].astype(np.float64)
+                q = np.maximum(quantized[int8_name], 0) if relu else quantized[int8_name]
+                sums[index] += (np.sum(f ** 2), np.sum((q - f) ** 2))
+    table = [LayerSQNR(node.name, node.op_type, float_name, _db(signal, noise))
+             for (node, float_name, _, _), (signal, noise) in zip(layers, sums, strict=True)]
     return compare_outputs(backend, np.concatenate(expected), np.concatenate(actual), table)
 
 

@@ -428,7 +428,7 @@ def _graph_order_sqnr(trained: TrainedFamily, method: str, kernels: list[KernelR
     exported = trained.exports[method]
     report = check_int8(exported.onnx_file, exported.int8.onnx_file["onnxruntime"], "onnxruntime",
                         trained.data.x_test)
-    by_output = {layer.output: layer.sqnr_db for layer in report.layers}
+    by_name = {layer.name: layer.sqnr_db for layer in report.layers}
     model = load_for_quantization(exported.onnx_file)
     weights = {init.name: tuple(init.dims) for init in model.graph.initializer}
     nodes = weighted_nodes(model)
@@ -443,7 +443,7 @@ def _graph_order_sqnr(trained: TrainedFamily, method: str, kernels: list[KernelR
     matched = len(kernels) == len(nodes) and all(channels(n) == k.channels for n, k in zip(nodes, kernels,
                                                                                             strict=False))
     labels = [k.layer for k in kernels] if matched else [node.name for node in nodes]
-    return [(label, by_output[node.output[0]]) for label, node in zip(labels, nodes, strict=True)]
+    return [(label, by_name[node.name]) for label, node in zip(labels, nodes, strict=True)]
 
 
 def compare(families: Sequence[str], epochs: int, folder: Path, seeds: Sequence[int] = (0,),
