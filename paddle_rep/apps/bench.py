@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .console import quiet_paddle_notices
+from .console import captured_output, quiet_paddle_notices
 
 quiet_paddle_notices()  # before Paddle loads (the imports below)
 
@@ -477,8 +477,9 @@ def _torch_peers(model: torch.nn.Module, shape: tuple, backends: list[str], cali
         if backend == "onnxruntime":
             model_proto = onnx.shape_inference.infer_shapes(onnx.load(onnx_file))  # NNCF's ONNX graph needs dtypes
             try:
-                quantized = nncf.quantize(model_proto, nncf.Dataset(items, lambda b: {"x": b}),
-                                          subset_size=len(items))
+                with captured_output("nncf"):  # its progress bars print whatever the log level
+                    quantized = nncf.quantize(model_proto, nncf.Dataset(items, lambda b: {"x": b}),
+                                              subset_size=len(items))
             except AttributeError as error:  # an edge ONNX shape inference leaves untyped (ODConv's reshapes)
                 logger.warning("NNCF cannot quantize the torch-exported %s for ONNX Runtime (%s): no peer int8 "
                                "column", onnx_file, error)
@@ -488,7 +489,9 @@ def _torch_peers(model: torch.nn.Module, shape: tuple, backends: list[str], cali
         else:
             import openvino as ov
 
-            quantized = nncf.quantize(ov.Core().read_model(onnx_file), nncf.Dataset(items), subset_size=len(items))
+            with captured_output("nncf"):
+                quantized = nncf.quantize(ov.Core().read_model(onnx_file), nncf.Dataset(items),
+                                          subset_size=len(items))
             int8_file = f"{stem}_torch.int8.xml"
             ov.save_model(quantized, int8_file, compress_to_fp16=False)
         yield f"torch-onnx {backend} int8", int8_runner(int8_file, backend, threads)
