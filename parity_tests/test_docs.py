@@ -88,7 +88,10 @@ LIBRARY = ("paddle_rep", "torch_ref")  # paddle_rep.apps is the applications, no
 # Application modules held to the same rules (the others are documented by their owners, then added here).
 APPS_CHECKED = ("paddle_rep/apps/cli.py", "paddle_rep/apps/data.py", "paddle_rep/apps/demo.py",
                 "paddle_rep/apps/console.py", "paddle_rep/apps/optional.py", "paddle_rep/apps/bench_convert.py",
-                "paddle_rep/apps/train.py", "paddle_rep/apps/training/")
+                "paddle_rep/apps/train.py", "paddle_rep/apps/training/", "paddle_rep/apps/qat_train.py",
+                "paddle_rep/apps/quantize/calibration.py", "paddle_rep/apps/quantize/paddle_int8.py",
+                "paddle_rep/apps/quantize/report.py", "paddle_rep/apps/quantize/yardstick.py",
+                "paddle_rep/apps/quantize/sweep.py")
 
 
 def _library_files() -> list[Path]:

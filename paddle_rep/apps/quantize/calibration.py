@@ -48,8 +48,17 @@ class Preprocess:
 
 
 def family_preprocess(arch: str | None = None) -> Preprocess:
-    """The preprocessing of ``arch``'s family: every zoo family (RepVGG, RepVGGplus, ACNet, ODConv)
-    evaluates ImageNet with resize 256 -> centre crop 224 and ImageNet mean/std, so all get that."""
+    """The preprocessing of ``arch``'s family for calibration images.
+
+    Every zoo family (RepVGG, RepVGGplus, QARepVGG, ACNet, ODConv, MobileOne, DBB) evaluates ImageNet with
+    resize 256 -> centre crop 224 and ImageNet mean/std, so all get that.
+
+    Args:
+        arch: A registry name (or None).
+
+    Returns:
+        The family's :class:`Preprocess`.
+    """
     del arch  # one transform serves every family today; the argument keeps call sites family-aware
     return Preprocess()
 

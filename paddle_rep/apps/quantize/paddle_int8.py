@@ -97,6 +97,11 @@ class PerChannelAbsmaxObserver(ObserverFactory):
     per-tensor ``AbsmaxObserver`` only)."""
 
     def __init__(self, quant_bits: int = 8) -> None:
+        """Make the factory.
+
+        Args:
+            quant_bits: The integer width (8: codes -127..127).
+        """
         super().__init__(quant_bits=quant_bits)
 
     def _get_class(self):

@@ -39,7 +39,14 @@ class Int8Report:
     layers: tuple[LayerSQNR, ...] = ()
 
     def render(self, limit: int = 10) -> str:
-        """The report as text for the command line: the summary, then the ``limit`` worst layers."""
+        """The report as text for the command line.
+
+        Args:
+            limit: How many of the worst layers to list.
+
+        Returns:
+            The summary line, then the ``limit`` worst layers.
+        """
         lines = [f"int8 check ({self.backend}, {self.samples} held-out samples): top-1 agreement "
                  f"{100 * self.top1_agreement:.2f} %, output rel. error max {self.max_rel_error:.2e} "
                  f"mean {self.mean_rel_error:.2e}"]

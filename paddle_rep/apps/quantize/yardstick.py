@@ -212,7 +212,7 @@ class TrainedFamily:
     exports: dict = field(default_factory=dict)  # method -> ExportedModel with its int8 files
 
 
-def train_and_export(family: str, epochs: int, folder: Path, qat_steps: int = 100, backends=BACKENDS,
+def train_and_export(family: str, epochs: int, folder: Path, qat_steps: int = 100, backends: tuple[str, ...] = BACKENDS,
                      methods: tuple[str, ...] = METHODS, seed: int = 0) -> TrainedFamily:
     """Train one family on the digits and export it in float32 and with the int8 files of each method.
 
@@ -254,7 +254,7 @@ def train_and_export(family: str, epochs: int, folder: Path, qat_steps: int = 10
     return trained
 
 
-def measure_exports(trained: TrainedFamily, backends=BACKENDS) -> list[Result]:
+def measure_exports(trained: TrainedFamily, backends: tuple[str, ...] = BACKENDS) -> list[Result]:
     """Float32 and every int8 export of ``trained`` on the held-out digits, on each runtime.
 
     Args:
@@ -276,7 +276,7 @@ def measure_exports(trained: TrainedFamily, backends=BACKENDS) -> list[Result]:
     return results
 
 
-def run_family(family: str, epochs: int, folder: Path, qat_steps: int = 100, backends=BACKENDS,
+def run_family(family: str, epochs: int, folder: Path, qat_steps: int = 100, backends: tuple[str, ...] = BACKENDS,
                methods: tuple[str, ...] = METHODS, seed: int = 0) -> list[Result]:
     """Train one family, then measure float32, PTQ per-tensor, PTQ per-channel and (where it applies) QAT.
 
@@ -312,7 +312,11 @@ class KernelRange:
 
     @property
     def spread(self) -> float:
-        """``max_abs / median_channel`` (inf for an all-zero median channel)."""
+        """How much wider the widest channel is than the median one.
+
+        Returns:
+            ``max_abs / median_channel`` (inf for an all-zero median channel).
+        """
         return self.max_abs / self.median_channel if self.median_channel > 0 else math.inf
 
 
@@ -358,7 +362,11 @@ class ActivationRange:
 
     @property
     def crest(self) -> float:
-        """``peak / rms`` (inf for an all-zero output)."""
+        """How heavy the output's tail is.
+
+        Returns:
+            ``peak / rms`` (inf for an all-zero output).
+        """
         return self.peak / self.rms if self.rms > 0 else math.inf
 
 
@@ -447,7 +455,7 @@ def _graph_order_sqnr(trained: TrainedFamily, method: str, kernels: list[KernelR
 
 
 def compare(families: Sequence[str], epochs: int, folder: Path, seeds: Sequence[int] = (0,),
-            methods: tuple[str, ...] = COMPARE_METHODS, backends=BACKENDS) -> list[FamilyInt8]:
+            methods: tuple[str, ...] = COMPARE_METHODS, backends: tuple[str, ...] = BACKENDS) -> list[FamilyInt8]:
     """Train ``families`` the same way (same epochs, lr and seeds) and measure their PTQ int8 side by side.
 
     Args:
