@@ -91,7 +91,9 @@ APPS_CHECKED = ("paddle_rep/apps/cli.py", "paddle_rep/apps/data.py", "paddle_rep
                 "paddle_rep/apps/train.py", "paddle_rep/apps/training/", "paddle_rep/apps/qat_train.py",
                 "paddle_rep/apps/quantize/calibration.py", "paddle_rep/apps/quantize/paddle_int8.py",
                 "paddle_rep/apps/quantize/report.py", "paddle_rep/apps/quantize/yardstick.py",
-                "paddle_rep/apps/quantize/sweep.py")
+                "paddle_rep/apps/quantize/sweep.py",
+                "paddle_rep/apps/manifest.py", "paddle_rep/apps/predictor.py", "paddle_rep/apps/exporter.py",
+                "paddle_rep/apps/quantize/ptq.py", "paddle_rep/apps/quantize/qat.py")
 
 
 def _library_files() -> list[Path]:

@@ -69,7 +69,17 @@ class ExportedModel:
 ONNX_INT8_BACKENDS = ("onnxruntime", "openvino")
 INT8_BACKENDS = (*ONNX_INT8_BACKENDS, "paddle")
 def parse_input_shape(shape: str | Sequence) -> tuple[int, int | None, int | None]:
-    """``(C, H, W)`` from a sequence or a string ``"3,224,224"``; H/W may be None, -1 or "?" (dynamic)."""
+    """Parse the input shape of one sample.
+
+    Args:
+        shape: ``(C, H, W)`` as a sequence or a string ``"3,224,224"``; H/W may be None, -1 or "?" (dynamic).
+
+    Returns:
+        ``(C, H, W)`` as ints, H/W None where dynamic.
+
+    Raises:
+        ValueError: not three items, or C not a positive int, or H/W neither a positive int nor dynamic.
+    """
     items = shape.split(",") if isinstance(shape, str) else list(shape)
     if len(items) != 3:
         raise ValueError(f"input_shape must be (C, H, W), got {shape!r}")
@@ -343,6 +353,18 @@ def export_onnx(exported: ExportedModel, onnx_file: str | Path, opset_version: i
 
     The file is written next to its final name and moved there only once ``onnx.checker`` accepts
     it, so a failed conversion leaves no partial file and keeps an earlier good one.
+
+    Args:
+        exported: the saved inference model (its ``model_file`` and ``params_file`` are read).
+        onnx_file: where to write the ONNX file.
+        opset_version: ONNX opset.
+
+    Returns:
+        The ONNX file's path.
+
+    Raises:
+        ExportError: paddle2onnx failed or wrote nothing, or ``onnx.checker`` rejects its model.
+        MissingExportPackageError: paddle2onnx or onnx is not installed.
     """
     paddle2onnx = require("paddle2onnx", "ONNX export")
     onnx_lib = require("onnx", "ONNX export")
@@ -385,7 +407,20 @@ def _parse_sizes(text: str | None) -> tuple[int, ...] | None:
 
 def check_backend(model: nn.Layer, exported: ExportedModel, backend: str, shape: tuple[int, ...],
                   threads: int | None = None, seed: int = 0, precision: str = "f32") -> float:
-    """Largest relative error of ``backend`` against ``model`` (eval, fused) on two seeded inputs of ``shape``."""
+    """Compare an export run by a backend with the model it came from, on two seeded random inputs.
+
+    Args:
+        model: the exported model (a fused eval-mode copy is the reference; the model is not changed).
+        exported: its export.
+        backend: the :class:`~paddle_rep.apps.predictor.Predictor` backend.
+        shape: the inputs' ``[N, C, H, W]``.
+        threads: the runtime's thread count (None: its default).
+        seed: seeds the inputs.
+        precision: the predictor's precision.
+
+    Returns:
+        The largest relative error of ``backend`` against the model over the two inputs.
+    """
     from .predictor import Predictor  # the predictor module imports this one
 
     fused = reparameterize_model(model, inplace=False)
@@ -403,7 +438,25 @@ def check_backend(model: nn.Layer, exported: ExportedModel, backend: str, shape:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    """Handler of ``paddle-rep export``; prints the written files, the --backend check and the int8 check."""
+    """Handler of ``paddle-rep export``; prints the written files, the --backend check and the int8 check.
+
+    Each check is also recorded in the export's manifest.
+
+    Args:
+        args: the parsed ``paddle-rep export`` command line.
+
+    Returns:
+        The exit status, 0.
+
+    Raises:
+        ValueError: conflicting options (``--precision int8`` without an int8 backend or without
+            ``--calibration``, ``--calibration`` without ``--precision int8``, ``--calibration-size`` without
+            ``--calibration``), or a bad argument of :func:`export`.
+        ExportError: the export failed, or the ``--backend`` check differs from the model by more than
+            :data:`CHECK_TOLERANCES` (recorded in the manifest first).
+        CalibrationError: the calibration data is unusable.
+        QuantizationError: a quantizer failed.
+    """
     from paddle_rep.models import create_model  # the model zoo is only needed by the command line
 
     from .convert import load_checkpoint
@@ -492,7 +545,7 @@ def split_held_out(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(data[~held]), np.ascontiguousarray(data[held])
 
 
-def int8_check_record(report, calibration_samples: int) -> dict:
+def int8_check_record(report: Any, calibration_samples: int) -> dict:
     """The manifest's record of an int8 check.
 
     Args:

@@ -14,6 +14,7 @@ import json
 import os
 import platform
 from pathlib import Path
+from typing import Any
 
 from paddle_rep.core.errors import ManifestError
 
@@ -27,13 +28,24 @@ _VERSIONED = ("paddle-rep", "paddlepaddle", "paddle2onnx", "onnx", "onnxruntime"
 
 
 def manifest_path(prefix: str | Path) -> Path:
-    """``PREFIX-manifest.json`` for an export prefix (a path already ending in it is returned as is)."""
+    """The manifest's path for an export prefix.
+
+    Args:
+        prefix: The export prefix (``"out/model"``), or a path already ending in ``-manifest.json``.
+
+    Returns:
+        ``PREFIX-manifest.json`` (a path already ending in it as is).
+    """
     text = str(prefix)
     return Path(text if text.endswith(SUFFIX) else text + SUFFIX)
 
 
 def versions() -> dict[str, str | None]:
-    """Installed versions of the library, Paddle, the converters and the runtimes (None: not installed)."""
+    """Installed versions of Python, the library, Paddle, the converters and the runtimes.
+
+    Returns:
+        Package name (and ``"python"``) -> its version, None where the package is not installed.
+    """
     found: dict[str, str | None] = {"python": platform.python_version()}
     for name in _VERSIONED:
         try:
@@ -43,8 +55,15 @@ def versions() -> dict[str, str | None]:
     return found
 
 
-def file_roles(exported) -> dict[str, str]:
-    """Role -> path of every file of an export (``model``, ``params``, ``onnx``, ``fold_b<N>.model`` ...)."""
+def file_roles(exported: Any) -> dict[str, str]:
+    """Every file of an export with its role in the manifest.
+
+    Args:
+        exported: an :class:`~paddle_rep.apps.exporter.ExportedModel`.
+
+    Returns:
+        Role -> path (``model``, ``params``, ``onnx``, ``fold_b<N>.model``, ``int8.<backend>`` ...).
+    """
     roles = {"model": exported.model_file, "params": exported.params_file}
     if exported.onnx_file:
         roles["onnx"] = exported.onnx_file
@@ -72,7 +91,7 @@ def _int8_roles(role: str, backend: str, file: str) -> dict[str, str]:
     return {role: file, f"{role}.bin": str(Path(file).with_suffix(".bin"))}
 
 
-def int8_precisions(exported) -> dict[str, list[str]]:
+def int8_precisions(exported: Any) -> dict[str, list[str]]:
     """The int8 precisions an export offers.
 
     Args:
@@ -88,10 +107,18 @@ def int8_precisions(exported) -> dict[str, list[str]]:
             if set(int8.fold_files.get(backend, {})) >= set(exported.fold_onnx_files)}
 
 
-def write_manifest(exported, input_name: str, dtype: str, checks: list[dict], int8: dict | None = None) -> Path:
-    """Write (atomically) the manifest of ``exported`` next to its files; returns its path.
+def write_manifest(exported: Any, input_name: str, dtype: str, checks: list[dict], int8: dict | None = None) -> Path:
+    """Write (atomically) the manifest of ``exported`` next to its files.
 
-    ``int8`` (the calibration sample count and the quantizer options) is recorded as given.
+    Args:
+        exported: the :class:`~paddle_rep.apps.exporter.ExportedModel` (its files must exist: each is hashed).
+        input_name: the graph's input name.
+        dtype: the input dtype.
+        checks: check records (``{"name", "passed", "figure", ...}``) run on the export.
+        int8: the calibration sample count and the quantizer options, recorded as given (None: no int8).
+
+    Returns:
+        The manifest's path, ``PREFIX-manifest.json``.
     """
     target = manifest_path(exported.model_file.rsplit(".", 1)[0])
     folder = target.parent
@@ -120,7 +147,15 @@ def write_manifest(exported, input_name: str, dtype: str, checks: list[dict], in
 
 
 def add_checks(path: str | Path, checks: list[dict]) -> None:
-    """Append check records (``{"name", "passed", "figure", ...}``) to a manifest, atomically."""
+    """Append check records to a manifest, atomically.
+
+    Args:
+        path: the manifest (``PREFIX-manifest.json``) or the export prefix.
+        checks: check records (``{"name", "passed", "figure", ...}``).
+
+    Raises:
+        ManifestError: the manifest is missing, unreadable or not a paddle-rep export manifest.
+    """
     target = manifest_path(path)
     data = _read(target)
     data["checks"] = data.get("checks", []) + checks
@@ -141,12 +176,19 @@ def _read(target: Path) -> dict:
     return data
 
 
-def load_manifest(path: str | Path):
-    """``(ExportedModel, manifest dict)`` from ``PREFIX-manifest.json`` (or ``PREFIX``), every file verified.
+def load_manifest(path: str | Path) -> tuple[Any, dict]:
+    """Read an export's manifest and rebuild its ``ExportedModel``, every file verified.
+
+    Args:
+        path: ``PREFIX-manifest.json`` or ``PREFIX``.
+
+    Returns:
+        ``(ExportedModel, manifest dict)``; the model's ``int8`` is set where the manifest lists int8 files.
 
     Raises:
-        ManifestError: the manifest is missing or unreadable, or a file it lists is missing or differs in
-            size or sha256 from what the export wrote (the message and ``path`` name the file).
+        ManifestError: the manifest is missing, unreadable, not a paddle-rep export manifest or lacks its
+            ``files`` / ``input`` entries, or a file it lists is missing or differs in size or sha256 from
+            what the export wrote (the message and ``path`` name the file).
     """
     from .exporter import ExportedModel  # the exporter imports this module
     from .quantize.ptq import Int8Files

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import paddle
@@ -57,6 +58,12 @@ def default_onednn(fold_program: bool) -> bool:
     8, ~1e-6 relative difference from reordered float32 sums); off for ODConv's batch-fold programs,
     where oneDNN's conv caches the reordered weights of its first call and answers every later input
     with them (weights there are computed from the input).
+
+    Args:
+        fold_program: whether the graph is one of ODConv's batch-fold programs.
+
+    Returns:
+        Whether Paddle Inference runs the graph with oneDNN.
     """
     return not fold_program
 
@@ -70,8 +77,19 @@ class InputContract:
     width: int | None = None
     batch: int | None = None
 
-    def check(self, x) -> np.ndarray:
-        """``x`` as the contiguous float32 array the runtime gets, or :class:`InputContractError`."""
+    def check(self, x: Any) -> np.ndarray:
+        """Check an input against the contract and convert it for the runtime.
+
+        Args:
+            x: the input batch, a ``numpy.ndarray`` ``[N, C, H, W]`` (anything else is refused).
+
+        Returns:
+            ``x`` as the contiguous float32 array the runtime gets (float16 and float64 converted).
+
+        Raises:
+            InputContractError: ``x`` is not an ndarray, has a refused dtype, is not of rank 4, or its C, H, W
+                or N differ from the contract's fixed ones (N=0 always passes).
+        """
         if not isinstance(x, np.ndarray):
             raise InputContractError(f"input: expected a numpy.ndarray [N, C, H, W], got {type(x).__name__}")
         if x.dtype != np.float32:
@@ -98,7 +116,14 @@ class InputContract:
 
     @classmethod
     def of(cls, exported: ExportedModel) -> "InputContract":
-        """The export's contract (rank and dtype only for an :class:`ExportedModel` made by hand without it)."""
+        """The export's input contract.
+
+        Args:
+            exported: the export.
+
+        Returns:
+            Its contract (rank and dtype only for an :class:`ExportedModel` made by hand without ``input_shape``).
+        """
         if exported.input_shape is None:
             return cls(batch=exported.batch_size)
         channels, height, width = exported.input_shape
@@ -284,6 +309,23 @@ class Predictor:
     and the input contract). :meth:`predict_many` keeps the runtime busy with several calls in
     flight; :meth:`close` (or ``with Predictor(...) as p:``) frees the runtimes. :meth:`load` builds a
     predictor from an export's manifest in a fresh process.
+
+    Args:
+        exported: the files of :func:`~paddle_rep.apps.exporter.export`.
+        backend: ``"paddle"``, ``"onnxruntime"`` or ``"openvino"``.
+        threads: the runtime's intra-op thread count per call (None: its default).
+        use_onednn: Paddle Inference's oneDNN (None: per graph, :func:`default_onednn`).
+        use_gpu: run Paddle Inference on the GPU.
+        fold: run ODConv's batch-fold graphs where the export has them (False: the unfold graph).
+        precision: ``"f32"``, ``"bf16"`` (OpenVINO) or ``"int8"``.
+
+    Raises:
+        ValueError: an unknown ``backend`` or ``precision``, ``threads`` not a positive int, ``"bf16"`` on a
+            backend other than OpenVINO, an ONNX backend for an export without an ONNX file, or ``"int8"``
+            on Paddle with ``use_gpu=True`` or ``use_onednn=False``.
+        QuantizationError: ``precision="int8"`` and the export has no int8 files for ``backend`` (or for
+            some of its fold graphs).
+        MissingExportPackageError: the backend's runtime is not installed.
     """
 
     def __init__(self, exported: ExportedModel, backend: str = "paddle", threads: int | None = None, *,
@@ -339,15 +381,25 @@ class Predictor:
         self._runner(next(iter(self._graphs)))  # build the first graph now: a broken file fails here
 
     @classmethod
-    def load(cls, path: str | Path, backend: str = "paddle", precision: str = "f32", **kwargs) -> "Predictor":
-        """A predictor for the export whose manifest is ``path`` (``PREFIX-manifest.json`` or ``PREFIX``).
+    def load(cls, path: str | Path, backend: str = "paddle", precision: str = "f32", **kwargs: Any) -> "Predictor":
+        """A predictor for the export whose manifest is ``path``.
 
         Every file the manifest lists is checked (present, same size and sha256) before a runtime
-        reads it. ``kwargs`` go to :class:`Predictor` (``threads``, ``use_onednn``, ``fold``, ...).
+        reads it.
+
+        Args:
+            path: ``PREFIX-manifest.json`` or ``PREFIX``.
+            backend: as for :class:`Predictor`.
+            precision: as for :class:`Predictor`.
+            **kwargs: passed to :class:`Predictor` (``threads``, ``use_onednn``, ``fold``, ...).
+
+        Returns:
+            The predictor.
 
         Raises:
             ManifestError: the manifest or a file it lists is missing, unreadable or edited (names it),
                 or the export has no files for ``backend`` / ``precision``.
+            ValueError: a bad argument (see :class:`Predictor`).
         """
         exported, manifest = load_manifest(path)
         available = manifest.get("precisions", {}).get(backend)
@@ -434,8 +486,14 @@ class Predictor:
                 on first use, freed by :meth:`close`); Paddle on predictor clones; ONNX Runtime on its
                 session.
 
+        Returns:
+            For an array, one array ``[N, ...]`` (an empty float32 ``[0, ...]`` for N=0); for an iterable, the
+            list of the outputs of its batches, in order.
+
         Raises:
             InputContractError: an input breaks the contract (the first one, in order).
+            ValueError: ``batch_size`` or ``workers`` is not a positive int.
+            PredictorClosedError: :meth:`close` was called.
         """
         if batch_size is not None:
             _check_batch("batch_size", batch_size, or_none=True)

@@ -35,6 +35,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -93,7 +94,18 @@ class Int8Files:
 
 
 def int8_path(float_onnx: str | Path, backend: str) -> Path:
-    """Where :func:`quantize_onnx` writes the int8 file of ``float_onnx`` for ``backend``."""
+    """Where :func:`quantize_onnx` writes the int8 file of ``float_onnx`` for ``backend``.
+
+    Args:
+        float_onnx: the float ONNX file.
+        backend: ``"onnxruntime"`` or ``"openvino"``.
+
+    Returns:
+        ``<stem>.int8.onnx`` (ONNX Runtime) or ``<stem>.int8.xml`` (OpenVINO) next to ``float_onnx``.
+
+    Raises:
+        ValueError: ``backend`` is not one of :data:`BACKENDS`.
+    """
     _check_backend(backend)
     path = Path(float_onnx)
     return path.with_name(path.stem + (".int8.onnx" if backend == "onnxruntime" else ".int8.xml"))
@@ -106,10 +118,23 @@ def _check_backend(backend: str) -> None:
 
 # --- the graph: constants, names, which ops stay float ------------------------------------------------
 
-def load_for_quantization(float_onnx: str | Path):
-    """The ONNX model as the quantizers and the int8 check read it: ``Constant`` nodes moved to initializers
-    (paddle2onnx writes weights as Constant nodes; the quantizers look for weights among initializers), the
-    conv biases folded in (:func:`_fold_conv_biases`) and every node named."""
+def load_for_quantization(float_onnx: str | Path) -> Any:
+    """The ONNX model as the quantizers and the int8 check read it.
+
+    ``Constant`` nodes are moved to initializers (paddle2onnx writes weights as Constant nodes; the
+    quantizers look for weights among initializers), the conv biases folded in (:func:`_fold_conv_biases`)
+    and every node named.
+
+    Args:
+        float_onnx: the float ONNX file.
+
+    Returns:
+        The ``onnx.ModelProto``.
+
+    Raises:
+        QuantizationError: the file cannot be read as an ONNX model.
+        MissingExportPackageError: onnx is not installed.
+    """
     onnx = require("onnx", "int8 quantization")
     try:
         model = onnx.load(str(float_onnx))
@@ -168,19 +193,42 @@ def _fold_conv_biases(model):
         return onnx.load(options.optimized_model_filepath)
 
 
-def weighted_nodes(model) -> list:
-    """Conv / MatMul / Gemm nodes in graph order (paddle2onnx writes them topologically sorted)."""
+def weighted_nodes(model: Any) -> list:
+    """The nodes with a weight input, the ones quantization applies to.
+
+    Args:
+        model: an ``onnx.ModelProto`` (from :func:`load_for_quantization`).
+
+    Returns:
+        The Conv / MatMul / Gemm nodes in graph order (paddle2onnx writes them topologically sorted).
+    """
     return [node for node in model.graph.node if node.op_type in _WEIGHTED_OPS]
 
 
-def dynamic_weight_nodes(model) -> list:
-    """Weighted nodes whose weight (second input) is computed from the input, not a constant: ODConv's."""
+def dynamic_weight_nodes(model: Any) -> list:
+    """The weighted nodes whose weight is computed from the input: ODConv's.
+
+    Args:
+        model: an ``onnx.ModelProto`` (from :func:`load_for_quantization`).
+
+    Returns:
+        The nodes of :func:`weighted_nodes` whose second input is not an initializer, in graph order.
+    """
     constants = {init.name for init in model.graph.initializer}
     return [node for node in weighted_nodes(model) if len(node.input) > 1 and node.input[1] not in constants]
 
 
-def float_nodes(model, options: Int8Options) -> list[str]:
-    """Names of the nodes :func:`quantize_onnx` leaves in float32 under ``options``."""
+def float_nodes(model: Any, options: Int8Options) -> list[str]:
+    """The nodes :func:`quantize_onnx` leaves in float32.
+
+    Args:
+        model: an ``onnx.ModelProto`` (from :func:`load_for_quantization`).
+        options: ``keep_float="first_and_linear"`` keeps the first constant-weight node and a last one that is
+            not a Conv; ``dynamic="float"`` keeps the nodes of :func:`dynamic_weight_nodes`.
+
+    Returns:
+        Their names, in order, without duplicates.
+    """
     names = []
     if options.keep_float == "first_and_linear":
         static = [n for n in weighted_nodes(model) if n not in dynamic_weight_nodes(model)]
@@ -371,12 +419,25 @@ def _run_chunks(run: Callable[[np.ndarray], np.ndarray], data: np.ndarray, batch
     return np.concatenate(outputs).reshape(sum(len(o) for o in outputs), -1)
 
 
-def quantize_exported(exported, calibration: np.ndarray, backends: tuple[str, ...] = BACKENDS,
+def quantize_exported(exported: Any, calibration: np.ndarray, backends: tuple[str, ...] = BACKENDS,
                       options: Int8Options | None = None) -> Int8Files:
     """Quantize every ONNX graph of an ``ExportedModel`` (``onnx_file`` and ``fold_onnx_files``) for each backend.
 
+    With ``keep_float="auto"`` the choice is made on the batch-independent graph and the fold graphs follow it.
+
+    Args:
+        exported: an :class:`~paddle_rep.apps.exporter.ExportedModel` with an ONNX file.
+        calibration: ``[N, C, H, W]`` float32 from :func:`~.calibration.load_calibration`.
+        backends: which of :data:`BACKENDS` to quantize for.
+        options: what to quantize (default :class:`Int8Options`).
+
+    Returns:
+        The int8 files per backend, with ``keep_float="auto"``'s choice and figures per backend.
+
     Raises:
         QuantizationError: the export has no ONNX file (export with ``onnx=True``), or a quantizer failed.
+        ValueError: a backend is not one of :data:`BACKENDS`.
+        MissingExportPackageError: a backend's quantizer or runtime is not installed.
     """
     if exported.onnx_file is None:
         raise QuantizationError(f"int8 quantizes the ONNX graphs: export with onnx=True; {exported.model_file} "
@@ -400,10 +461,20 @@ def quantize_exported(exported, calibration: np.ndarray, backends: tuple[str, ..
 # --- runners -----------------------------------------------------------------------------------------
 
 def int8_runner(file: str | Path, backend: str, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """A callable running the int8 model ``file`` on ``backend``: ``runner(x [N, C, H, W] float32) -> output``.
+    """A callable running the int8 model ``file`` on ``backend``.
+
+    Args:
+        file: an int8 file from :func:`quantize_onnx` (an OpenVINO ``.xml`` needs its ``.bin`` next to it).
+        backend: ``"onnxruntime"`` or ``"openvino"``.
+        threads: the runtime's intra-op thread count (None: its default).
+
+    Returns:
+        ``runner(x [N, C, H, W] float32) -> output``; a fold graph takes only its own batch size.
 
     Raises:
         QuantizationError: ``file`` is missing (quantize first: ``export(..., calibration=DATA)``).
+        ValueError: ``backend`` is not one of :data:`BACKENDS`.
+        MissingExportPackageError: the backend's runtime is not installed.
     """
     _check_backend(backend)
     path = Path(file)

@@ -19,9 +19,10 @@ import logging
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import paddle
@@ -66,7 +67,14 @@ def fake_quant_symmetric(x: paddle.Tensor, scale: paddle.Tensor, axis: int | Non
 
 
 def round_half_even(x: paddle.Tensor) -> paddle.Tensor:
-    """Round to the nearest integer, halves to the even neighbour (the same on every Paddle version)."""
+    """Round to the nearest integer, halves to the even neighbour (the same on every Paddle version).
+
+    Args:
+        x: the tensor.
+
+    Returns:
+        ``x`` rounded, elementwise.
+    """
     up = paddle.floor(x + 0.5)
     tie = (up - x) == 0.5
     odd = paddle.remainder(up, paddle.full_like(up, 2.0)) != 0
@@ -75,7 +83,13 @@ def round_half_even(x: paddle.Tensor) -> paddle.Tensor:
 
 class PerChannelAbsmaxQuanterLayer(BaseQuanter):
     """Symmetric int8 fake quant of a weight per output channel (axis 0), scale ``max|w_c| / 127``,
-    straight-through gradient. The scale follows the weight at every step."""
+    straight-through gradient. The scale follows the weight at every step.
+
+    Args:
+        layer: the ``Conv2D`` or ``Linear`` whose weight it quantizes (output channels on axis 0 of a
+            Conv2D's weight, axis 1 of a Linear's ``[in, out]`` weight).
+        bit_length: bits of the codes (8: ``[-127, 127]``).
+    """
 
     def __init__(self, layer: nn.Layer, bit_length: int = 8) -> None:
         super().__init__()
@@ -86,6 +100,14 @@ class PerChannelAbsmaxQuanterLayer(BaseQuanter):
         self._scale.stop_gradient = True
 
     def forward(self, weight: paddle.Tensor) -> paddle.Tensor:
+        """Fake-quantize ``weight`` per output channel and record its abs-max range (:meth:`scales`).
+
+        Args:
+            weight: the layer's weight.
+
+        Returns:
+            The fake-quantized weight; its gradient passes straight through to ``weight``.
+        """
         qmax = 2 ** (self._bits - 1) - 1
         reduce = [a for a in range(weight.ndim) if a != self._axis]
         absmax = paddle.clip(paddle.amax(paddle.abs(weight.detach()), axis=reduce), min=1e-8)
@@ -96,20 +118,45 @@ class PerChannelAbsmaxQuanterLayer(BaseQuanter):
         return weight + (quantized - weight).detach()
 
     def scales(self) -> paddle.Tensor:
+        """The per-channel range ``QAT.convert`` puts into ``quantize_linear``.
+
+        Returns:
+            ``max |w_c|`` per output channel from the last :meth:`forward` (the range, not the step:
+            Paddle's quantize_linear takes the range).
+        """
         return self._scale
 
     def zero_points(self) -> paddle.Tensor:
+        """The zero points (symmetric quantization).
+
+        Returns:
+            Zeros, one per output channel.
+        """
         return paddle.zeros_like(self._scale)
 
     def quant_axis(self) -> int:
+        """The weight's output-channel axis.
+
+        Returns:
+            0 for a Conv2D, 1 for a Linear.
+        """
         return self._axis
 
     def bit_length(self) -> int:
+        """The bits of the codes.
+
+        Returns:
+            The constructor's ``bit_length``.
+        """
         return self._bits
 
 
 class PerChannelAbsmaxQuanter(QuanterFactory):
-    """Factory for :class:`PerChannelAbsmaxQuanterLayer` (what ``QuantConfig(weight=...)`` takes)."""
+    """Factory for :class:`PerChannelAbsmaxQuanterLayer` (what ``QuantConfig(weight=...)`` takes).
+
+    Args:
+        bit_length: bits of the codes of each layer it makes.
+    """
 
     def __init__(self, bit_length: int = 8) -> None:
         super().__init__(bit_length=bit_length)
@@ -134,7 +181,14 @@ class ActivationQuanter(FakeQuanterWithAbsMaxObserver):
 
 
 def qat_config(moving_rate: float = 0.9) -> QuantConfig:
-    """Per-channel int8 weights, per-tensor abs-max int8 activations, for every Conv2D and Linear."""
+    """The quantization of :func:`quantization_aware_training`, for every Conv2D and Linear.
+
+    Args:
+        moving_rate: the activation quanters' moving-average rate of the abs-max.
+
+    Returns:
+        Per-channel int8 weights (:class:`PerChannelAbsmaxQuanter`), per-tensor abs-max int8 activations.
+    """
     return QuantConfig(activation=ActivationQuanter(moving_rate=moving_rate), weight=PerChannelAbsmaxQuanter())
 
 
@@ -199,7 +253,11 @@ def _forever(batches: Callable[[], Iterator]) -> Iterator:
 
 def freeze(model: nn.Layer) -> None:
     """Freeze BN statistics (BNs use their running statistics and stop updating them) and the
-    activation observers' scales; weights keep training (upstream ``freeze_bn_stats`` + ``disable_observer``)."""
+    activation observers' scales; weights keep training (upstream ``freeze_bn_stats`` + ``disable_observer``).
+
+    Args:
+        model: the QAT model; its BNs and activation quanters are put in eval mode, in place.
+    """
     for layer in model.sublayers():
         if isinstance(layer, (BatchNorm2D, nn.BatchNorm2D, FakeQuanterWithAbsMaxObserverLayer)):
             layer.eval()
@@ -213,6 +271,16 @@ def export_qat_onnx(model: nn.Layer, onnx_file: str | Path, input_shape: tuple[i
     paddle2onnx runs in a child process: on Paddle 3.3.1's converted program, paddle2onnx 2.1.0
     aborts the whole process (``Only support e4m3 or e5m2 now``, SIGABRT), which then surfaces here
     as a :class:`QuantizationError` instead of killing the caller.
+
+    Args:
+        model: the QAT model from :func:`quantization_aware_training` (not modified: a copy is converted).
+        onnx_file: where to write the ONNX file.
+        input_shape: ``(C, H, W)``.
+        batch_size: the graph's fixed batch (Paddle's converted layers fail on a dynamic one).
+        opset_version: ONNX opset.
+
+    Returns:
+        The ONNX file's path.
 
     Raises:
         QuantizationError: conversion or export failed.
@@ -273,7 +341,8 @@ def qat_float_model(qat_model: nn.Layer, template: nn.Layer) -> nn.Layer:
     return fuse_inserted_bn(template)
 
 
-def export_qat(qat_model: nn.Layer, template: nn.Layer, path: str | Path, input_shape, calibration, **kwargs):
+def export_qat(qat_model: nn.Layer, template: nn.Layer, path: str | Path, input_shape: str | Sequence,
+               calibration: Any, **kwargs: Any) -> Any:
     """Export a QAT model for the int8 predictors without paddle2onnx's QAT converter (see :func:`export_qat_onnx`).
 
     The learned weights are folded into a float deploy-form model (:func:`qat_float_model`), exported
@@ -293,6 +362,11 @@ def export_qat(qat_model: nn.Layer, template: nn.Layer, path: str | Path, input_
 
     Returns:
         The :class:`~paddle_rep.apps.exporter.ExportedModel` with its int8 files.
+
+    Raises:
+        QuantizationError: the QAT model's parameters do not match ``template``'s, or a quantizer failed.
+        CalibrationError: the calibration data is unusable.
+        ExportError: tracing or ONNX conversion failed.
     """
     from paddle_rep.apps.exporter import export
 
