@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..console import quiet_paddle_notices
+from ..console import progress, quiet_paddle_notices
 
 quiet_paddle_notices()  # a command-line entry point: before Paddle loads
 
@@ -600,12 +600,12 @@ def main(argv: list[str] | None = None) -> int:
             print(render_comparison(compare(COMPARISONS[args.compare], args.epochs, Path(tmp), seeds, methods)))
         else:
             results = []
-            for family in FAMILIES:
-                if args.only and not any(o in family for o in args.only):
-                    continue
-                results += run_family(family, args.epochs, Path(tmp) / family.split()[0], args.qat_steps,
-                                      methods=methods)
-                print(render(results), flush=True)
+            families = [f for f in FAMILIES if not args.only or any(o in f for o in args.only)]
+            with progress(families, desc="families", unit="family") as chosen:
+                for family in chosen:
+                    results += run_family(family, args.epochs, Path(tmp) / family.split()[0], args.qat_steps,
+                                          methods=methods)
+            print(render(results), flush=True)  # one table, once every family is measured
     print(f"\n({time.perf_counter() - started:.0f} s)")
     return 0
 
